@@ -1,0 +1,3 @@
+"""llmgw: a fast, self-hosted LLM gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Client and operations HTTP surfaces: thin handlers."""

@@ -1,0 +1,105 @@
+"""A client's request body → a validated ``Call``, or a 400/413 naming the field.
+
+Only the fields the gateway itself reads are checked here; everything else is the
+provider's to judge, and is passed on untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..errors import InvalidRequest, RequestTooLarge
+from ..providers import Call, Endpoint
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, refusing (413) anything over ``limit`` bytes before reading it all."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise RequestTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes")
+    if declared is not None:
+        try:
+            return await request.content.readexactly(declared)
+        except asyncio.IncompleteReadError:
+            raise InvalidRequest("The request body ended before its Content-Length") from None
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise RequestTooLarge(f"Request body is over the limit of {limit} bytes")
+    return bytes(body)
+
+
+def parse_call(endpoint: Endpoint, raw: bytes) -> Call:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc.msg}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("'model' is required and must be a non-empty string", param="model")
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be a boolean", param="stream")
+    _optional(body, "stream_options", dict, "an object")
+    _optional(body, "user", str, "a string")
+    _CHECKS[endpoint](body)
+    return Call(endpoint, model, bool(stream), body, raw)
+
+
+def _optional(body: dict[str, Any], name: str, kind: type, described: str) -> None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise InvalidRequest(f"'{name}' must be {described}", param=name)
+
+
+def _check_chat(body: dict[str, Any]) -> None:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest(
+            "'messages' is required and must be a non-empty array", param="messages"
+        )
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise InvalidRequest(
+                f"'messages[{index}]' must be an object with a string 'role'",
+                param=f"messages[{index}]",
+            )
+    for name in ("max_tokens", "max_completion_tokens", "n"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise InvalidRequest(f"'{name}' must be an integer", param=name)
+
+
+def _check_completions(body: dict[str, Any]) -> None:
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str | list):
+        raise InvalidRequest(
+            "'prompt' is required and must be a string or an array", param="prompt"
+        )
+
+
+def _check_embeddings(body: dict[str, Any]) -> None:
+    value = body.get("input")
+    if not isinstance(value, str | list) or (isinstance(value, list) and not value):
+        raise InvalidRequest(
+            "'input' is required and must be a string or a non-empty array", param="input"
+        )
+
+
+def _check_messages(body: dict[str, Any]) -> None:
+    _check_chat(body)
+
+
+_CHECKS = {
+    "chat": _check_chat,
+    "completions": _check_completions,
+    "embeddings": _check_embeddings,
+    "messages": _check_messages,
+}

@@ -1,0 +1,92 @@
+"""Operations endpoints: liveness, readiness, metrics and the admin API (SPEC §3).
+
+``/api/v1/*`` needs ``Authorization: Bearer <auth.admin_key>``; with no admin key
+configured it answers only clients on loopback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+import orjson
+from aiohttp import web
+
+from ..errors import AuthenticationFailed, Forbidden
+from ..keys import METRICS, STORE
+from ..metrics import CIRCUIT_STATES
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    if store.stopping:
+        return web.json_response({"status": "stopping"}, status=503)
+    if not store.current.can_serve():
+        return web.json_response({"status": "no provider can serve"}, status=503)
+    return web.json_response({"status": "ready", "config": store.current.digest})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[METRICS]
+    store = request.app[STORE]
+    for provider in store.current.providers.values():
+        state = CIRCUIT_STATES[provider.state.breaker.state]
+        registry.circuit_state.labels(provider.name).set(state)
+    response = web.Response(body=registry.render())
+    response.content_type = "text/plain"
+    response.headers["Content-Type"] = registry.content_type
+    return response
+
+
+def require_admin(request: web.Request) -> None:
+    """Raise 401/403 unless the caller may use the admin API."""
+    admin_key = request.app[STORE].current.config.auth.admin_key
+    if admin_key is None:
+        if not _is_loopback(request.remote):
+            raise Forbidden(
+                "The admin API answers only loopback clients while auth.admin_key is unset"
+            )
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), admin_key.encode()
+    ):
+        raise AuthenticationFailed("A valid admin key is required (Authorization: Bearer ...)")
+
+
+async def providers_status(request: web.Request) -> web.Response:
+    require_admin(request)
+    runtime = request.app[STORE].current
+    providers = {}
+    for name, provider in runtime.providers.items():
+        state = provider.state
+        providers[name] = {
+            "type": provider.config.type,
+            "enabled": provider.disabled is None,
+            "disabled_reason": provider.disabled,
+            "circuit": state.breaker.state,
+            "latency_ms": None if state.latency_ms is None else round(state.latency_ms, 2),
+            "requests": state.requests,
+            "errors": state.errors,
+            "last_error": state.last_error,
+            "in_flight": state.inflight,
+            "max_concurrency": provider.config.max_concurrency,
+            "models": list(provider.config.models or ()),
+        }
+    return web.Response(
+        body=orjson.dumps({"providers": providers}), content_type="application/json"
+    )
+
+
+def _is_loopback(remote: str | None) -> bool:
+    if not remote:
+        return False
+    try:
+        return ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False

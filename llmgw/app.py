@@ -1,0 +1,81 @@
+"""create_app(): wiring only — routes, middlewares, and the owners of shared state."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from . import __version__
+from .api import openai, ops
+from .config import GatewayConfig
+from .keys import METRICS, SESSION, STATES, STORE
+from .metrics import Metrics
+from .middleware import add_headers, gateway_middleware
+from .reload import ConfigStore
+from .runtime import ProviderStates, Runtime, build_runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    config: GatewayConfig, *, config_path: str | None = None, states: ProviderStates | None = None
+) -> web.Application:
+    # The body limit is enforced per request from the live config (calls.read_body).
+    app = web.Application(middlewares=[gateway_middleware], client_max_size=2**62)
+    app[METRICS] = Metrics()
+    app[STATES] = states or ProviderStates()
+    app.cleanup_ctx.append(_client_session)
+    app.cleanup_ctx.append(_config_store(config, config_path))
+    app.on_response_prepare.append(add_headers)
+    app.on_shutdown.append(_stop_ready)
+
+    app.router.add_post("/v1/chat/completions", openai.chat_completions)
+    app.router.add_post("/v1/completions", openai.completions)
+    app.router.add_post("/v1/embeddings", openai.embeddings)
+    app.router.add_get("/v1/models", openai.list_models)
+    app.router.add_get("/v1/models/{model:.+}", openai.get_model)
+    app.router.add_get("/health", ops.health)
+    app.router.add_get("/ready", ops.ready)
+    app.router.add_get("/metrics", ops.metrics)
+    app.router.add_get("/api/v1/providers/status", ops.providers_status)
+    return app
+
+
+async def _client_session(app: web.Application) -> AsyncIterator[None]:
+    """The one ClientSession of the process: pooled, keep-alive, closed at shutdown."""
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": f"llmgw/{__version__}"},
+        timeout=aiohttp.ClientTimeout(total=None),
+        trust_env=False,
+    ) as session:
+        app[SESSION] = session
+        yield
+
+
+def _config_store(config: GatewayConfig, path: str | None):  # type: ignore[no-untyped-def]
+    async def owner(app: web.Application) -> AsyncIterator[None]:
+        runtime = build_runtime(config, app[STATES], app[SESSION])
+        announce(runtime)
+        app[STORE] = ConfigStore(runtime, path)
+        app[METRICS].config_info.labels(runtime.digest).set(1)
+        yield
+
+    return owner
+
+
+def announce(runtime: Runtime) -> None:
+    """Say once, at load, what the config means for serving."""
+    for provider in runtime.providers.values():
+        if provider.disabled is not None:
+            log.warning("provider %s is disabled: %s", provider.name, provider.disabled)
+    if not runtime.config.auth.keys:
+        log.warning("auth.keys is empty: every client is allowed without a key")
+
+
+async def _stop_ready(app: web.Application) -> None:
+    app[STORE].stopping = True

@@ -1,0 +1,31 @@
+"""Configuration: gateway.yaml parsed into one immutable, validated snapshot.
+
+This package depends on nothing else in llmgw.
+"""
+
+from .loader import ConfigError, digest, load, parse
+from .schema import (
+    AnthropicProvider,
+    AzureProvider,
+    GatewayConfig,
+    GeminiProvider,
+    LimitSpec,
+    MockProvider,
+    OpenAIProvider,
+    ProviderConfig,
+)
+
+__all__ = [
+    "AnthropicProvider",
+    "AzureProvider",
+    "ConfigError",
+    "GatewayConfig",
+    "GeminiProvider",
+    "LimitSpec",
+    "MockProvider",
+    "OpenAIProvider",
+    "ProviderConfig",
+    "digest",
+    "load",
+    "parse",
+]

@@ -1,0 +1,93 @@
+"""Rules that need the whole document: names that must refer to something real.
+
+They read the raw document (not the validated model) so that their errors are
+reported together with the schema's, in one pass. Each yields ``(path, message)``
+so the loader can point at the YAML line like any other error. Values of the wrong
+type are left to the schema, which reports them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+Path = tuple[str | int, ...]
+Problem = tuple[Path, str]
+
+_PROVIDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check(data: dict[str, object]) -> list[Problem]:
+    providers = _mapping(data.get("providers"))
+    return [
+        *_provider_names(providers),
+        *_alias_targets(_mapping(data.get("models")), providers),
+        *_client_keys(_mapping(data.get("auth")).get("keys")),
+        *_redis_url("cache", _mapping(data.get("cache")), needs_enabled=True),
+        *_redis_url("limits", _mapping(data.get("limits")), needs_enabled=False),
+    ]
+
+
+def _mapping(value: object) -> dict[str, object]:
+    return value if isinstance(value, dict) else {}
+
+
+def _provider_names(providers: dict[str, object]) -> Iterator[Problem]:
+    for name in providers:
+        if not _PROVIDER_NAME.fullmatch(name):
+            yield (
+                ("providers", name),
+                f"provider name {name!r} may hold only letters, digits, '_', '.' and '-'",
+            )
+
+
+def _alias_targets(aliases: dict[str, object], providers: dict[str, object]) -> Iterator[Problem]:
+    for alias, value in aliases.items():
+        targets = [value] if isinstance(value, str) else value
+        if not isinstance(targets, list):
+            continue
+        if not targets:
+            yield ("models", alias), "an alias needs at least one target"
+        for index, target in enumerate(targets):
+            if not isinstance(target, str):
+                continue
+            provider, sep, model = target.partition("/")
+            path: Path = ("models", alias, index)
+            if not sep or not model:
+                yield path, f"target {target!r} must be written provider/model"
+            elif provider not in providers:
+                known = "known: " + (", ".join(providers) or "none")
+                yield (
+                    path,
+                    f"target {target!r} names unknown provider {provider!r} (known: {known})",
+                )
+
+
+def _client_keys(keys: object) -> Iterator[Problem]:
+    if not isinstance(keys, list):
+        return
+    seen_names: set[object] = set()
+    seen_keys: set[object] = set()
+    for index, client in enumerate(keys):
+        if not isinstance(client, dict):
+            continue
+        name = client.get("name")
+        if name in seen_names:
+            yield ("auth", "keys", index, "name"), f"duplicate key name {name!r}"
+        seen_names.add(name)
+        secret = client.get("key") or client.get("key_sha256")
+        if secret and secret in seen_keys:
+            yield ("auth", "keys", index), "the same key is listed twice"
+        seen_keys.add(secret)
+
+
+def _redis_url(
+    section: str, values: dict[str, object], *, needs_enabled: bool
+) -> Iterator[Problem]:
+    if needs_enabled and str(values.get("enabled")).lower() not in {"true", "1", "yes", "on"}:
+        return
+    url = values.get("redis_url")
+    if values.get("backend") == "redis" and not url:
+        yield (section, "redis_url"), "required when backend is redis (is REDIS_URL set?)"
+    elif isinstance(url, str) and url and not re.match(r"rediss?://|unix://", url):
+        yield (section, "redis_url"), "must start with redis://, rediss:// or unix://"

@@ -1,0 +1,264 @@
+"""The typed, immutable shape of gateway.yaml (SPEC §2).
+
+Every model is frozen and forbids unknown keys; sequences are tuples and mappings
+are read-only views, so a snapshot can be shared by every request in flight and
+swapped whole on reload. Cross-field rules that need the whole document (alias
+targets naming real providers, unique key names) live in ``checks.py`` so that
+their errors can be located like any other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from .units import parse_duration, parse_size
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _freeze(mapping: Mapping[K, V]) -> Mapping[K, V]:
+    return MappingProxyType(dict(mapping))
+
+
+def _empty_to_none(value: object) -> object:
+    """``${VAR:-}`` resolves to an empty string: for optional settings that means unset."""
+    return None if value == "" else value
+
+
+def _empty_map() -> Mapping[Any, Any]:
+    return MappingProxyType({})
+
+
+def _as_tuple(value: object) -> object:
+    """A single string where a list is expected is taken as a one-item list."""
+    return (value,) if isinstance(value, str) else value
+
+
+FrozenMap = Annotated[
+    Mapping[K, V], AfterValidator(_freeze), PlainSerializer(dict, return_type=dict)
+]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+Names = Annotated[tuple[str, ...], BeforeValidator(_as_tuple)]
+Optional = Annotated[str | None, BeforeValidator(_empty_to_none)]
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+FALLBACK_WORDS = frozenset({"connect_error", "timeout"})
+DEFAULT_FALLBACK_ON: tuple[str | int, ...] = (
+    "connect_error",
+    "timeout",
+    408,
+    429,
+    500,
+    502,
+    503,
+    504,
+)
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not re.match(r"https?://[^/\s]+", value):
+        raise ValueError(f"invalid URL {value!r}: must start with http:// or https://")
+    return value.rstrip("/")
+
+
+class ServerConfig(Frozen):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    max_body_size: Size = 20 * 1024**2
+    shutdown_timeout: Duration = 30.0
+    cors_origins: Names = ()
+
+
+class LoggingConfig(Frozen):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+    log_prompts: bool = False
+
+
+class _ProviderBase(Frozen):
+    api_key: Optional = None
+    base_url: Optional = None
+    models: Names | None = None
+    timeout: Duration = 30.0
+    read_timeout: Duration = 120.0
+    max_retries: int = Field(1, ge=0, le=10)
+    max_concurrency: int = Field(0, ge=0)
+    headers: FrozenMap[str, str] = Field(default_factory=_empty_map)
+
+    _url = field_validator("base_url")(_check_url)
+
+    @field_validator("timeout", "read_timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+
+class OpenAIProvider(_ProviderBase):
+    type: Literal["openai"]
+
+
+class AzureProvider(_ProviderBase):
+    type: Literal["azure"]
+    api_version: str = "2024-10-21"
+
+    @model_validator(mode="after")
+    def _needs_endpoint(self) -> AzureProvider:
+        if self.base_url is None:
+            raise ValueError("base_url is required for azure (https://<resource>.openai.azure.com)")
+        return self
+
+
+class AnthropicProvider(_ProviderBase):
+    type: Literal["anthropic"]
+    anthropic_version: str = "2023-06-01"
+    default_max_tokens: int = Field(4096, ge=1)
+
+
+class GeminiProvider(_ProviderBase):
+    type: Literal["gemini"]
+
+
+class MockProvider(_ProviderBase):
+    """Built in, no network: echoes the last user message."""
+
+    type: Literal["mock"]
+    latency: Duration = 0.0
+    chunk_delay: Duration = 0.0
+    embedding_dimensions: int = Field(16, ge=1, le=8192)
+
+
+ProviderConfig = Annotated[
+    OpenAIProvider | AzureProvider | AnthropicProvider | GeminiProvider | MockProvider,
+    Field(discriminator="type"),
+]
+PROVIDER_MODELS: Mapping[str, type[_ProviderBase]] = MappingProxyType(
+    {
+        "openai": OpenAIProvider,
+        "azure": AzureProvider,
+        "anthropic": AnthropicProvider,
+        "gemini": GeminiProvider,
+        "mock": MockProvider,
+    }
+)
+PROVIDER_TYPES = tuple(PROVIDER_MODELS)
+
+
+def _fallback_item(value: object) -> object:
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
+class CircuitBreakerConfig(Frozen):
+    failures: int = Field(5, ge=0)
+    cooldown: Duration = 30.0
+
+
+class RoutingConfig(Frozen):
+    fallback_on: tuple[Annotated[str | int, BeforeValidator(_fallback_item)], ...] = (
+        DEFAULT_FALLBACK_ON
+    )
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+
+    @field_validator("fallback_on")
+    @classmethod
+    def _known(cls, items: tuple[str | int, ...]) -> tuple[str | int, ...]:
+        for item in items:
+            if isinstance(item, int) and not 400 <= item <= 599:
+                raise ValueError(f"status {item} is not an HTTP error status (400-599)")
+            if isinstance(item, str) and item not in FALLBACK_WORDS:
+                raise ValueError(
+                    f"unknown condition {item!r} (use connect_error, timeout or a status code)"
+                )
+        return items
+
+
+class CacheConfig(Frozen):
+    enabled: bool = False
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: Optional = None
+    ttl: Duration = 3600.0
+    max_size: Size = 256 * 1024**2
+    scope: Literal["global", "key"] = "global"
+
+
+class LimitSpec(Frozen):
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    concurrency: int | None = Field(None, ge=1)
+
+
+class LimitsConfig(Frozen):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: Optional = None
+    global_: LimitSpec | None = Field(None, alias="global")
+    models: FrozenMap[str, LimitSpec] = Field(default_factory=_empty_map)
+
+
+class ClientKey(Frozen):
+    name: str = Field(min_length=1)
+    key: str | None = None
+    key_sha256: str | None = None
+    models: Names | None = None
+    limits: LimitSpec | None = None
+
+    @field_validator("key_sha256")
+    @classmethod
+    def _hex(cls, value: str | None) -> str | None:
+        if value is not None and not _SHA256.fullmatch(value):
+            raise ValueError("must be the 64-character hex SHA-256 digest of the key")
+        return value.lower() if value else value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ClientKey:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("give exactly one of key or key_sha256")
+        if self.key is not None and not self.key:
+            raise ValueError("key is empty (is its environment variable set?)")
+        return self
+
+
+class AuthConfig(Frozen):
+    admin_key: Optional = None
+    keys: tuple[ClientKey, ...] = ()
+
+
+class Price(Frozen):
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+class GatewayConfig(Frozen):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    providers: FrozenMap[str, ProviderConfig] = Field(min_length=1)
+    models: FrozenMap[str, Names] = Field(default_factory=_empty_map)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    prices: FrozenMap[str, Price] = Field(default_factory=_empty_map)

@@ -1,0 +1,135 @@
+"""The one error tree of the gateway (SPEC §3).
+
+    GatewayError                      status  type                   code
+    ├── InvalidRequest                400     invalid_request_error  invalid_request
+    ├── RequestTooLarge               413     invalid_request_error  request_too_large
+    ├── AuthenticationFailed          401     authentication_error   invalid_api_key
+    ├── Forbidden                     403     permission_error       permission_denied
+    │   └── ModelNotAllowed           403     permission_error       model_not_allowed
+    ├── NotFound                      404     not_found_error        not_found
+    │   └── ModelNotFound             404     not_found_error        model_not_found
+    ├── RateLimited                   429     rate_limit_error       rate_limit_exceeded
+    ├── InternalError                 500     api_error              internal_error
+    ├── UpstreamFailed                502     api_error              upstream_error
+    ├── NoProviderAvailable           503     api_error              no_provider_available
+    └── UpstreamTimedOut              504     api_error              upstream_timeout
+
+Each error knows how it looks on the wire in both client dialects (OpenAI's and
+Anthropic's) and carries only text the gateway wrote itself: never a provider's
+message, a key or a traceback. ``Attempt failures`` (one upstream try going wrong)
+are not client errors; they live in ``upstream.py`` and become one of these only
+when every target has failed.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import orjson
+
+# Anthropic's error `type` for each of our statuses (their docs' error list).
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "api_error",
+}
+
+
+class GatewayError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "api_error"
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(
+        self, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+
+    def openai_body(self) -> bytes:
+        return orjson.dumps(
+            {
+                "error": {
+                    "message": self.message,
+                    "type": self.type,
+                    "param": self.param,
+                    "code": self.code,
+                }
+            }
+        )
+
+    def anthropic_body(self) -> bytes:
+        kind = _ANTHROPIC_TYPES.get(self.status, "api_error")
+        return orjson.dumps({"type": "error", "error": {"type": kind, "message": self.message}})
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class ModelNotAllowed(Forbidden):
+    code = "model_not_allowed"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class InternalError(GatewayError):
+    status = 500
+
+
+class UpstreamFailed(GatewayError):
+    status = 502
+    code = "upstream_error"
+
+
+class NoProviderAvailable(GatewayError):
+    status = 503
+    code = "no_provider_available"
+
+
+class UpstreamTimedOut(GatewayError):
+    status = 504
+    code = "upstream_timeout"

@@ -1,0 +1,185 @@
+"""The fallback chain: try each target in order, retrying each as configured.
+
+A plain loop over the targets routing returned. Whether a failure moves on is a
+pure function of the failure (``routing.falls_back``). It can move on only before
+the first byte reached the client: once ``relay.stream`` has committed, what
+happens next is the stream's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from . import relay
+from .context import RequestContext
+from .errors import (
+    GatewayError,
+    InvalidRequest,
+    NoProviderAvailable,
+    UpstreamFailed,
+    UpstreamTimedOut,
+)
+from .metrics import CIRCUIT_STATES, Metrics
+from .providers import Call, Unsupported
+from .routing import Target, backoff, falls_back, retries
+from .runtime import Provider, Runtime
+from .upstream import AttemptFailure, retry_after
+
+log = logging.getLogger(__name__)
+
+
+async def forward(
+    request: web.Request, ctx: RequestContext, runtime: Runtime, call: Call, metrics: Metrics
+) -> web.StreamResponse:
+    targets = runtime.router.resolve(call.model)
+    breaker = runtime.config.routing.circuit_breaker
+    failures: list[tuple[str, AttemptFailure]] = []
+    skipped: list[str] = []
+    tried_one = False
+    for target in targets:
+        provider = runtime.providers[target.provider]
+        if provider.disabled is not None:
+            skipped.append(f"{provider.name}: disabled ({provider.disabled})")
+            continue
+        for attempt in range(provider.config.max_retries + 1):
+            state = provider.state
+            if not state.breaker.allow(breaker.failures, breaker.cooldown):
+                skipped.append(f"{provider.name}: circuit open")
+                _show_circuit(metrics, provider)
+                break
+            if attempt == 0 and tried_one:
+                metrics.fallbacks.labels(ctx.model_label).inc()
+            if attempt:
+                await asyncio.sleep(backoff(attempt, failures[-1][1].retry_after))
+            tried_one = True
+            ctx.attempts += 1
+            try:
+                response = await _attempt(request, ctx, provider, target, call)
+            except AttemptFailure as failure:
+                _record_failure(metrics, provider, failure, breaker.failures)
+                if not falls_back(failure, runtime.fallback_on):
+                    return _client_error(ctx, provider, failure)
+                failures.append((provider.name, failure))
+                if not retries(failure):
+                    break
+                continue
+            except BaseException:
+                state.breaker.abandon()
+                raise
+            _record_success(metrics, provider)
+            return response
+    raise _final_error(call, failures, skipped)
+
+
+async def _attempt(
+    request: web.Request, ctx: RequestContext, provider: Provider, target: Target, call: Call
+) -> web.StreamResponse:
+    try:
+        upstream_request = provider.adapter.request(call, target.model, provider.config)
+    except Unsupported as exc:
+        raise AttemptFailure("unsupported", str(exc)) from None
+    state = provider.state
+    slots = state.semaphore(provider.config.max_concurrency)
+    if slots is not None:
+        try:
+            async with asyncio.timeout(provider.timeouts.connect):
+                await slots.acquire()
+        except TimeoutError:
+            raise AttemptFailure("busy", "the provider is at max_concurrency") from None
+    state.inflight += 1
+    state.requests += 1
+    try:
+        began = time.perf_counter()
+        upstream = await provider.transport.send(upstream_request, provider.timeouts)
+        waited = time.perf_counter() - began
+        ctx.upstream_wait += waited
+        state.observe_latency(waited)
+        try:
+            if upstream.status >= 400:
+                raise _status_failure(upstream.status, upstream.headers, await upstream.read())
+            ctx.provider, ctx.upstream_model = provider.name, target.model
+            if relay.is_event_stream(upstream):
+                return await relay.stream(request, ctx, provider.adapter, upstream)
+            body = await upstream.read()
+            return relay.json_response(ctx, provider.adapter, upstream.status, body)
+        finally:
+            upstream.close()
+    finally:
+        state.inflight -= 1
+        if slots is not None:
+            slots.release()
+
+
+def _status_failure(status: int, headers: Mapping[str, str], body: bytes) -> AttemptFailure:
+    return AttemptFailure(
+        "status",
+        f"the provider answered {status}",
+        status=status,
+        retry_after=retry_after(headers),
+        body=body,
+        content_type=headers.get("Content-Type", "application/json"),
+    )
+
+
+def _client_error(ctx: RequestContext, provider: Provider, failure: AttemptFailure) -> web.Response:
+    """A provider's 4xx about the request itself: the client's to see, as sent."""
+    ctx.provider = provider.name
+    ctx.error = failure.outcome
+    ctx.first_byte = time.perf_counter()
+    status = failure.status or 400
+    return web.Response(body=failure.body, status=status, content_type="application/json")
+
+
+def _record_failure(
+    metrics: Metrics, provider: Provider, failure: AttemptFailure, threshold: int
+) -> None:
+    metrics.upstream_attempts.labels(provider.name, failure.outcome).inc()
+    state = provider.state
+    if failure.kind == "busy":
+        state.breaker.abandon()
+        return
+    status = failure.status or 0
+    if failure.kind == "status" and not (status in (401, 403) or status >= 429):
+        state.breaker.success()  # the provider is up; the request was at fault
+        return
+    state.errors += 1
+    state.last_error = failure.outcome
+    state.breaker.failure(threshold)
+    _show_circuit(metrics, provider)
+    log.warning("upstream attempt failed: %s: %s", provider.name, failure.message)
+
+
+def _record_success(metrics: Metrics, provider: Provider) -> None:
+    metrics.upstream_attempts.labels(provider.name, "success").inc()
+    was_closed = provider.state.breaker.state == "closed"
+    provider.state.breaker.success()
+    if not was_closed:
+        _show_circuit(metrics, provider)
+
+
+def _show_circuit(metrics: Metrics, provider: Provider) -> None:
+    metrics.circuit_state.labels(provider.name).set(CIRCUIT_STATES[provider.state.breaker.state])
+
+
+def _final_error(
+    call: Call, failures: list[tuple[str, AttemptFailure]], skipped: list[str]
+) -> GatewayError:
+    """Every target failed or was skipped: one gateway error, in the gateway's words."""
+    if not failures:
+        reasons = "; ".join(skipped) or "no targets"
+        return NoProviderAvailable(f"No provider can serve '{call.model}' right now ({reasons})")
+    if all(f.kind == "unsupported" for _, f in failures):
+        return InvalidRequest(
+            f"The model '{call.model}' cannot serve {call.endpoint} requests", param="model"
+        )
+    if all(f.kind == "busy" for _, f in failures):
+        return NoProviderAvailable(f"Every provider for '{call.model}' is at its concurrency limit")
+    summary = "; ".join(f"{name}: {failure.outcome}" for name, failure in failures)
+    if all(f.kind == "timeout" for _, f in failures):
+        return UpstreamTimedOut(f"Every provider for '{call.model}' timed out ({summary})")
+    return UpstreamFailed(f"Every provider for '{call.model}' failed ({summary})")

@@ -1,0 +1,89 @@
+"""Prometheus metrics on one object with its own registry (SPEC §7).
+
+Every test app gets its own ``Metrics``, so there are no duplicated time series and
+no module globals. Label values are bounded: provider and model labels only ever
+hold configured names (``other`` for anything else), status is an HTTP code the
+gateway itself answered, cache is hit/miss/bypass.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# LLM calls span milliseconds to minutes.
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# The gateway's own share should stay well under a millisecond.
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+CIRCUIT_STATES = {"closed": 0, "open": 1, "half_open": 2}
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "llmgw_requests",
+            "Client requests answered.",
+            ["endpoint", "model", "provider", "status", "cache"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "llmgw_request_duration_seconds",
+            "Time from request received to response complete.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.ttfb = Histogram(
+            "llmgw_time_to_first_byte_seconds",
+            "Time from request received to the first body byte sent to the client.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.overhead = Histogram(
+            "llmgw_overhead_seconds",
+            "Time spent in the gateway itself, upstream waiting excluded.",
+            ["endpoint"],
+            buckets=_OVERHEAD_BUCKETS,
+            registry=registry,
+        )
+        self.upstream_attempts = Counter(
+            "llmgw_upstream_attempts",
+            "Upstream attempts by outcome (success, connect_error, timeout, status_NNN, ...).",
+            ["provider", "outcome"],
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "llmgw_fallbacks",
+            "Moves from one target of a chain to the next.",
+            ["model"],
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "llmgw_inflight_requests", "Client requests in flight.", registry=registry
+        )
+        self.circuit_state = Gauge(
+            "llmgw_circuit_state",
+            "Circuit breaker per provider: 0 closed, 1 open, 2 half-open.",
+            ["provider"],
+            registry=registry,
+        )
+        self.config_reloads = Counter(
+            "llmgw_config_reloads",
+            "Config loads and reloads by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.config_info = Gauge(
+            "llmgw_config_info",
+            "The running config (value 1), by hash.",
+            ["hash"],
+            registry=registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

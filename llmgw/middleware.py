@@ -1,0 +1,131 @@
+"""Request id, error rendering, access log and request metrics — nothing domain-specific.
+
+Every request gets a ``RequestContext``; whatever the handler raises leaves as a
+JSON error in the caller's dialect (OpenAI's, or Anthropic's on ``/v1/messages``),
+never as a traceback; and every request ends in one access log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .context import RequestContext
+from .errors import GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
+from .keys import CONTEXT, METRICS
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("llmgw.access")
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+class MethodNotAllowed(InvalidRequest):
+    status = 405
+    code = "method_not_allowed"
+
+
+@web.middleware
+async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get("X-Request-ID", "")
+    ctx = RequestContext(
+        request_id=given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(12),
+        started=time.perf_counter(),
+        surface="anthropic" if request.path.startswith("/v1/messages") else "openai",
+    )
+    request[CONTEXT] = ctx
+    metrics = request.app[METRICS]
+    client_api = request.path.startswith("/v1/")
+    if client_api:
+        metrics.inflight.inc()
+    try:
+        response = await handler(request)
+        ctx.status = response.status
+        return response
+    except GatewayError as exc:
+        return _render(ctx, exc)
+    except web.HTTPException as exc:
+        return _render(ctx, _from_http(request, exc))
+    except asyncio.CancelledError:
+        ctx.status = 499  # the client went away
+        ctx.error = ctx.error or "client_disconnected"
+        raise
+    except Exception:
+        log.exception("unexpected error (request id %s)", ctx.request_id)
+        ctx.error = "internal_error"
+        if ctx.first_byte is not None:
+            raise  # the response has started: nothing more can be said to the client
+        return _render(ctx, InternalError(f"Internal error (request id {ctx.request_id})"))
+    finally:
+        if client_api:
+            metrics.inflight.dec()
+        _account(ctx, metrics, client_api)
+
+
+async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the gateway's headers on every response, streams included."""
+    ctx = request.get(CONTEXT)
+    if ctx is None:
+        return
+    headers = response.headers
+    headers["X-Request-ID"] = ctx.request_id
+    if ctx.provider is not None:
+        headers["X-LLMGW-Provider"] = ctx.provider
+    if ctx.upstream_model is not None:
+        headers["X-LLMGW-Model"] = ctx.upstream_model
+    if ctx.attempts:
+        headers["X-LLMGW-Attempts"] = str(ctx.attempts)
+
+
+def _render(ctx: RequestContext, error: GatewayError) -> web.Response:
+    ctx.status = error.status
+    ctx.error = ctx.error or error.code
+    body = error.anthropic_body() if ctx.surface == "anthropic" else error.openai_body()
+    return web.Response(
+        body=body, status=error.status, content_type="application/json", headers=error.headers
+    )
+
+
+def _from_http(request: web.Request, exc: web.HTTPException) -> GatewayError:
+    if exc.status == 404:
+        return NotFound(f"Unknown path {request.path}")
+    if exc.status == 405:
+        allow = exc.headers.get("Allow", "")
+        return MethodNotAllowed(
+            f"Method {request.method} is not allowed on {request.path}",
+            headers={"Allow": allow} if allow else None,
+        )
+    if exc.status == 413:
+        return RequestTooLarge("The request body is too large")
+    if exc.status < 500:
+        return InvalidRequest(exc.reason)
+    return InternalError(f"Internal error (request id {request[CONTEXT].request_id})")
+
+
+def _account(ctx: RequestContext, metrics: Metrics, client_api: bool) -> None:
+    now = time.perf_counter()
+    latency = now - ctx.started
+    fields = ctx.log_fields(latency)
+    if ctx.prompt is not None:
+        fields["prompt"] = ctx.prompt
+    if client_api or ctx.status >= 500:
+        access_log.info("request", extra=fields)
+    else:
+        access_log.debug("request", extra=fields)
+    if ctx.endpoint is None:
+        return
+    endpoint = ctx.endpoint
+    metrics.requests.labels(
+        endpoint, ctx.model_label, ctx.provider or "none", str(ctx.status), ctx.cache or "bypass"
+    ).inc()
+    metrics.duration.labels(endpoint).observe(latency)
+    if ctx.first_byte is not None:
+        metrics.ttfb.labels(endpoint).observe(ctx.first_byte - ctx.started)
+    metrics.overhead.labels(endpoint).observe(max(0.0, latency - ctx.upstream_wait))

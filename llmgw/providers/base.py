@@ -1,0 +1,129 @@
+"""The contract every provider adapter shares: pure translation, no I/O.
+
+An ``Adapter`` turns the client's ``Call`` into an ``UpstreamRequest`` for one
+provider and turns what came back into what the client expects. The OpenAI wire
+format is the gateway's own, so this base class is the pass-through: other formats
+override what differs. Nothing here imports aiohttp or touches the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from ..config import ProviderConfig
+from ..sse import Event
+
+Endpoint = Literal["chat", "completions", "embeddings", "messages"]
+OPENAI_PATHS: Mapping[Endpoint, str] = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a client asked for, parsed once at ingress."""
+
+    endpoint: Endpoint
+    model: str
+    stream: bool
+    body: dict[str, Any]
+    raw: bytes  # the exact bytes the client sent
+
+    def body_for(self, model: str) -> bytes:
+        """The request body naming ``model``: the client's own bytes when unchanged."""
+        if model == self.model:
+            return self.raw
+        return orjson.dumps({**self.body, "model": model})
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    local: bool = False  # answered in-process by a built-in provider, no network
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class Unsupported(Exception):
+    """This provider type cannot serve this endpoint."""
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """OpenAI's wire format, relayed unchanged (the base every adapter refines)."""
+
+    type: str
+    default_base_url: str = "https://api.openai.com/v1"
+    endpoints: frozenset[Endpoint] = field(
+        default_factory=lambda: frozenset({"chat", "completions", "embeddings"})
+    )
+    requires_key: bool = True
+    ends_with_done: bool = True  # its streams end with ``data: [DONE]``
+
+    def needs_key(self, provider: ProviderConfig) -> bool:
+        """Whether an empty key disables this provider.
+
+        A key written in the config but resolving to nothing always disables it. An
+        OpenAI-compatible server at its own ``base_url`` with no key at all (Ollama,
+        vLLM) is fine.
+        """
+        if "api_key" in provider.model_fields_set:
+            return True
+        return self.requires_key and (provider.base_url or self.default_base_url) == (
+            self.default_base_url
+        )
+
+    def request(self, call: Call, model: str, provider: ProviderConfig) -> UpstreamRequest:
+        path = OPENAI_PATHS.get(call.endpoint)
+        if path is None or call.endpoint not in self.endpoints:
+            raise Unsupported(f"{self.type} providers do not serve {call.endpoint}")
+        headers = {"Content-Type": "application/json", **provider.headers}
+        if provider.api_key:
+            headers["Authorization"] = f"Bearer {provider.api_key}"
+        base = provider.base_url or self.default_base_url
+        return UpstreamRequest("POST", base + path, headers, call.body_for(model))
+
+    def passes_through(self, call: Call) -> bool:
+        """True when the upstream's bytes go to the client unchanged."""
+        return call.endpoint != "messages"
+
+    def stream_error(self, event: Event) -> str | None:
+        """The error carried by a stream event, if it is one (SPEC §2 first-event check)."""
+        if event.event == "error":
+            return "the provider sent an error event"
+        if event.data.startswith(b'{"error"') or b'"error"' in event.data[:64]:
+            try:
+                parsed = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                return None
+            if isinstance(parsed, dict) and parsed.get("error"):
+                return "the provider sent an error event"
+        return None
+
+    def usage(self, body: bytes) -> Usage:
+        """Token usage from a whole JSON response or from one stream event's data."""
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return Usage()
+        usage = parsed.get("usage") if isinstance(parsed, dict) else None
+        if not isinstance(usage, dict):
+            return Usage()
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return Usage(
+            prompt if isinstance(prompt, int) else None,
+            completion if isinstance(completion, int) else None,
+        )

@@ -1,0 +1,245 @@
+"""The built-in ``mock`` provider: answers in OpenAI's wire format with no network.
+
+It echoes the last user message (chat) or the prompt (completions), word by word
+when streamed, and returns deterministic unit vectors for embeddings, so the
+gateway works out of the box and tests and benchmarks have a predictable upstream.
+Pure functions: the pacing (``latency``, ``chunk_delay``) is applied by the
+transport in ``upstream.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..config import MockProvider, ProviderConfig
+from .base import Adapter, Call, UpstreamRequest
+
+MOCK_URL = "mock://local"
+
+
+@dataclass(frozen=True, slots=True)
+class MockReply:
+    status: int
+    content_type: str
+    chunks: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class MockAdapter(Adapter):
+    requires_key: bool = False
+
+    def needs_key(self, provider: ProviderConfig) -> bool:
+        return False
+
+    def request(self, call: Call, model: str, provider: ProviderConfig) -> UpstreamRequest:
+        sent = super().request(call, model, provider)
+        return UpstreamRequest(sent.method, sent.url, {}, sent.body, local=True)
+
+
+def respond(call: Call, model: str, provider: MockProvider) -> MockReply:
+    """The whole answer to ``call``: one JSON body, or the SSE events of a stream."""
+    created = int(time.time())
+    ident = hashlib.sha256(call.raw).hexdigest()[:24]
+    if call.endpoint == "embeddings":
+        return _json(_embeddings(call.body, model, provider.embedding_dimensions))
+    if call.endpoint == "completions":
+        text = _prompt_text(call.body.get("prompt"))
+        words, finish = _limit(text, call.body.get("max_tokens"))
+        if call.stream:
+            return _completion_stream(call, model, words, finish, f"cmpl-{ident}", created)
+        return _json(
+            {
+                "id": f"cmpl-{ident}",
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {"text": "".join(words), "index": 0, "logprobs": None, "finish_reason": finish}
+                ],
+                "usage": _usage(text, words),
+            }
+        )
+    text = _last_user_text(call.body.get("messages"))
+    limit = call.body.get("max_completion_tokens", call.body.get("max_tokens"))
+    words, finish = _limit(text, limit)
+    if call.stream:
+        return _chat_stream(call, model, words, finish, f"chatcmpl-{ident}", created)
+    return _json(
+        {
+            "id": f"chatcmpl-{ident}",
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(words), "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": _usage(text, words),
+        }
+    )
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token, as OpenAI's own rule of thumb."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def _json(payload: dict[str, Any]) -> MockReply:
+    return MockReply(200, "application/json", (orjson.dumps(payload),))
+
+
+def _sse(events: list[dict[str, Any]]) -> MockReply:
+    chunks = tuple(b"data: " + orjson.dumps(e) + b"\n\n" for e in events)
+    return MockReply(200, "text/event-stream", (*chunks, b"data: [DONE]\n\n"))
+
+
+def _chat_stream(
+    call: Call, model: str, words: list[str], finish: str, ident: str, created: int
+) -> MockReply:
+    def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+        return {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            ],
+        }
+
+    events = [chunk({"role": "assistant", "content": ""}, None)]
+    events += [chunk({"content": word}, None) for word in words]
+    events.append(chunk({}, finish))
+    if _wants_usage(call):
+        text = _last_user_text(call.body.get("messages"))
+        events.append(
+            {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": _usage(text, words),
+            }
+        )
+    return _sse(events)
+
+
+def _completion_stream(
+    call: Call, model: str, words: list[str], finish: str, ident: str, created: int
+) -> MockReply:
+    def chunk(text: str, finish_reason: str | None) -> dict[str, Any]:
+        return {
+            "id": ident,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}
+            ],
+        }
+
+    events = [chunk(word, None) for word in words] + [chunk("", finish)]
+    if _wants_usage(call):
+        prompt = _prompt_text(call.body.get("prompt"))
+        events.append({**chunk("", None), "choices": [], "usage": _usage(prompt, words)})
+    return _sse(events)
+
+
+def _embeddings(body: dict[str, Any], model: str, default_dims: int) -> dict[str, Any]:
+    raw = body.get("input")
+    inputs = raw if isinstance(raw, list) and raw and not isinstance(raw[0], int) else [raw]
+    dims = body.get("dimensions")
+    dims = dims if isinstance(dims, int) and 0 < dims <= 8192 else default_dims
+    as_base64 = body.get("encoding_format") == "base64"
+    data = []
+    for index, item in enumerate(inputs):
+        vector = _unit_vector(orjson.dumps(item), dims)
+        embedding: object = (
+            base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode() if as_base64 else vector
+        )
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    tokens = sum(estimate_tokens(str(i)) for i in inputs)
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def _unit_vector(seed: bytes, dims: int) -> list[float]:
+    stream = b""
+    counter = 0
+    while len(stream) < dims * 2:
+        stream += hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
+        counter += 1
+    values = [(int.from_bytes(stream[i * 2 : i * 2 + 2], "big") / 32767.5) - 1 for i in range(dims)]
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    return [round(v / norm, 6) for v in values]
+
+
+def _wants_usage(call: Call) -> bool:
+    options = call.body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _limit(text: str, max_tokens: object) -> tuple[list[str], str]:
+    """The reply as word pieces (each keeps its trailing space), cut at max_tokens."""
+    words = [w + " " for w in text.split(" ")]
+    if words:
+        words[-1] = words[-1][:-1]
+    words = [w for w in words if w]
+    if isinstance(max_tokens, int) and 0 < max_tokens < len(words):
+        return words[:max_tokens], "length"
+    return words, "stop"
+
+
+def _usage(prompt: str, words: list[str]) -> dict[str, int]:
+    prompt_tokens = estimate_tokens(prompt)
+    completion_tokens = len(words)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _last_user_text(messages: object) -> str:
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text_of(message.get("content"))
+    return ""
+
+
+def _text_of(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def _prompt_text(prompt: object) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
+        return str(prompt[0])
+    return ""

@@ -1,0 +1,139 @@
+"""Relay a provider's successful response to the client.
+
+JSON bodies are relayed whole. Streams are relayed byte for byte, each chunk
+written as it arrives; before anything is committed the first real event is read
+so that a provider answering ``200`` with an error event can still fall back
+(SPEC §2). After the first byte, a failure ends the stream with an SSE error event.
+Per chunk the pass-through path does one write and one ``deque.append``: usage is
+read once, from the last few chunks, when the stream ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+
+import orjson
+from aiohttp import web
+
+from . import sse
+from .context import RequestContext
+from .providers import Adapter
+from .upstream import TRANSPORT_ERRORS, AttemptFailure, UpstreamResponse, failure_from
+
+FIRST_EVENT_LIMIT = 1024 * 1024  # commit anyway once this much arrived without an event
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def is_event_stream(response: UpstreamResponse) -> bool:
+    return response.headers.get("Content-Type", "").startswith("text/event-stream")
+
+
+def json_response(ctx: RequestContext, adapter: Adapter, status: int, body: bytes) -> web.Response:
+    usage = adapter.usage(body)
+    ctx.prompt_tokens, ctx.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    ctx.first_byte = time.perf_counter()
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def stream_error_event(message: str) -> bytes:
+    error = {"message": message, "type": "api_error", "param": None, "code": "upstream_error"}
+    return sse.encode(orjson.dumps({"error": error}))
+
+
+async def _read_first_event(
+    ctx: RequestContext, adapter: Adapter, chunks: AsyncIterator[bytes]
+) -> bytearray:
+    """Buffer up to the first non-comment event; raise if it is an error event."""
+    head = bytearray()
+    start = 0
+    clock = time.perf_counter
+    try:
+        while len(head) < FIRST_EVENT_LIMIT:
+            began = clock()
+            chunk = await anext(chunks, None)
+            ctx.upstream_wait += clock() - began
+            if chunk is None:
+                break
+            head += chunk
+            while (end := sse.event_end(head, start)) != -1:
+                event = sse.parse_event(head[start:end])
+                start = end
+                if event.is_comment:
+                    continue
+                message = adapter.stream_error(event)
+                if message is not None:
+                    raise AttemptFailure("stream_error", message)
+                return head
+    except TRANSPORT_ERRORS as exc:
+        raise failure_from(exc) from None
+    if not head.strip():
+        raise AttemptFailure("stream_error", "the provider's stream was empty")
+    return head
+
+
+async def stream(
+    request: web.Request,
+    ctx: RequestContext,
+    adapter: Adapter,
+    upstream: UpstreamResponse,
+) -> web.StreamResponse:
+    chunks = upstream.chunks()
+    head = await _read_first_event(ctx, adapter, chunks)
+
+    content_type = upstream.headers.get("Content-Type", "text/event-stream")
+    out = web.StreamResponse(status=200, headers={**_STREAM_HEADERS, "Content-Type": content_type})
+    await out.prepare(request)
+    ctx.first_byte = time.perf_counter()
+    tail: deque[bytes] = deque((bytes(head),), maxlen=4)
+    await out.write(tail[0])
+
+    clock = time.perf_counter
+    next_chunk = chunks.__anext__
+    try:
+        while True:
+            began = clock()
+            try:
+                chunk = await next_chunk()
+            except StopAsyncIteration:
+                break
+            except TRANSPORT_ERRORS as exc:
+                failure = failure_from(exc)
+                ctx.error = failure.kind
+                await out.write(stream_error_event(failure.message))
+                break
+            ctx.upstream_wait += clock() - began
+            await out.write(chunk)
+            tail.append(chunk)
+        if ctx.error is None and adapter.ends_with_done and not _is_done(tail):
+            ctx.error = "stream_truncated"
+            await out.write(stream_error_event("the provider's stream ended before it was done"))
+        _read_usage(ctx, adapter, b"".join(tail))
+        await out.write_eof()
+    except ConnectionResetError:
+        ctx.error = "client_disconnected"
+        _read_usage(ctx, adapter, b"".join(tail))
+    return out
+
+
+def _is_done(tail: deque[bytes]) -> bool:
+    ending = tail[-1] if len(tail[-1]) >= 12 else b"".join(tail)
+    return ending.rstrip(b"\r\n").endswith(b"[DONE]")
+
+
+def _read_usage(ctx: RequestContext, adapter: Adapter, tail: bytes) -> None:
+    """Usage from the last event in the tail that carries one (cheap: a few chunks)."""
+    at = tail.rfind(b'"usage":{')
+    if at == -1:
+        at = tail.rfind(b'"usage": {')
+    if at == -1:
+        return
+    line_start = tail.rfind(b"data:", 0, at)
+    line_end = tail.find(b"\n", at)
+    if line_start == -1:
+        return
+    data = tail[line_start + 5 : line_end if line_end != -1 else len(tail)].strip()
+    usage = adapter.usage(data)
+    ctx.prompt_tokens = usage.prompt_tokens
+    ctx.completion_tokens = usage.completion_tokens

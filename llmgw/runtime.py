@@ -1,0 +1,133 @@
+"""A config snapshot made runnable: providers with their adapters and transports,
+and the routing tables. Built whole, then swapped in one reference on reload.
+
+What must outlive a snapshot (circuit breakers, concurrency slots, per-provider
+counters) is a ``ProviderState`` kept in ``ProviderStates`` by provider name, so a
+reload that keeps a provider keeps its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import aiohttp
+
+from .config import GatewayConfig, MockProvider, ProviderConfig, digest
+from .providers import ADAPTERS, Adapter
+from .routing import CircuitBreaker, Router
+from .upstream import HttpTransport, LocalTransport, Timeouts, Transport
+
+
+class ProviderState:
+    """One provider's live state and counters, kept across reloads."""
+
+    __slots__ = (
+        "_limit",
+        "_semaphore",
+        "breaker",
+        "errors",
+        "inflight",
+        "last_error",
+        "latency_ms",
+        "requests",
+    )
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.breaker = CircuitBreaker(clock)
+        self.requests = 0
+        self.errors = 0
+        self.inflight = 0
+        self.latency_ms: float | None = None  # moving average of time to headers
+        self.last_error: str | None = None
+        self._limit = 0
+        self._semaphore: asyncio.Semaphore | None = None
+
+    def semaphore(self, limit: int) -> asyncio.Semaphore | None:
+        """The slots for ``max_concurrency`` (None when unlimited)."""
+        if limit != self._limit:
+            self._limit = limit
+            self._semaphore = asyncio.Semaphore(limit) if limit else None
+        return self._semaphore
+
+    def observe_latency(self, seconds: float) -> None:
+        ms = seconds * 1000
+        self.latency_ms = ms if self.latency_ms is None else self.latency_ms * 0.8 + ms * 0.2
+
+
+@dataclass
+class ProviderStates:
+    clock: Callable[[], float] = time.monotonic
+    _states: dict[str, ProviderState] = field(default_factory=dict)
+
+    def get(self, name: str) -> ProviderState:
+        state = self._states.get(name)
+        if state is None:
+            state = self._states[name] = ProviderState(self.clock)
+        return state
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    config: ProviderConfig
+    adapter: Adapter
+    transport: Transport
+    state: ProviderState
+    timeouts: Timeouts
+    disabled: str | None  # why it is skipped, or None when enabled
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    config: GatewayConfig
+    digest: str
+    providers: Mapping[str, Provider]
+    router: Router
+    fallback_on: frozenset[str | int]
+    loaded_at: float
+
+    def can_serve(self) -> bool:
+        """Some provider is enabled and its circuit is not open."""
+        return any(
+            p.disabled is None and p.state.breaker.state != "open" for p in self.providers.values()
+        )
+
+
+def build_runtime(
+    config: GatewayConfig, states: ProviderStates, session: aiohttp.ClientSession
+) -> Runtime:
+    http = HttpTransport(session)
+    providers: dict[str, Provider] = {}
+    for name, settings in config.providers.items():
+        adapter = ADAPTERS.get(settings.type)
+        disabled = None
+        if adapter is None:
+            disabled = f"provider type {settings.type!r} is not available in this version"
+            adapter = ADAPTERS["openai"]
+        elif adapter.needs_key(settings) and not settings.api_key:
+            disabled = "api_key is empty"
+        transport: Transport = (
+            LocalTransport(settings) if isinstance(settings, MockProvider) else http
+        )
+        providers[name] = Provider(
+            name=name,
+            config=settings,
+            adapter=adapter,
+            transport=transport,
+            state=states.get(name),
+            timeouts=Timeouts(settings.timeout, settings.read_timeout),
+            disabled=disabled,
+        )
+    enabled = {name: p.disabled is None for name, p in providers.items()}
+    return Runtime(
+        config=config,
+        digest=digest(config),
+        providers=MappingProxyType(providers),
+        router=Router(config, enabled),
+        fallback_on=frozenset(config.routing.fallback_on),
+        loaded_at=time.time(),
+    )
