@@ -62,9 +62,11 @@ async def forward(
                 response = await _attempt(request, ctx, provider, target, call)
             except AttemptFailure as failure:
                 _record_failure(metrics, provider, failure, breaker.failures)
-                if not falls_back(failure, runtime.fallback_on):
-                    return _client_error(ctx, provider, failure)
                 failures.append((provider.name, failure))
+                if not falls_back(failure, runtime.fallback_on):
+                    if failure.kind == "status" and (failure.status or 0) < 500:
+                        return _client_error(ctx, provider, failure)
+                    raise _final_error(call, failures, skipped)
                 if not retries(failure):
                     break
                 continue
