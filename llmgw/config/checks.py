@@ -56,7 +56,7 @@ def _alias_targets(aliases: dict[str, object], providers: dict[str, object]) -> 
             if not sep or not model:
                 yield path, f"target {target!r} must be written provider/model"
             elif provider not in providers:
-                known = "known: " + (", ".join(providers) or "none")
+                known = ", ".join(providers) or "none"
                 yield (
                     path,
                     f"target {target!r} names unknown provider {provider!r} (known: {known})",

@@ -1,0 +1,78 @@
+"""One access log line per request (SPEC §7), as JSON or as text for people."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from llmgw import logs
+from tests.conftest import CLIENT_KEY, PROVIDER_KEY, one_provider
+from tests.fakes import FakeOpenAI, wait_for
+
+FIELDS = {
+    "request_id",
+    "key",
+    "model",
+    "provider",
+    "upstream_model",
+    "status",
+    "cache",
+    "attempts",
+    "latency_ms",
+    "ttfb_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "error",
+}
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+async def test_json_access_line_has_every_field(
+    fake: FakeOpenAI, gateway: Any, capsys: Any, restore_logging: None
+) -> None:
+    logs.configure("info", "json")
+    gw = await gateway(one_provider(fake.url))
+    response = await gw.post(
+        "/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"X-Request-ID": "log-me", "Authorization": f"Bearer {CLIENT_KEY}"},
+    )
+    assert response.status == 200
+
+    def access_lines() -> list[dict[str, Any]]:
+        lines = [orjson.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+        found.extend(x for x in lines if x.get("logger") == "llmgw.access")
+        return found
+
+    found: list[dict[str, Any]] = []
+    await wait_for(lambda: bool(access_lines()))
+    [line] = [x for x in found if x["request_id"] == "log-me"]
+    assert set(line) >= FIELDS
+    assert line["status"] == 200 and line["provider"] == "up"
+    assert line["model"] == "gpt-4o-mini" and line["upstream_model"] == "gpt-4o-mini"
+    assert (line["prompt_tokens"], line["completion_tokens"]) == (9, 3)
+    assert line["attempts"] == 1 and line["latency_ms"] >= line["ttfb_ms"] >= 0
+    assert line["level"] == "INFO" and "time" in line
+    text = orjson.dumps(found).decode()
+    assert CLIENT_KEY not in text and PROVIDER_KEY not in text
+
+
+def test_text_format_is_readable(capsys: Any, restore_logging: None) -> None:
+    logs.configure("debug", "text")
+    logging.getLogger("llmgw.access").info("request", extra={"status": 200, "model": "m"})
+    err = capsys.readouterr().err
+    assert "INFO" in err and "llmgw.access: request" in err
+    assert "status=200" in err and "model=m" in err

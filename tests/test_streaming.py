@@ -1,0 +1,93 @@
+"""Streams: chunk-by-chunk relay, client disconnects, failures after the first byte."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from tests.conftest import one_provider
+from tests.fakes import FakeOpenAI, chat_chunks, reply_stream, wait_for
+
+STREAM = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+def error_events(body: bytes) -> list[dict[str, Any]]:
+    events = [line[6:] for line in body.split(b"\n") if line.startswith(b"data: {")]
+    return [e["error"] for e in map(orjson.loads, events) if "error" in e]
+
+
+async def test_client_disconnect_closes_upstream_connection(fake: FakeOpenAI, gateway: Any) -> None:
+    fake.then(fake.slow_stream(chunks=500, delay=0.01))
+    gw = await gateway(one_provider(fake.url))
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(gw.make_url("/v1/chat/completions"), json=STREAM)
+        await response.content.readuntil(b"\n\n")
+        response.close()  # the client goes away mid-stream
+    await asyncio.wait_for(fake.stream_closed.wait(), 3)
+    status = await (await gw.get("/api/v1/providers/status")).json()
+    assert status["providers"]["up"]["in_flight"] == 0
+
+
+async def test_failure_after_first_byte_ends_with_error_event(
+    fake: FakeOpenAI, gateway: Any
+) -> None:
+    async def broken(request: web.Request, _: Any) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(chat_chunks(["partial"])[0])
+        await response.write(chat_chunks(["partial"])[1])
+        assert request.transport is not None
+        request.transport.abort()  # reset mid-stream
+        return response
+
+    fake.then(broken)
+    gw = await gateway(one_provider(fake.url))
+    response = await gw.post("/v1/chat/completions", json=STREAM)
+    body = await response.read()
+    assert response.status == 200
+    assert b"partial" in body
+    [error] = error_events(body)
+    assert error["code"] == "upstream_error"
+
+
+async def test_truncated_stream_without_done_gets_error_event(
+    fake: FakeOpenAI, gateway: Any
+) -> None:
+    fake.then(reply_stream(chat_chunks(["a", "b"])[:-1]))  # no [DONE]
+    gw = await gateway(one_provider(fake.url))
+    body = await (await gw.post("/v1/chat/completions", json=STREAM)).read()
+    [error] = error_events(body)
+    assert "ended before it was done" in error["message"]
+
+
+async def test_silence_past_read_timeout_ends_stream(fake: FakeOpenAI, gateway: Any) -> None:
+    gate = asyncio.Event()  # never set: the upstream falls silent after one event
+    fake.then(reply_stream(chat_chunks(["a"]), gate=gate, gate_after=1))
+    gw = await gateway(one_provider(fake.url, read_timeout="300ms"))
+    response = await gw.post("/v1/chat/completions", json=STREAM)
+    body = await asyncio.wait_for(response.read(), 5)
+    [error] = error_events(body)
+    assert "did not answer in time" in error["message"]
+
+
+async def test_event_split_across_network_chunks(fake: FakeOpenAI, gateway: Any) -> None:
+    whole = b"".join(chat_chunks(["split", "me"]))
+    pieces = [whole[i : i + 7] for i in range(0, len(whole), 7)]
+    fake.then(reply_stream(pieces))
+    gw = await gateway(one_provider(fake.url))
+    response = await gw.post("/v1/chat/completions", json=STREAM)
+    assert await response.read() == whole
+
+
+async def test_stream_usage_is_logged(fake: FakeOpenAI, gateway: Any, caplog: Any) -> None:
+    caplog.set_level("INFO", logger="llmgw.access")
+    fake.then(reply_stream(chat_chunks(["a", "b"])))
+    gw = await gateway(one_provider(fake.url))
+    await (await gw.post("/v1/chat/completions", json=STREAM)).read()
+    await wait_for(lambda: any(r.name == "llmgw.access" for r in caplog.records))
+    record = next(r for r in caplog.records if r.name == "llmgw.access")
+    assert (record.prompt_tokens, record.completion_tokens) == (9, 3)
