@@ -65,8 +65,8 @@ async def forward(
                 failures.append((provider.name, failure))
                 if not falls_back(failure, runtime.fallback_on):
                     if failure.kind == "status" and (failure.status or 0) < 500:
-                        return _client_error(ctx, provider, failure)
-                    raise _final_error(call, failures, skipped)
+                        return _client_error(ctx, provider, call, failure)
+                    raise _final_error(call, failures, skipped) from None
                 if not retries(failure):
                     break
                 continue
@@ -101,14 +101,23 @@ async def _attempt(
         waited = time.perf_counter() - began
         ctx.upstream_wait += waited
         state.observe_latency(waited)
+        adapter = provider.adapter
         try:
             if upstream.status >= 400:
-                raise _status_failure(upstream.status, upstream.headers, await upstream.read())
+                status = adapter.failure_status(upstream.status)
+                raise _status_failure(status, upstream.headers, await upstream.read())
             ctx.provider, ctx.upstream_model = provider.name, target.model
             if relay.is_event_stream(upstream):
-                return await relay.stream(request, ctx, provider.adapter, upstream)
+                translator = adapter.stream(call, target.model)
+                if translator is None:
+                    return await relay.stream(request, ctx, adapter, upstream)
+                return await relay.translated_stream(
+                    request, ctx, translator, upstream, call.client_format
+                )
             body = await upstream.read()
-            return relay.json_response(ctx, provider.adapter, upstream.status, body)
+            usage = adapter.usage(body)
+            body = adapter.response(call, target.model, body)
+            return relay.json_response(ctx, upstream.status, body, usage)
         finally:
             upstream.close()
     finally:
@@ -128,13 +137,16 @@ def _status_failure(status: int, headers: Mapping[str, str], body: bytes) -> Att
     )
 
 
-def _client_error(ctx: RequestContext, provider: Provider, failure: AttemptFailure) -> web.Response:
-    """A provider's 4xx about the request itself: the client's to see, as sent."""
+def _client_error(
+    ctx: RequestContext, provider: Provider, call: Call, failure: AttemptFailure
+) -> web.Response:
+    """A provider's 4xx about the request itself: the client's to see, in its dialect."""
     ctx.provider = provider.name
     ctx.error = failure.outcome
     ctx.first_byte = time.perf_counter()
     status = failure.status or 400
-    return web.Response(body=failure.body, status=status, content_type="application/json")
+    body = provider.adapter.error_body(call, status, failure.body)
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def _record_failure(

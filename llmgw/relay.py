@@ -20,6 +20,7 @@ from aiohttp import web
 from . import sse
 from .context import RequestContext
 from .providers import Adapter
+from .providers.base import StreamTranslator, Usage
 from .upstream import TRANSPORT_ERRORS, AttemptFailure, UpstreamResponse, failure_from
 
 FIRST_EVENT_LIMIT = 1024 * 1024  # commit anyway once this much arrived without an event
@@ -30,16 +31,27 @@ def is_event_stream(response: UpstreamResponse) -> bool:
     return response.headers.get("Content-Type", "").startswith("text/event-stream")
 
 
-def json_response(ctx: RequestContext, adapter: Adapter, status: int, body: bytes) -> web.Response:
-    usage = adapter.usage(body)
+def json_response(ctx: RequestContext, status: int, body: bytes, usage: Usage) -> web.Response:
     ctx.prompt_tokens, ctx.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     ctx.first_byte = time.perf_counter()
     return web.Response(body=body, status=status, content_type="application/json")
 
 
-def stream_error_event(message: str) -> bytes:
-    error = {"message": message, "type": "api_error", "param": None, "code": "upstream_error"}
-    return sse.encode(orjson.dumps({"error": error}))
+def stream_error_event(message: str, client_format: str = "openai") -> bytes:
+    """The event that ends a stream that failed after its first byte, in the client's
+    dialect (what the OpenAI and Anthropic SDKs raise on)."""
+    if client_format == "anthropic":
+        error = {"type": "error", "error": {"type": "api_error", "message": message}}
+        return sse.encode(orjson.dumps(error), event="error")
+    body = {"message": message, "type": "api_error", "param": None, "code": "upstream_error"}
+    return sse.encode(orjson.dumps({"error": body}))
+
+
+async def _open(request: web.Request, ctx: RequestContext, content_type: str) -> web.StreamResponse:
+    out = web.StreamResponse(status=200, headers={**_STREAM_HEADERS, "Content-Type": content_type})
+    await out.prepare(request)
+    ctx.first_byte = time.perf_counter()
+    return out
 
 
 async def _read_first_event(
@@ -82,10 +94,7 @@ async def stream(
     chunks = upstream.chunks()
     head = await _read_first_event(ctx, adapter, chunks)
 
-    content_type = upstream.headers.get("Content-Type", "text/event-stream")
-    out = web.StreamResponse(status=200, headers={**_STREAM_HEADERS, "Content-Type": content_type})
-    await out.prepare(request)
-    ctx.first_byte = time.perf_counter()
+    out = await _open(request, ctx, upstream.headers.get("Content-Type", "text/event-stream"))
     tail: deque[bytes] = deque((bytes(head),), maxlen=4)
     await out.write(tail[0])
 
@@ -114,6 +123,77 @@ async def stream(
     except ConnectionResetError:
         ctx.error = "client_disconnected"
         _read_usage(ctx, adapter, b"".join(tail))
+    return out
+
+
+async def translated_stream(
+    request: web.Request,
+    ctx: RequestContext,
+    translator: StreamTranslator,
+    upstream: UpstreamResponse,
+    client_format: str,
+) -> web.StreamResponse:
+    """A stream whose events are rewritten into the client's format, chunk by chunk.
+
+    Nothing is committed until the translator produced its first output: an error
+    event before that falls back like an error status would.
+    """
+    chunks = upstream.chunks()
+    clock = time.perf_counter
+    pending = b""
+    ended = False
+    try:
+        while not pending:
+            began = clock()
+            chunk = await anext(chunks, None)
+            ctx.upstream_wait += clock() - began
+            if chunk is None:
+                ended = True
+                pending = translator.finish()
+                break
+            pending = translator.feed(chunk)
+            if translator.error is not None and not pending:
+                raise AttemptFailure("stream_error", translator.error)
+    except TRANSPORT_ERRORS as exc:
+        raise failure_from(exc) from None
+    if translator.error is not None and ended and not translator.done:
+        raise AttemptFailure("stream_error", translator.error)
+    if not pending:
+        raise AttemptFailure("stream_error", "the provider's stream was empty")
+
+    out = await _open(request, ctx, "text/event-stream; charset=utf-8")
+    try:
+        await out.write(pending)
+        while not ended:
+            began = clock()
+            try:
+                chunk = await anext(chunks, None)
+            except TRANSPORT_ERRORS as exc:
+                failure = failure_from(exc)
+                ctx.error = failure.kind
+                await out.write(stream_error_event(failure.message, client_format))
+                break
+            ctx.upstream_wait += clock() - began
+            if chunk is None:
+                ended = True
+                closing = translator.finish()
+                if closing:
+                    await out.write(closing)
+                break
+            output = translator.feed(chunk)
+            if output:
+                await out.write(output)
+        if ended and translator.error is not None:
+            ctx.error = "stream_error"
+        elif ended and not translator.done:
+            ctx.error = "stream_truncated"
+            message = "the provider's stream ended before it was done"
+            await out.write(stream_error_event(message, client_format))
+        await out.write_eof()
+    except ConnectionResetError:
+        ctx.error = "client_disconnected"
+    ctx.prompt_tokens = translator.usage.prompt_tokens
+    ctx.completion_tokens = translator.usage.completion_tokens
     return out
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -34,6 +35,14 @@ class Call:
     stream: bool
     body: dict[str, Any]
     raw: bytes  # the exact bytes the client sent
+    # Client headers an adapter may pass on (e.g. anthropic-version, anthropic-beta);
+    # never credentials.
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def client_format(self) -> Literal["openai", "anthropic"]:
+        """The wire format the client speaks and must be answered in."""
+        return "anthropic" if self.endpoint == "messages" else "openai"
 
     def body_for(self, model: str) -> bytes:
         """The request body naming ``model``: the client's own bytes when unchanged."""
@@ -59,6 +68,26 @@ class Usage:
 
 class Unsupported(Exception):
     """This provider type cannot serve this endpoint."""
+
+
+class StreamTranslator(Protocol):
+    """Per-request state of one translated stream: provider SSE bytes in, client SSE
+    bytes out. Created by ``Adapter.stream`` for each streamed call; pure (no I/O).
+
+    ``feed`` takes network chunks exactly as they arrive (events may be split across
+    chunks or several may share one) and returns the client bytes to write now, which
+    may be empty. ``finish`` is called once at the provider's end of stream and
+    returns the closing bytes (e.g. ``data: [DONE]``). ``error`` is set when the
+    provider sent an error event; if that happens before any output, the gateway
+    falls back. ``done`` tells whether the provider ended its stream properly.
+    """
+
+    usage: Usage
+    error: str | None
+    done: bool
+
+    def feed(self, chunk: bytes) -> bytes: ...
+    def finish(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -99,6 +128,22 @@ class Adapter:
     def passes_through(self, call: Call) -> bool:
         """True when the upstream's bytes go to the client unchanged."""
         return call.endpoint != "messages"
+
+    def failure_status(self, status: int) -> int:
+        """The provider's error status as the gateway judges it (e.g. 529 → 503)."""
+        return status
+
+    def response(self, call: Call, model: str, body: bytes) -> bytes:
+        """A successful non-streamed body, in the client's format."""
+        return body
+
+    def error_body(self, call: Call, status: int, body: bytes) -> bytes:
+        """A provider's 4xx body about the request, in the client's error dialect."""
+        return body
+
+    def stream(self, call: Call, model: str) -> StreamTranslator | None:
+        """A translator for this streamed call, or None to relay bytes unchanged."""
+        return None
 
     def stream_error(self, event: Event) -> str | None:
         """The error carried by a stream event, if it is one (SPEC §2 first-event check)."""
