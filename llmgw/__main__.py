@@ -8,11 +8,10 @@ import logging
 import os
 import sys
 
-from aiohttp import web
-
 from . import __version__, logs
 from .app import create_app
-from .config import ConfigError, load
+from .config import ConfigError, parse
+from .lifecycle import MANAGE_LOGGING, serve
 
 log = logging.getLogger("llmgw")
 
@@ -31,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        config = load(args.config)
+        text = _read(args.config)
+        config = parse(text, args.config)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
@@ -43,18 +43,26 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.logging.level, config.logging.format)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
-    log.info("llmgw %s listening on %s:%s (config %s)", __version__, host, port, args.config)
-    web.run_app(
-        create_app(config, config_path=args.config),
-        host=host,
-        port=port,
-        shutdown_timeout=config.server.shutdown_timeout,
-        handler_cancellation=True,
-        access_log=None,
-        print=None,
-        loop=_new_loop(),
-    )
+    log.info("llmgw %s starting (config %s)", __version__, args.config)
+    app = create_app(config, config_path=os.path.abspath(args.config), config_text=text)
+    app[MANAGE_LOGGING] = True
+    loop = _new_loop()
+    try:
+        loop.run_until_complete(serve(app, host, port, config.server.shutdown_timeout))
+    except OSError as exc:  # e.g. the port is taken
+        log.error("cannot serve on %s:%s: %s", host, port, exc)
+        return 1
+    finally:
+        loop.close()
     return 0
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc}"]) from None
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
 
-from . import __version__
+from . import __version__, lifecycle
 from .api import openai, ops
 from .config import GatewayConfig
 from .keys import METRICS, SESSION, STATES, STORE
@@ -21,14 +21,19 @@ log = logging.getLogger(__name__)
 
 
 def create_app(
-    config: GatewayConfig, *, config_path: str | None = None, states: ProviderStates | None = None
+    config: GatewayConfig,
+    *,
+    config_path: str | None = None,
+    config_text: str | None = None,
+    states: ProviderStates | None = None,
 ) -> web.Application:
     # The body limit is enforced per request from the live config (calls.read_body).
     app = web.Application(middlewares=[gateway_middleware], client_max_size=2**62)
     app[METRICS] = Metrics()
     app[STATES] = states or ProviderStates()
     app.cleanup_ctx.append(_client_session)
-    app.cleanup_ctx.append(_config_store(config, config_path))
+    app.cleanup_ctx.append(_config_store(config, config_path, config_text))
+    app.cleanup_ctx.append(lifecycle.config_watcher)
     app.on_response_prepare.append(add_headers)
     app.on_shutdown.append(_stop_ready)
 
@@ -41,6 +46,8 @@ def create_app(
     app.router.add_get("/ready", ops.ready)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/api/v1/providers/status", ops.providers_status)
+    app.router.add_get("/api/v1/config", ops.config)
+    app.router.add_post("/api/v1/config/reload", ops.config_reload)
     return app
 
 
@@ -57,11 +64,13 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def _config_store(config: GatewayConfig, path: str | None):  # type: ignore[no-untyped-def]
+def _config_store(
+    config: GatewayConfig, path: str | None, text: str | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def owner(app: web.Application) -> AsyncIterator[None]:
         runtime = build_runtime(config, app[STATES], app[SESSION])
         announce(runtime)
-        app[STORE] = ConfigStore(runtime, path)
+        app[STORE] = ConfigStore(runtime, path, text)
         app[METRICS].config_info.labels(runtime.digest).set(1)
         yield
 

@@ -12,8 +12,10 @@ import ipaddress
 import orjson
 from aiohttp import web
 
+from ..config.redact import redacted
 from ..errors import AuthenticationFailed, Forbidden
 from ..keys import METRICS, STORE
+from ..lifecycle import reload_config
 from ..metrics import CIRCUIT_STATES
 
 
@@ -81,6 +83,30 @@ async def providers_status(request: web.Request) -> web.Response:
     return web.Response(
         body=orjson.dumps({"providers": providers}), content_type="application/json"
     )
+
+
+async def config(request: web.Request) -> web.Response:
+    """The running config, secrets redacted, with its hash and the last reload's outcome."""
+    require_admin(request)
+    store = request.app[STORE]
+    runtime = store.current
+    body = {
+        "hash": runtime.digest,
+        "path": store.path,
+        "loaded_at": runtime.loaded_at,
+        "last_reload": store.last.as_json(),
+        "config": redacted(runtime.config),
+    }
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def config_reload(request: web.Request) -> web.Response:
+    """Reload now; 200 with the result, or 422 listing every error (old config kept)."""
+    require_admin(request)
+    result = await reload_config(request.app, "api")
+    body = {**result.as_json(), "hash": request.app[STORE].current.digest}
+    status = 422 if result.result == "error" else 200
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 def _is_loopback(remote: str | None) -> bool:

@@ -1,0 +1,99 @@
+"""How the gateway starts, reloads and stops (SPEC §1 signals, §6 hot reload).
+
+``reload_config`` is the one entry point for every reload trigger (file watch,
+SIGHUP, the admin API). ``serve`` runs the app for the command line: SIGHUP
+reloads; SIGTERM/SIGINT stop accepting, turn ``/ready`` to 503, let requests and
+streams in flight finish within ``server.shutdown_timeout`` and exit 0; a second
+signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from . import logs
+from .keys import METRICS, SESSION, STATES, STORE
+from .reload import ReloadResult, watch
+from .runtime import build_runtime
+
+log = logging.getLogger(__name__)
+
+MANAGE_LOGGING = web.AppKey("manage_logging", bool)
+
+
+async def reload_config(app: web.Application, trigger: str) -> ReloadResult:
+    store = app[STORE]
+    before = store.current
+    result = await store.reload(
+        lambda config: build_runtime(config, app[STATES], app[SESSION]), trigger
+    )
+    metrics = app[METRICS]
+    if result.result != "unchanged":
+        metrics.config_reloads.labels(result.result).inc()
+    after = store.current
+    if after is not before:
+        metrics.config_info.remove(before.digest)
+        metrics.config_info.labels(after.digest).set(1)
+        if app.get(MANAGE_LOGGING) and after.config.logging != before.config.logging:
+            logs.configure(after.config.logging.level, after.config.logging.format)
+        for provider in after.providers.values():
+            if provider.disabled is not None:
+                log.warning("provider %s is disabled: %s", provider.name, provider.disabled)
+    return result
+
+
+async def config_watcher(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: watch the config file for as long as the app runs."""
+    path = app[STORE].path
+    if path is None:
+        yield
+        return
+    stop = asyncio.Event()
+    task = asyncio.create_task(watch(path, lambda: reload_config(app, "file"), stop))
+    yield
+    stop.set()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> None:
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_stop(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info(
+            "%s: draining (up to %ss), then exiting", signal.Signals(signum).name, shutdown_timeout
+        )
+        app[STORE].stopping = True
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_stop, signum)
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: asyncio.ensure_future(reload_config(app, "sighup"))
+    )
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        log.info("listening on %s:%s", host, port)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+    log.info("stopped")
