@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from . import __version__, lifecycle
-from .api import openai, ops
+from .api import anthropic, openai, ops
 from .config import GatewayConfig
 from .keys import METRICS, SESSION, STATES, STORE
 from .metrics import Metrics
@@ -40,6 +40,7 @@ def create_app(
     app.router.add_post("/v1/chat/completions", openai.chat_completions)
     app.router.add_post("/v1/completions", openai.completions)
     app.router.add_post("/v1/embeddings", openai.embeddings)
+    app.router.add_post("/v1/messages", anthropic.messages)
     app.router.add_get("/v1/models", openai.list_models)
     app.router.add_get("/v1/models/{model:.+}", openai.get_model)
     app.router.add_get("/health", ops.health)

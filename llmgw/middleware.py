@@ -16,9 +16,10 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from . import cors
 from .context import RequestContext
 from .errors import GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
-from .keys import CONTEXT, METRICS
+from .keys import CONTEXT, METRICS, STORE
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         surface="anthropic" if request.path.startswith("/v1/messages") else "openai",
     )
     request[CONTEXT] = ctx
+    preflight = cors.preflight(request, _origins(request))
+    if preflight is not None:
+        return preflight
     metrics = request.app[METRICS]
     client_api = request.path.startswith("/v1/")
     if client_api:
@@ -76,12 +80,18 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
         return
     headers = response.headers
     headers["X-Request-ID"] = ctx.request_id
+    cors.apply(request, response, _origins(request))
     if ctx.provider is not None:
         headers["X-LLMGW-Provider"] = ctx.provider
     if ctx.upstream_model is not None:
         headers["X-LLMGW-Model"] = ctx.upstream_model
     if ctx.attempts:
         headers["X-LLMGW-Attempts"] = str(ctx.attempts)
+
+
+def _origins(request: web.Request) -> tuple[str, ...]:
+    store = request.app.get(STORE)
+    return () if store is None else store.current.config.server.cors_origins
 
 
 def _render(ctx: RequestContext, error: GatewayError) -> web.Response:

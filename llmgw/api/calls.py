@@ -7,6 +7,8 @@ provider's to judge, and is passed on untouched.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -34,7 +36,12 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def parse_call(endpoint: Endpoint, raw: bytes) -> Call:
+# Client headers that describe the request rather than authenticate it, passed on to
+# providers that understand them (the Anthropic API's version and beta flags).
+FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+def parse_call(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str] | None = None) -> Call:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -50,7 +57,10 @@ def parse_call(endpoint: Endpoint, raw: bytes) -> Call:
     _optional(body, "stream_options", dict, "an object")
     _optional(body, "user", str, "a string")
     _CHECKS[endpoint](body)
-    return Call(endpoint, model, bool(stream), body, raw)
+    forwarded = {}
+    if endpoint == "messages" and headers is not None:
+        forwarded = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
+    return Call(endpoint, model, bool(stream), body, raw, MappingProxyType(forwarded))
 
 
 def _optional(body: dict[str, Any], name: str, kind: type, described: str) -> None:
@@ -94,7 +104,16 @@ def _check_embeddings(body: dict[str, Any]) -> None:
 
 
 def _check_messages(body: dict[str, Any]) -> None:
+    """Anthropic's Messages API: messages and max_tokens are required."""
     _check_chat(body)
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise InvalidRequest(
+            "'max_tokens' is required and must be a positive integer", param="max_tokens"
+        )
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise InvalidRequest("'system' must be a string or an array", param="system")
 
 
 _CHECKS = {

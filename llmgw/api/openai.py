@@ -34,7 +34,7 @@ async def _handle(request: web.Request, endpoint: Endpoint) -> web.StreamRespons
     ctx.endpoint = endpoint
     runtime = request.app[STORE].current  # this request's snapshot, to the end
     raw = await read_body(request, runtime.config.server.max_body_size)
-    call = parse_call(endpoint, raw)
+    call = parse_call(endpoint, raw, request.headers)
     ctx.model = call.model
     ctx.model_label = runtime.router.label(call.model)
     return await forward(request, ctx, runtime, call, request.app[METRICS])

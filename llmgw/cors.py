@@ -1,0 +1,51 @@
+"""CORS for browser clients, from ``server.cors_origins`` (exact origins or ``*``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+
+_EXPOSED = (
+    "X-Request-ID, X-Cache, Age, X-LLMGW-Provider, X-LLMGW-Model, X-LLMGW-Attempts, "
+    "Retry-After, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
+    "x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, "
+    "x-ratelimit-reset-tokens"
+)
+
+
+def allowed_origin(request: web.Request, origins: Sequence[str]) -> str | None:
+    """The value for Access-Control-Allow-Origin, or None when CORS does not apply."""
+    origin = request.headers.get("Origin")
+    if not origin or not origins:
+        return None
+    if "*" in origins:
+        return "*"
+    return origin if origin in origins else None
+
+
+def preflight(request: web.Request, origins: Sequence[str]) -> web.Response | None:
+    """Answer a CORS preflight (OPTIONS with Access-Control-Request-Method)."""
+    if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
+        return None
+    allow = allowed_origin(request, origins)
+    if allow is None:
+        return web.Response(status=403)
+    headers = {
+        "Access-Control-Allow-Origin": allow,
+        "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+        "Access-Control-Allow-Headers": request.headers.get(
+            "Access-Control-Request-Headers", "Authorization, Content-Type"
+        ),
+        "Access-Control-Max-Age": "600",
+        "Vary": "Origin",
+    }
+    return web.Response(status=204, headers=headers)
+
+
+def apply(request: web.Request, response: web.StreamResponse, origins: Sequence[str]) -> None:
+    allow = allowed_origin(request, origins)
+    if allow is not None:
+        response.headers["Access-Control-Allow-Origin"] = allow
+        response.headers["Access-Control-Expose-Headers"] = _EXPOSED
+        response.headers.add("Vary", "Origin")
