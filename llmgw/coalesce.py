@@ -1,0 +1,107 @@
+"""Coalescing of identical cacheable requests in flight at the same moment (SPEC §4).
+
+The first request for a key leads: it goes upstream and records what it sends to
+its client into a ``Flight``. Requests for the same key that arrive meanwhile
+follow: they wait for the leader to commit, then receive the same bytes — live, as
+they arrive, each at its own pace (a follower keeps its own position in the shared
+list of chunks, so a slow one never holds up the leader or the others). A leader
+that fails before committing abandons the flight, and its followers go upstream
+themselves instead of failing with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What the leader committed to before its first byte."""
+
+    status: int
+    content_type: str
+    stream: bool
+    provider: str
+    upstream_model: str
+
+
+class Flight:
+    """One upstream answer being produced, and every identical request waiting on it."""
+
+    __slots__ = ("_changed", "_followers", "chunks", "complete", "finished", "head")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.head: Head | None = None
+        self.finished = False
+        self.complete = False  # finished cleanly: the recording may be stored
+        self._followers = 0
+        self._changed = asyncio.Event()
+
+    # The leader's side ---------------------------------------------------------------
+
+    def commit(self, head: Head) -> None:
+        self.head = head
+        self._notify()
+
+    def append(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        if self._followers:
+            self._notify()
+
+    def finish(self, complete: bool) -> None:
+        if not self.finished:
+            self.finished = True
+            self.complete = complete and self.head is not None
+            self._notify()
+
+    # The followers' side -------------------------------------------------------------
+
+    async def wait_head(self) -> Head | None:
+        """The leader's head once committed; None if it gave up before its first byte."""
+        self._followers += 1
+        while self.head is None and not self.finished:
+            await self._changed.wait()
+        return self.head
+
+    async def follow(self) -> AsyncIterator[bytes]:
+        """Every chunk from the first, as the leader records them."""
+        position = 0
+        while True:
+            while position < len(self.chunks):
+                yield self.chunks[position]
+                position += 1
+            if self.finished:
+                return
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+
+class Flights:
+    """The flights in progress in this process, by cache key."""
+
+    __slots__ = ("_flights",)
+
+    def __init__(self) -> None:
+        self._flights: dict[str, Flight] = {}
+
+    def join(self, key: str) -> tuple[Flight, bool]:
+        """The flight for ``key`` and whether the caller leads it."""
+        flight = self._flights.get(key)
+        if flight is not None and not (flight.finished and not flight.complete):
+            return flight, False
+        flight = self._flights[key] = Flight()
+        return flight, True
+
+    def land(self, key: str, flight: Flight) -> None:
+        """The leader is done with ``key`` (its entry, if any, is stored by now)."""
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+
+    def __len__(self) -> int:
+        return len(self._flights)

@@ -1,0 +1,152 @@
+"""The cache's parts on their own: keys, client policy, the memory store, flights."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from llmgw.cache import Entry, MemoryStore, Policy, cache_key, decode_entry, encode_entry
+from llmgw.coalesce import Flights, Head
+from llmgw.providers import Call
+
+
+def call(body: dict[str, object], endpoint: str = "chat") -> Call:
+    return Call(endpoint, str(body.get("model", "m")), bool(body.get("stream")), body, b"")  # type: ignore[arg-type]
+
+
+def entry(size: int, tag: str = "x") -> Entry:
+    return Entry(200, "application/json", (tag.encode() * size,), False, 1000.0, "p", "m")
+
+
+BODY = {"model": "m", "messages": [{"role": "user", "content": "hi", "name": "a"}], "seed": 1}
+
+
+def test_key_ignores_order_user_and_stream_options() -> None:
+    shuffled = {"seed": 1, "messages": [{"name": "a", "content": "hi", "role": "user"}], "model": "m"}
+    assert cache_key(call(BODY), None) == cache_key(call(shuffled), None)
+    assert cache_key(call(BODY), None) == cache_key(
+        call({**BODY, "user": "u1", "stream_options": {"include_usage": True}}), None
+    )
+
+
+def test_key_separates_what_matters() -> None:
+    base = cache_key(call(BODY), None)
+    assert base != cache_key(call({**BODY, "stream": True}), None)
+    assert base != cache_key(call({**BODY, "seed": 2}), None)
+    assert base != cache_key(call({**BODY, "model": "n"}), None)
+    assert base != cache_key(call(BODY, endpoint="completions"), None)
+    assert base != cache_key(call(BODY), "team-a")
+    assert cache_key(call(BODY), "team-a") != cache_key(call(BODY), "team-b")
+
+
+@pytest.mark.parametrize(
+    ("header", "read", "write", "max_age"),
+    [
+        (None, True, True, None),
+        ("no-cache", False, True, None),
+        ("no-store", True, False, None),
+        ("no-cache, no-store", False, False, None),
+        ("max-age=60", True, True, 60),
+        ("Max-Age=0", False, True, 0),
+    ],
+)
+def test_policy(header: str | None, read: bool, write: bool, max_age: int | None) -> None:
+    policy = Policy.from_header(header)
+    assert (policy.read, policy.write, policy.max_age) == (read, write, max_age)
+
+
+def test_max_age_judges_entry_age() -> None:
+    stored = entry(1)
+    assert Policy.from_header("max-age=10").accepts(stored, now=1009.0)
+    assert not Policy.from_header("max-age=10").accepts(stored, now=1011.0)
+
+
+async def test_lru_eviction_order_and_byte_bound() -> None:
+    size = entry(100).size
+    store = MemoryStore(max_bytes=3 * size)
+    for name in ("a", "b", "c"):
+        await store.put(name, entry(100, name), ttl=60)
+    assert await store.get("a") is not None  # a becomes most recently used
+    await store.put("d", entry(100, "d"), ttl=60)  # evicts b, the least recently used
+    assert store.keys() == ["c", "a", "d"]
+    assert await store.get("b") is None
+    assert await store.sizes() == (3, 3 * size)
+    await store.put("big", entry(600, "e"), ttl=60)  # with the others, over: evicts all three
+    assert store.keys() == ["big"]
+    assert (await store.sizes())[1] <= store.max_bytes
+    assert store.stats.evictions == 4
+
+
+async def test_entry_larger_than_the_whole_cache_is_not_stored() -> None:
+    store = MemoryStore(max_bytes=1000)
+    await store.put("huge", entry(5000), ttl=60)
+    assert await store.sizes() == (0, 0)
+
+
+async def test_ttl_expires_entries() -> None:
+    now = [100.0]
+    store = MemoryStore(max_bytes=10_000, clock=lambda: now[0])
+    await store.put("k", entry(10), ttl=5)
+    now[0] = 104.9
+    assert await store.get("k") is not None
+    now[0] = 105.0
+    assert await store.get("k") is None
+    assert await store.sizes() == (0, 0)
+
+
+async def test_shrinking_max_size_evicts() -> None:
+    store = MemoryStore(max_bytes=10 * entry(10).size)
+    for i in range(10):
+        await store.put(str(i), entry(10), ttl=60)
+    store.max_bytes = 4 * entry(10).size
+    store.shrink()
+    assert store.keys() == ["6", "7", "8", "9"]
+
+
+def test_entry_encoding_round_trip_keeps_chunk_boundaries() -> None:
+    original = Entry(200, "text/event-stream", (b"data: 1\n\n", b"", b"data: [DONE]\n\n"), True,
+                     1.5, "p", "m", 3, 4)
+    assert decode_entry(encode_entry(original)) == original
+    assert decode_entry(b"garbage") is None
+    assert decode_entry(encode_entry(original)[:-3]) is None
+
+
+async def test_followers_get_every_chunk_at_their_own_pace() -> None:
+    flights = Flights()
+    flight, leads = flights.join("k")
+    assert leads
+    follower, leads_too = flights.join("k")
+    assert follower is flight and not leads_too
+
+    async def consume(delay: float) -> list[bytes]:
+        assert await flight.wait_head() is not None
+        got = []
+        async for chunk in flight.follow():
+            got.append(chunk)
+            await asyncio.sleep(delay)
+        return got
+
+    readers = [asyncio.ensure_future(consume(d)) for d in (0, 0.01, 0.05)]
+    await asyncio.sleep(0)
+    flight.commit(Head(200, "text/event-stream", True, "p", "m"))
+    for i in range(5):
+        flight.append(f"c{i}".encode())
+        await asyncio.sleep(0.001)  # the leader never waits for its followers
+    flight.finish(complete=True)
+    results = await asyncio.gather(*readers)
+    assert all(r == [b"c0", b"c1", b"c2", b"c3", b"c4"] for r in results)
+    flights.land("k", flight)
+    assert len(flights) == 0
+
+
+async def test_abandoned_flight_releases_followers() -> None:
+    flights = Flights()
+    flight, _ = flights.join("k")
+    waiter = asyncio.ensure_future(flight.wait_head())
+    await asyncio.sleep(0)
+    flight.finish(complete=True)  # gave up before committing
+    assert await waiter is None
+    assert not flight.complete
+    replacement, leads = flights.join("k")
+    assert leads and replacement is not flight
