@@ -95,8 +95,6 @@ def cache_key(call: Call, scope: str | None) -> str:
 
 @dataclass
 class Stats:
-    hits: int = 0
-    misses: int = 0
     evictions: int = 0
 
 
@@ -219,6 +217,8 @@ class ResponseCache:
 
     def __init__(self) -> None:
         self.flights = Flights()
+        self.hits = 0
+        self.misses = 0
         self._closing: set[asyncio.Future[None]] = set()
         self._store: Store | None = None
         self._backend: tuple[str, str | None] | None = None

@@ -30,13 +30,14 @@ class Head:
 class Flight:
     """One upstream answer being produced, and every identical request waiting on it."""
 
-    __slots__ = ("_changed", "_followers", "chunks", "complete", "finished", "head")
+    __slots__ = ("_changed", "_followers", "chunks", "complete", "error_sent", "finished", "head")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.head: Head | None = None
         self.finished = False
         self.complete = False  # finished cleanly: the recording may be stored
+        self.error_sent = False  # the recording ends with an error event
         self._followers = 0
         self._changed = asyncio.Event()
 
@@ -50,6 +51,10 @@ class Flight:
         self.chunks.append(chunk)
         if self._followers:
             self._notify()
+
+    def append_error(self, event: bytes) -> None:
+        self.error_sent = True
+        self.append(event)
 
     def finish(self, complete: bool) -> None:
         if not self.finished:

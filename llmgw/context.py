@@ -27,6 +27,8 @@ class RequestContext:
     cost_usd: float | None = None
     error: str | None = None
     prompt: str | None = None  # only when logging.log_prompts is on
+    streamed_events: int = 0  # SSE events relayed (estimates tokens when usage never came)
+    ratelimit: dict[str, str] | None = None  # x-ratelimit-* headers, written by add_headers
 
     def log_fields(self, latency: float) -> dict[str, Any]:
         ttfb = (

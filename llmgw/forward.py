@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from . import relay
+from .coalesce import Flight
 from .context import RequestContext
 from .errors import (
     GatewayError,
@@ -34,8 +35,14 @@ log = logging.getLogger(__name__)
 
 
 async def forward(
-    request: web.Request, ctx: RequestContext, runtime: Runtime, call: Call, metrics: Metrics
+    request: web.Request,
+    ctx: RequestContext,
+    runtime: Runtime,
+    call: Call,
+    metrics: Metrics,
+    record: Flight | None = None,
 ) -> web.StreamResponse:
+    """Answer ``call`` from its targets; ``record`` receives what the client is sent."""
     targets = runtime.router.resolve(call.model)
     breaker = runtime.config.routing.circuit_breaker
     failures: list[tuple[str, AttemptFailure]] = []
@@ -59,7 +66,7 @@ async def forward(
             tried_one = True
             ctx.attempts += 1
             try:
-                response = await _attempt(request, ctx, provider, target, call)
+                response = await _attempt(request, ctx, provider, target, call, record)
             except AttemptFailure as failure:
                 _record_failure(metrics, provider, failure, breaker.failures)
                 failures.append((provider.name, failure))
@@ -79,7 +86,12 @@ async def forward(
 
 
 async def _attempt(
-    request: web.Request, ctx: RequestContext, provider: Provider, target: Target, call: Call
+    request: web.Request,
+    ctx: RequestContext,
+    provider: Provider,
+    target: Target,
+    call: Call,
+    record: Flight | None,
 ) -> web.StreamResponse:
     try:
         upstream_request = provider.adapter.request(call, target.model, provider.config)
@@ -110,14 +122,14 @@ async def _attempt(
             if relay.is_event_stream(upstream):
                 translator = adapter.stream(call, target.model)
                 if translator is None:
-                    return await relay.stream(request, ctx, adapter, upstream)
+                    return await relay.stream(request, ctx, adapter, upstream, record)
                 return await relay.translated_stream(
-                    request, ctx, translator, upstream, call.client_format
+                    request, ctx, translator, upstream, call.client_format, record
                 )
             body = await upstream.read()
             usage = adapter.usage(body)
             body = adapter.response(call, target.model, body)
-            return relay.json_response(ctx, upstream.status, body, usage)
+            return relay.json_response(ctx, upstream.status, body, usage, record)
         finally:
             upstream.close()
     finally:

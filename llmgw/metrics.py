@@ -78,6 +78,33 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+        self.tokens = Counter(
+            "llmgw_tokens",
+            "Tokens used, from the provider's usage or estimated (kind: prompt, completion).",
+            ["provider", "model", "key", "kind"],
+            registry=registry,
+        )
+        self.cost = Counter(
+            "llmgw_cost_usd",
+            "Cost in USD of the tokens used, at the configured or built-in prices.",
+            ["provider", "model", "key"],
+            registry=registry,
+        )
+        self.ratelimit_rejections = Counter(
+            "llmgw_ratelimit_rejections",
+            "Requests refused with 429 by a limit, by the scope that refused (key, model, global).",
+            ["scope"],
+            registry=registry,
+        )
+        self.cache_requests = Counter(
+            "llmgw_cache_requests",
+            "Cacheable requests by cache result (hit, miss, bypass).",
+            ["result"],
+            registry=registry,
+        )
+        self.cache_size = Gauge(
+            "llmgw_cache_size_bytes", "Bytes held by the memory cache.", registry=registry
+        )
         self.config_info = Gauge(
             "llmgw_config_info",
             "The running config (value 1), by hash.",

@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from . import sse
+from .coalesce import Flight, Head
 from .context import RequestContext
 from .providers import Adapter
 from .providers.base import StreamTranslator, Usage
@@ -31,9 +32,16 @@ def is_event_stream(response: UpstreamResponse) -> bool:
     return response.headers.get("Content-Type", "").startswith("text/event-stream")
 
 
-def json_response(ctx: RequestContext, status: int, body: bytes, usage: Usage) -> web.Response:
+def json_response(
+    ctx: RequestContext, status: int, body: bytes, usage: Usage, record: Flight | None = None
+) -> web.Response:
     ctx.prompt_tokens, ctx.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     ctx.first_byte = time.perf_counter()
+    if record is not None:
+        assert ctx.provider is not None and ctx.upstream_model is not None
+        record.commit(Head(status, "application/json", False, ctx.provider, ctx.upstream_model))
+        record.append(body)
+        record.finish(complete=True)
     return web.Response(body=body, status=status, content_type="application/json")
 
 
@@ -47,8 +55,14 @@ def stream_error_event(message: str, client_format: str = "openai") -> bytes:
     return sse.encode(orjson.dumps({"error": body}))
 
 
-async def _open(request: web.Request, ctx: RequestContext, content_type: str) -> web.StreamResponse:
+async def _open(
+    request: web.Request, ctx: RequestContext, content_type: str, record: Flight | None
+) -> web.StreamResponse:
+    """Commit: headers go out, and followers of the recording may start."""
     out = web.StreamResponse(status=200, headers={**_STREAM_HEADERS, "Content-Type": content_type})
+    if record is not None:
+        assert ctx.provider is not None and ctx.upstream_model is not None
+        record.commit(Head(200, content_type, True, ctx.provider, ctx.upstream_model))
     await out.prepare(request)
     ctx.first_byte = time.perf_counter()
     return out
@@ -90,13 +104,18 @@ async def stream(
     ctx: RequestContext,
     adapter: Adapter,
     upstream: UpstreamResponse,
+    record: Flight | None = None,
 ) -> web.StreamResponse:
     chunks = upstream.chunks()
     head = await _read_first_event(ctx, adapter, chunks)
+    ctx.streamed_events = head.count(b"data:")  # per chunk: one C-level count, no parse
 
-    out = await _open(request, ctx, upstream.headers.get("Content-Type", "text/event-stream"))
+    content_type = upstream.headers.get("Content-Type", "text/event-stream")
+    out = await _open(request, ctx, content_type, record)
     tail: deque[bytes] = deque((bytes(head),), maxlen=4)
     await out.write(tail[0])
+    if record is not None:
+        record.append(tail[0])
 
     clock = time.perf_counter
     next_chunk = chunks.__anext__
@@ -110,16 +129,22 @@ async def stream(
             except TRANSPORT_ERRORS as exc:
                 failure = failure_from(exc)
                 ctx.error = failure.kind
-                await out.write(stream_error_event(failure.message))
+                await _write_error(out, record, stream_error_event(failure.message))
                 break
             ctx.upstream_wait += clock() - began
+            ctx.streamed_events += chunk.count(b"data:")
             await out.write(chunk)
             tail.append(chunk)
+            if record is not None:
+                record.append(chunk)
         if ctx.error is None and adapter.ends_with_done and not _is_done(tail):
             ctx.error = "stream_truncated"
-            await out.write(stream_error_event("the provider's stream ended before it was done"))
+            message = "the provider's stream ended before it was done"
+            await _write_error(out, record, stream_error_event(message))
         _read_usage(ctx, adapter, b"".join(tail))
         await out.write_eof()
+        if record is not None:
+            record.finish(complete=ctx.error is None)
     except ConnectionResetError:
         ctx.error = "client_disconnected"
         _read_usage(ctx, adapter, b"".join(tail))
@@ -132,6 +157,7 @@ async def translated_stream(
     translator: StreamTranslator,
     upstream: UpstreamResponse,
     client_format: str,
+    record: Flight | None = None,
 ) -> web.StreamResponse:
     """A stream whose events are rewritten into the client's format, chunk by chunk.
 
@@ -151,6 +177,7 @@ async def translated_stream(
                 ended = True
                 pending = translator.finish()
                 break
+            ctx.streamed_events += chunk.count(b"data:")
             pending = translator.feed(chunk)
             if translator.error is not None and not pending:
                 raise AttemptFailure("stream_error", translator.error)
@@ -161,9 +188,9 @@ async def translated_stream(
     if not pending:
         raise AttemptFailure("stream_error", "the provider's stream was empty")
 
-    out = await _open(request, ctx, "text/event-stream; charset=utf-8")
+    out = await _open(request, ctx, "text/event-stream; charset=utf-8", record)
     try:
-        await out.write(pending)
+        await _write(out, record, pending)
         while not ended:
             began = clock()
             try:
@@ -171,30 +198,47 @@ async def translated_stream(
             except TRANSPORT_ERRORS as exc:
                 failure = failure_from(exc)
                 ctx.error = failure.kind
-                await out.write(stream_error_event(failure.message, client_format))
+                await _write_error(out, record, stream_error_event(failure.message, client_format))
                 break
             ctx.upstream_wait += clock() - began
             if chunk is None:
                 ended = True
                 closing = translator.finish()
                 if closing:
-                    await out.write(closing)
+                    await _write(out, record, closing)
                 break
+            ctx.streamed_events += chunk.count(b"data:")
             output = translator.feed(chunk)
             if output:
-                await out.write(output)
+                await _write(out, record, output)
         if ended and translator.error is not None:
             ctx.error = "stream_error"
+            if record is not None:
+                record.error_sent = True  # the translator wrote it in the client's dialect
         elif ended and not translator.done:
             ctx.error = "stream_truncated"
             message = "the provider's stream ended before it was done"
-            await out.write(stream_error_event(message, client_format))
+            await _write_error(out, record, stream_error_event(message, client_format))
         await out.write_eof()
+        if record is not None:
+            record.finish(complete=ctx.error is None)
     except ConnectionResetError:
         ctx.error = "client_disconnected"
     ctx.prompt_tokens = translator.usage.prompt_tokens
     ctx.completion_tokens = translator.usage.completion_tokens
     return out
+
+
+async def _write(out: web.StreamResponse, record: Flight | None, data: bytes) -> None:
+    await out.write(data)
+    if record is not None:
+        record.append(data)
+
+
+async def _write_error(out: web.StreamResponse, record: Flight | None, event: bytes) -> None:
+    await out.write(event)
+    if record is not None:
+        record.append_error(event)
 
 
 def _is_done(tail: deque[bytes]) -> bool:

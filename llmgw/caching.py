@@ -1,0 +1,163 @@
+"""How a request meets the cache: look up, follow a flight or lead one, store, replay.
+
+``X-Cache`` is ``HIT`` for an entry or a coalesced answer, ``MISS`` for a request
+that went upstream, ``BYPASS`` when the cache is off for it (disabled, or the
+client sent ``Cache-Control: no-cache``). Only complete ``200`` answers are stored:
+never an error, a truncated stream or a cancelled one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .cache import Entry, Policy, ResponseCache, Store, cache_key
+from .coalesce import Flight, Head
+from .context import RequestContext
+from .metrics import Metrics
+from .providers import Call
+from .relay import stream_error_event
+from .runtime import Runtime
+
+Upstream = Callable[[Flight | None], Awaitable[web.StreamResponse]]
+CACHEABLE = frozenset({"chat", "completions", "embeddings", "messages"})
+
+
+async def serve(
+    request: web.Request,
+    ctx: RequestContext,
+    runtime: Runtime,
+    call: Call,
+    cache: ResponseCache,
+    metrics: Metrics,
+    upstream: Upstream,
+) -> web.StreamResponse:
+    """Answer ``call`` from the cache or from ``upstream``, recording what is cacheable."""
+    settings = runtime.config.cache
+    if not settings.enabled or call.endpoint not in CACHEABLE:
+        return await _bypass(ctx, metrics, upstream, None)
+    policy = Policy.from_header(request.headers.get("Cache-Control"))
+    store = cache.store(settings)
+    key = cache_key(call, ctx.key if settings.scope == "key" else None)
+    if not policy.read:
+        recorder = Flight() if policy.write else None
+        response = await _bypass(ctx, metrics, upstream, recorder)
+        await _keep(store, key, recorder, ctx, settings.ttl)
+        return response
+
+    entry = await store.get(key)
+    if entry is not None and policy.accepts(entry, time.time()):
+        _count(ctx, metrics, cache, "HIT")
+        return await replay(request, ctx, entry)
+    flight, leads = cache.flights.join(key)
+    if not leads:
+        head = await flight.wait_head()
+        if head is not None and (head.stream or await _finished_whole(flight)):
+            _count(ctx, metrics, cache, "HIT")
+            return await follow(request, ctx, flight, head, call.client_format)
+        flight = Flight()  # the leader gave up: go upstream ourselves, uncoalesced
+    _count(ctx, metrics, cache, "MISS")
+    try:
+        response = await upstream(flight)
+    finally:
+        flight.finish(complete=False)  # a no-op when the relay finished it
+        if policy.write:
+            await _keep(store, key, flight, ctx, settings.ttl)
+        if leads:
+            cache.flights.land(key, flight)
+    return response
+
+
+async def replay(request: web.Request, ctx: RequestContext, entry: Entry) -> web.StreamResponse:
+    """A stored answer: the same bytes, with the same chunk boundaries for a stream."""
+    ctx.provider, ctx.upstream_model = entry.provider, entry.upstream_model
+    ctx.prompt_tokens, ctx.completion_tokens = entry.prompt_tokens, entry.completion_tokens
+    age = {"Age": str(entry.age(time.time()))}
+    if not entry.stream:
+        ctx.first_byte = time.perf_counter()
+        return web.Response(
+            body=entry.chunks[0],
+            status=entry.status,
+            content_type=entry.content_type,
+            headers=age,
+        )
+    out = web.StreamResponse(
+        status=entry.status, headers={**age, "Content-Type": entry.content_type}
+    )
+    await out.prepare(request)
+    ctx.first_byte = time.perf_counter()
+    for chunk in entry.chunks:
+        await out.write(chunk)
+    await out.write_eof()
+    return out
+
+
+async def follow(
+    request: web.Request, ctx: RequestContext, flight: Flight, head: Head, client_format: str
+) -> web.StreamResponse:
+    """The leader's answer, live: each chunk as it is recorded, at this client's pace."""
+    ctx.provider, ctx.upstream_model = head.provider, head.upstream_model
+    if not head.stream:
+        ctx.first_byte = time.perf_counter()
+        return web.Response(
+            body=b"".join(flight.chunks), status=head.status, content_type=head.content_type
+        )
+    out = web.StreamResponse(status=head.status, headers={"Content-Type": head.content_type})
+    await out.prepare(request)
+    ctx.first_byte = time.perf_counter()
+    async for chunk in flight.follow():
+        await out.write(chunk)
+    if not flight.complete and not flight.error_sent:
+        ctx.error = "stream_interrupted"
+        await out.write(stream_error_event("the upstream stream was interrupted", client_format))
+    await out.write_eof()
+    return out
+
+
+async def _finished_whole(flight: Flight) -> bool:
+    """For a JSON answer, followers need all of it: wait for the leader to finish."""
+    async for _ in flight.follow():
+        pass
+    return flight.complete
+
+
+async def _bypass(
+    ctx: RequestContext, metrics: Metrics, upstream: Upstream, recorder: Flight | None
+) -> web.StreamResponse:
+    ctx.cache = "BYPASS"
+    metrics.cache_requests.labels("bypass").inc()
+    return await upstream(recorder)
+
+
+async def _keep(
+    store: Store, key: str, flight: Flight | None, ctx: RequestContext, ttl: float
+) -> None:
+    """Store the recording of a complete 200 answer."""
+    if flight is None or not flight.complete or flight.head is None:
+        return
+    head = flight.head
+    if head.status != 200:
+        return
+    entry = Entry(
+        status=head.status,
+        content_type=head.content_type,
+        chunks=tuple(flight.chunks) if head.stream else (b"".join(flight.chunks),),
+        stream=head.stream,
+        stored_at=time.time(),
+        provider=head.provider,
+        upstream_model=head.upstream_model,
+        prompt_tokens=ctx.prompt_tokens,
+        completion_tokens=ctx.completion_tokens,
+    )
+    await store.put(key, entry, ttl)
+
+
+def _count(ctx: RequestContext, metrics: Metrics, cache: ResponseCache, result: str) -> None:
+    ctx.cache = result
+    metrics.cache_requests.labels(result.lower()).inc()
+    if result == "HIT":
+        cache.hits += 1
+    else:
+        cache.misses += 1
