@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -9,13 +11,17 @@ import aiohttp
 from aiohttp import web
 
 from . import __version__, lifecycle
-from .api import anthropic, openai, ops
+from .api import anthropic, openai, ops, usage
+from .auth import Keyring
+from .cache import ResponseCache
 from .config import GatewayConfig
-from .keys import METRICS, SESSION, STATES, STORE
+from .keys import CACHE, KEYRING, LIMITER, METRICS, SESSION, STATES, STORE, USAGE
+from .limits import Limiter
 from .metrics import Metrics
 from .middleware import add_headers, gateway_middleware
 from .reload import ConfigStore
 from .runtime import ProviderStates, Runtime, build_runtime
+from .usage import UsageBook
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +37,15 @@ def create_app(
     app = web.Application(middlewares=[gateway_middleware], client_max_size=2**62)
     app[METRICS] = Metrics()
     app[STATES] = states or ProviderStates()
+    app[KEYRING] = Keyring()
+    app[LIMITER] = Limiter(app[METRICS])
+    app[USAGE] = UsageBook(app[METRICS])
+    app[CACHE] = ResponseCache()
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_config_store(config, config_path, config_text))
     app.cleanup_ctx.append(lifecycle.config_watcher)
+    app.cleanup_ctx.append(_limiter)
+    app.cleanup_ctx.append(_cache)
     app.on_response_prepare.append(add_headers)
     app.on_shutdown.append(_stop_ready)
 
@@ -47,6 +59,9 @@ def create_app(
     app.router.add_get("/ready", ops.ready)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/api/v1/providers/status", ops.providers_status)
+    app.router.add_get("/api/v1/usage", usage.usage)
+    app.router.add_get("/api/v1/cache/stats", ops.cache_stats)
+    app.router.add_post("/api/v1/cache/clear", ops.cache_clear)
     app.router.add_get("/api/v1/config", ops.config)
     app.router.add_post("/api/v1/config/reload", ops.config_reload)
     return app
@@ -63,6 +78,23 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     ) as session:
         app[SESSION] = session
         yield
+
+
+async def _limiter(app: web.Application) -> AsyncIterator[None]:
+    """Renew Redis concurrency leases while serving; close Redis clients at the end."""
+    limiter = app[LIMITER]
+    leases = asyncio.get_running_loop().create_task(limiter.maintain())
+    yield
+    leases.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await leases
+    await limiter.close()
+
+
+async def _cache(app: web.Application) -> AsyncIterator[None]:
+    """The cache outlives every config snapshot; its store closes with the app."""
+    yield
+    await app[CACHE].close()
 
 
 def _config_store(

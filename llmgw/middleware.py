@@ -87,6 +87,8 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
         headers["X-LLMGW-Model"] = ctx.upstream_model
     if ctx.attempts:
         headers["X-LLMGW-Attempts"] = str(ctx.attempts)
+    if ctx.ratelimit is not None:
+        headers.update(ctx.ratelimit)
 
 
 def _origins(request: web.Request) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
 """The OpenAI-compatible client surface: chat, completions, embeddings, models.
 
-Each handler reads as the request's itinerary: snapshot → body → call → forward.
+Each handler reads as the request's itinerary: snapshot → key → body → call →
+allowlist → limits → forward → account.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..auth import allow_model, authenticate
 from ..errors import ModelNotFound
 from ..forward import forward
-from ..keys import CONTEXT, METRICS, STORE
+from ..keys import CONTEXT, KEYRING, LIMITER, METRICS, STORE, USAGE
 from ..providers import Endpoint
 from .calls import parse_call, read_body
 
@@ -32,12 +34,24 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 async def _handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     ctx = request[CONTEXT]
     ctx.endpoint = endpoint
-    runtime = request.app[STORE].current  # this request's snapshot, to the end
-    raw = await read_body(request, runtime.config.server.max_body_size)
+    app = request.app
+    runtime = app[STORE].current  # this request's snapshot, to the end
+    config = runtime.config
+    principal = authenticate(request.headers, config.auth, app[KEYRING])
+    ctx.key = principal.name
+    raw = await read_body(request, config.server.max_body_size)
     call = parse_call(endpoint, raw, request.headers)
     ctx.model = call.model
     ctx.model_label = runtime.router.label(call.model)
-    return await forward(request, ctx, runtime, call, request.app[METRICS])
+    allow_model(principal, call.model)
+    admission = await app[LIMITER].admit(config.limits, principal, call, ctx)
+    response = None
+    try:
+        response = await forward(request, ctx, runtime, call, app[METRICS])
+        return response
+    finally:  # also on errors and when the client went away
+        spend = app[USAGE].record(ctx, call, response, config.prices)
+        await app[LIMITER].settle(admission, spend)
 
 
 async def list_models(request: web.Request) -> web.Response:

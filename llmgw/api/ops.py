@@ -12,9 +12,10 @@ import ipaddress
 import orjson
 from aiohttp import web
 
+from ..cache import MemoryStore
 from ..config.redact import redacted
 from ..errors import AuthenticationFailed, Forbidden
-from ..keys import METRICS, STORE
+from ..keys import CACHE, METRICS, STORE
 from ..lifecycle import reload_config
 from ..metrics import CIRCUIT_STATES
 
@@ -38,6 +39,9 @@ async def metrics(request: web.Request) -> web.Response:
     for provider in store.current.providers.values():
         state = CIRCUIT_STATES[provider.state.breaker.state]
         registry.circuit_state.labels(provider.name).set(state)
+    cache = request.app[CACHE].current()
+    if isinstance(cache, MemoryStore):
+        registry.cache_size.set((await cache.sizes())[1])
     response = web.Response(body=registry.render())
     response.content_type = "text/plain"
     response.headers["Content-Type"] = registry.content_type
@@ -107,6 +111,35 @@ async def config_reload(request: web.Request) -> web.Response:
     body = {**result.as_json(), "hash": request.app[STORE].current.digest}
     status = 422 if result.result == "error" else 200
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+async def cache_stats(request: web.Request) -> web.Response:
+    require_admin(request)
+    cache = request.app[CACHE]
+    settings = request.app[STORE].current.config.cache
+    store = cache.current()
+    entries, size = await store.sizes() if store is not None else (0, 0)
+    body = {
+        "enabled": settings.enabled,
+        "backend": settings.backend,
+        "entries": entries,
+        "bytes": size,
+        "max_bytes": settings.max_size if settings.backend == "memory" else None,
+        "hits": cache.hits,
+        "misses": cache.misses,
+        "evictions": store.stats.evictions if store is not None else 0,
+        "in_flight": len(cache.flights),
+    }
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def cache_clear(request: web.Request) -> web.Response:
+    require_admin(request)
+    store = request.app[CACHE].current()
+    cleared = (await store.sizes())[0] if store is not None else 0
+    if store is not None:
+        await store.clear()
+    return web.Response(body=orjson.dumps({"cleared": cleared}), content_type="application/json")
 
 
 def _is_loopback(remote: str | None) -> bool:

@@ -215,6 +215,10 @@ class LimitSpec(Frozen):
 class LimitsConfig(Frozen):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: Optional = None
+    # What the redis backend does while Redis cannot be reached: ``local`` enforces
+    # every limit in this replica's memory (each replica then allows the whole limit),
+    # ``allow`` admits without limits, ``deny`` answers 429 to every limited request.
+    on_redis_error: Literal["local", "allow", "deny"] = "local"
     global_: LimitSpec | None = Field(None, alias="global")
     models: FrozenMap[str, LimitSpec] = Field(default_factory=_empty_map)
 

@@ -1,0 +1,361 @@
+"""rpm / tpm / concurrency, per key, per model and globally (SPEC §5).
+
+A request is checked against every *scope* that has a limit for it — its key
+(``auth.keys[].limits``), the model name the client sent (``limits.models``) and
+``limits.global`` — all at once: either it fits in all of them and is recorded in
+all of them, or it is refused (429) and recorded in none.
+
+- ``rpm``: requests in the last 60 s (a sliding log, not fixed minutes).
+- ``tpm``: tokens in the last 60 s. The prompt's estimate is reserved at admission
+  and replaced by the real total (prompt + completion, streamed ones included)
+  when the response ends. A request whose estimate alone exceeds ``tpm`` still
+  passes when the window is empty, so it is slowed down, never refused forever.
+- ``concurrency``: requests in flight.
+
+The limits come from the request's config snapshot; the counters live here, in
+objects made once per app and keyed by scope id (``key:<name>``, ``model:<name>``,
+``global``), so a reload changes a limit at once without resetting what was counted.
+The ``memory`` backend counts in this process. The ``redis`` backend
+(``limits_redis``) runs one atomic script per request across every scope, so a limit
+holds exactly across replicas; while Redis cannot be reached,
+``limits.on_redis_error`` decides (``local`` | ``allow`` | ``deny``).
+
+Every response that a limit applies to carries OpenAI's ``x-ratelimit-*`` headers
+for the most constrained scope; a 429 also carries ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .auth import Principal
+from .config.schema import LimitsConfig, LimitSpec
+from .context import RequestContext
+from .errors import RateLimited
+from .metrics import Metrics
+from .providers import Call
+from .usage import Spend, estimate_prompt_tokens
+
+if TYPE_CHECKING:
+    from .limits_redis import RedisCounters
+
+WINDOW = 60.0  # seconds: rpm and tpm are per minute
+LEASE = 60.0  # seconds a Redis concurrency slot outlives a replica that stopped renewing it
+CONCURRENCY_RETRY = 1.0  # when a slot frees is unknown: suggest a second
+REASONS = ("requests per minute", "tokens per minute", "requests in flight")  # by Verdict.reason
+
+ScopeKind = Literal["key", "model", "global"]
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    kind: ScopeKind
+    id: str
+    spec: LimitSpec
+
+
+@dataclass(slots=True)
+class Count:
+    """One scope's counters as a backend saw them (after recording, if admitted)."""
+
+    requests: int = 0
+    requests_reset: float = 0.0  # seconds until the oldest counted request leaves
+    tokens: int = 0
+    tokens_reset: float = 0.0
+    inflight: int = 0
+
+
+@dataclass(slots=True)
+class Verdict:
+    counts: list[Count]
+    binding: int = -1  # index of the scope that refused; -1 = admitted
+    wait: float = 0.0  # seconds until the request could fit
+    reason: int = 0  # index into REASONS
+
+
+@dataclass(slots=True)
+class Admission:
+    """What ``settle`` needs to undo or correct what ``admit`` recorded."""
+
+    scopes: tuple[Scope, ...] = ()
+    member: str = ""
+    reserved: int = 0  # tokens reserved for the prompt
+    local: bool = False  # recorded in this process's counters
+    shared: RedisCounters | None = None  # holds this request's scopes and usage in Redis
+    in_shared: bool = False  # the scopes were recorded in Redis
+
+
+def scopes_for(limits: LimitsConfig, principal: Principal, model: str) -> tuple[Scope, ...]:
+    scopes: list[Scope] = []
+    if principal.limits is not None and principal.name is not None:
+        scopes.append(Scope("key", f"key:{principal.name}", principal.limits))
+    spec = limits.models.get(model)
+    if spec is not None:
+        scopes.append(Scope("model", f"model:{model}", spec))
+    if limits.global_ is not None:
+        scopes.append(Scope("global", "global", limits.global_))
+    return tuple(s for s in scopes if s.spec.rpm or s.spec.tpm or s.spec.concurrency)
+
+
+class Limiter:
+    """Admission and settlement for every request; one per app, kept across reloads."""
+
+    def __init__(self, metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
+        self.metrics = metrics
+        self.memory = MemoryCounters(clock)
+        self._shared: dict[str, RedisCounters] = {}  # by redis_url
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Request ids, unique across replicas: a random prefix per process, then a count.
+        self._ids = itertools.count()
+        self._prefix = secrets.token_hex(6)
+
+    async def admit(
+        self, limits: LimitsConfig, principal: Principal, call: Call, ctx: RequestContext
+    ) -> Admission:
+        """Record the request in every scope that limits it, or raise 429."""
+        scopes = scopes_for(limits, principal, call.model)
+        shared = self._shared_for(limits)
+        if not scopes:
+            return Admission(shared=shared)
+        tokens = estimate_prompt_tokens(call) if any(s.spec.tpm for s in scopes) else 0
+        member = f"{self._prefix}{next(self._ids):x}"
+        admission = Admission(scopes, member, tokens, shared=shared)
+        verdict = None
+        if shared is not None:
+            verdict = await shared.admit(scopes, admission.member, tokens, limits.on_redis_error)
+            admission.in_shared = verdict is not None
+            if verdict is None and limits.on_redis_error == "allow":
+                return admission
+            if verdict is None and limits.on_redis_error == "deny":
+                self.metrics.ratelimit_rejections.labels(scopes[0].kind).inc()
+                raise RateLimited(
+                    "Rate limits cannot be checked right now; retry shortly",
+                    headers={"Retry-After": "1"},
+                )
+        if verdict is None:
+            verdict = self.memory.admit(scopes, admission.member, tokens)
+            admission.local = verdict.binding < 0
+        ctx.ratelimit = rate_headers(scopes, verdict.counts)
+        if verdict.binding >= 0:
+            scope = scopes[verdict.binding]
+            self.metrics.ratelimit_rejections.labels(scope.kind).inc()
+            retry = max(1, math.ceil(round(verdict.wait, 3)))
+            raise RateLimited(
+                f"Rate limit reached for {_describe(scope)}: {REASONS[verdict.reason]}. "
+                f"Retry after {retry}s.",
+                headers={"Retry-After": str(retry)},
+            )
+        return admission
+
+    async def settle(self, admission: Admission, spend: Spend) -> None:
+        """The request is over: replace the token reservation by what was used,
+        free its concurrency slot, and add its usage to the shared totals."""
+        used = spend.prompt_tokens + spend.completion_tokens
+        if admission.local:
+            self.memory.settle(admission.scopes, admission.member, admission.reserved, used)
+        if admission.shared is not None:
+            scopes = admission.scopes if admission.in_shared else ()
+            work = admission.shared.settle(
+                scopes, admission.member, admission.reserved, used, spend
+            )
+            # Shielded: a second cancellation of the handler must not lose the release.
+            await asyncio.shield(self._spawn(work))
+
+    async def shared_usage(self, limits: LimitsConfig) -> dict[str, Any] | None:
+        """Usage totals of every replica (redis backend), or None."""
+        shared = self._shared_for(limits)
+        return None if shared is None else await shared.usage()
+
+    async def maintain(self) -> None:
+        """Background: keep this replica's concurrency leases alive in Redis."""
+        while True:
+            await asyncio.sleep(LEASE / 3)
+            for shared in list(self._shared.values()):
+                await shared.renew()
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        for shared in self._shared.values():
+            await shared.close()
+        self._shared.clear()
+
+    def _shared_for(self, limits: LimitsConfig) -> RedisCounters | None:
+        if limits.backend != "redis" or not limits.redis_url:
+            return None
+        shared = self._shared.get(limits.redis_url)
+        if shared is None:
+            # Imported here: a gateway that never uses Redis never loads its client.
+            from .limits_redis import RedisCounters
+
+            shared = self._shared[limits.redis_url] = RedisCounters(limits.redis_url)
+        return shared
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+class _TokenLog:
+    """A scope's token reservations in the window, oldest first, with their sum."""
+
+    __slots__ = ("by_member", "entries", "total")
+
+    def __init__(self) -> None:
+        self.entries: deque[list[Any]] = deque()  # [time, tokens, member]
+        self.by_member: dict[str, list[Any]] = {}
+        self.total = 0
+
+    def expire(self, horizon: float) -> None:
+        entries = self.entries
+        while entries and entries[0][0] <= horizon:
+            _, tokens, member = entries.popleft()
+            self.total -= tokens
+            self.by_member.pop(member, None)
+
+    def add(self, now: float, tokens: int, member: str) -> None:
+        entry = [now, tokens, member]
+        self.entries.append(entry)
+        self.by_member[member] = entry
+        self.total += tokens
+
+    def freed_by(self, excess: int) -> float:
+        """The time by which ``excess`` tokens will have been counted out (oldest first)."""
+        freed, at = 0, 0.0
+        for entry in self.entries:
+            freed += entry[1]
+            at = entry[0]
+            if freed >= excess:
+                break
+        return at
+
+
+class MemoryCounters:
+    """This process's counters, by scope id. Each call runs without awaiting, so
+    check-then-record is atomic within the process."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.requests: dict[str, deque[float]] = {}
+        self.tokens: dict[str, _TokenLog] = {}
+        self.inflight: dict[str, int] = {}
+
+    def admit(self, scopes: tuple[Scope, ...], member: str, tokens: int) -> Verdict:
+        now = self.clock()
+        horizon = now - WINDOW
+        verdict = Verdict([])
+        for index, scope in enumerate(scopes):
+            spec, count = scope.spec, Count()
+            need, reason = -1.0, 0
+            if spec.rpm:
+                times = self.requests.setdefault(scope.id, deque())
+                while times and times[0] <= horizon:
+                    times.popleft()
+                count.requests = len(times)
+                if count.requests >= spec.rpm:
+                    need = times[count.requests - spec.rpm] + WINDOW - now
+            if spec.tpm:
+                log_ = self.tokens.setdefault(scope.id, _TokenLog())
+                log_.expire(horizon)
+                count.tokens = log_.total
+                excess = log_.total + tokens - spec.tpm
+                if log_.total > 0 and excess > 0:
+                    wait = log_.freed_by(excess) + WINDOW - now
+                    if wait > need:
+                        need, reason = wait, 1
+            if spec.concurrency:
+                count.inflight = self.inflight.get(scope.id, 0)
+                if count.inflight >= spec.concurrency and need < CONCURRENCY_RETRY:
+                    need, reason = CONCURRENCY_RETRY, 2
+            if need >= 0 and (verdict.binding < 0 or need > verdict.wait):
+                verdict.binding, verdict.wait, verdict.reason = index, need, reason
+            verdict.counts.append(count)
+        if verdict.binding < 0:
+            for scope, count in zip(scopes, verdict.counts, strict=True):
+                self._record(scope, count, now, member, tokens)
+        for scope, count in zip(scopes, verdict.counts, strict=True):
+            oldest = self.requests.get(scope.id)
+            if scope.spec.rpm and oldest:
+                count.requests_reset = oldest[0] + WINDOW - now
+            reserved = self.tokens.get(scope.id)
+            if scope.spec.tpm and reserved is not None and reserved.entries:
+                count.tokens_reset = reserved.entries[0][0] + WINDOW - now
+        return verdict
+
+    def _record(self, scope: Scope, count: Count, now: float, member: str, tokens: int) -> None:
+        if scope.spec.rpm:
+            self.requests[scope.id].append(now)
+            count.requests += 1
+        if scope.spec.tpm:
+            self.tokens[scope.id].add(now, tokens, member)
+            count.tokens += tokens
+        if scope.spec.concurrency:
+            self.inflight[scope.id] = count.inflight = count.inflight + 1
+
+    def settle(self, scopes: tuple[Scope, ...], member: str, reserved: int, used: int) -> None:
+        now = self.clock()
+        for scope in scopes:
+            log_ = self.tokens.get(scope.id)
+            if scope.spec.tpm and log_ is not None:
+                entry = log_.by_member.get(member)
+                if entry is not None:  # still in the window: count what was really used
+                    log_.total += used - entry[1]
+                    entry[1] = used
+                elif used > reserved:  # its minute is over: the rest counts from now
+                    log_.add(now, used - reserved, member + "+")
+            if scope.spec.concurrency:
+                self.inflight[scope.id] = max(0, self.inflight.get(scope.id, 0) - 1)
+
+
+def rate_headers(scopes: tuple[Scope, ...], counts: list[Count]) -> dict[str, str] | None:
+    """OpenAI's ``x-ratelimit-*`` headers for the most constrained scope: the one with
+    the fewest requests (tokens) remaining, the later reset on a tie."""
+    requests: tuple[int, float, int] | None = None  # remaining, -reset, limit
+    tokens: tuple[int, float, int] | None = None
+    for scope, count in zip(scopes, counts, strict=True):
+        spec = scope.spec
+        if spec.rpm:
+            option = (max(0, spec.rpm - count.requests), -count.requests_reset, spec.rpm)
+            requests = option if requests is None or option < requests else requests
+        if spec.tpm:
+            option = (max(0, spec.tpm - count.tokens), -count.tokens_reset, spec.tpm)
+            tokens = option if tokens is None or option < tokens else tokens
+    headers: dict[str, str] = {}
+    for kind, chosen in (("requests", requests), ("tokens", tokens)):
+        if chosen is not None:
+            remaining, reset, limit = chosen
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
+            headers[f"x-ratelimit-reset-{kind}"] = format_reset(-reset)
+    return headers or None
+
+
+def format_reset(seconds: float) -> str:
+    """A duration as OpenAI writes it: ``20ms``, ``1s``, ``8.64s``, ``6m0s``."""
+    ms = max(0, math.ceil(round(seconds * 1000, 3)))  # round: no 30000 from 29999.0000001
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, rest = divmod(ms, 60_000)
+    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    if not minutes:
+        return f"{secs}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m{secs}s" if hours else f"{minutes}m{secs}s"
+
+
+def _describe(scope: Scope) -> str:
+    if scope.kind == "key":
+        return f"API key '{scope.id[4:]}'"
+    if scope.kind == "model":
+        return f"model '{scope.id[6:]}'"
+    return "the gateway"

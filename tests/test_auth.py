@@ -1,0 +1,185 @@
+"""Client keys (SPEC §3): where they are read, how they are compared, allowlists."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import openai
+import orjson
+import pytest
+
+from llmgw.auth import ANONYMOUS, Keyring, allow_model, authenticate
+from llmgw.config import parse
+from llmgw.errors import AuthenticationFailed, ModelNotAllowed
+from tests.conftest import CLIENT_KEY, PROVIDER_KEY, one_provider
+from tests.fakes import FakeOpenAI, wait_for
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+OTHER_KEY = "sk-other-client-key-0000000001"
+HASHED_KEY = "sk-hashed-client-key-42"
+
+
+def keyed(url: str, extra: str = "") -> str:
+    return (
+        one_provider(url)
+        + f"""
+models:
+  fast: up/gpt-4o-mini
+auth:
+  keys:
+    - name: team-a
+      key: {CLIENT_KEY}
+    - name: team-b
+      key_sha256: {hashlib.sha256(HASHED_KEY.encode()).hexdigest()}
+      models: [fast]
+{extra}"""
+    )
+
+
+def chat(model: str = "gpt-4o-mini") -> dict[str, Any]:
+    return {"model": model, "messages": MESSAGES}
+
+
+async def test_missing_and_unknown_keys_are_401(fake: FakeOpenAI, gateway: Any) -> None:
+    gw = await gateway(keyed(fake.url))
+    for headers in ({}, {"Authorization": "Bearer sk-wrong"}, {"X-API-Key": "nope"}):
+        response = await gw.post("/v1/chat/completions", json=chat(), headers=headers)
+        assert response.status == 401
+        error = (await response.json())["error"]
+        assert (error["type"], error["code"]) == ("authentication_error", "invalid_api_key")
+        assert "sk-wrong" not in error["message"]
+    assert fake.seen == []  # nothing reached the provider
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": f"Bearer {CLIENT_KEY}"},
+        {"X-API-Key": CLIENT_KEY},
+        {"x-api-key": CLIENT_KEY},  # what the anthropic SDK sends
+        {"x-goog-api-key": CLIENT_KEY},
+        {"Authorization": "Basic dXNlcjpwYXNz", "X-API-Key": CLIENT_KEY},
+    ],
+)
+async def test_each_key_header_is_accepted(
+    fake: FakeOpenAI, gateway: Any, headers: dict[str, str]
+) -> None:
+    gw = await gateway(keyed(fake.url))
+    response = await gw.post("/v1/chat/completions", json=chat(), headers=headers)
+    assert response.status == 200
+    seen = repr(fake.seen[0].headers)
+    assert CLIENT_KEY not in seen and PROVIDER_KEY in seen
+
+
+async def test_key_given_as_sha256(fake: FakeOpenAI, gateway: Any) -> None:
+    gw = await gateway(keyed(fake.url))
+    ok = await gw.post("/v1/chat/completions", json=chat("fast"), headers={"X-API-Key": HASHED_KEY})
+    assert ok.status == 200
+    digest = hashlib.sha256(HASHED_KEY.encode()).hexdigest()
+    wrong = await gw.post("/v1/chat/completions", json=chat("fast"), headers={"X-API-Key": digest})
+    assert wrong.status == 401  # the digest itself is not a key
+
+
+async def test_log_names_the_key_never_the_key(fake: FakeOpenAI, gateway: Any, caplog: Any) -> None:
+    caplog.set_level("DEBUG")
+    gw = await gateway(keyed(fake.url))
+    await gw.post("/v1/chat/completions", json=chat(), headers={"X-API-Key": CLIENT_KEY})
+    await gw.post("/v1/chat/completions", json=chat(), headers={"X-API-Key": OTHER_KEY})
+    await wait_for(lambda: len([r for r in caplog.records if r.name == "llmgw.access"]) == 2)
+    ok, refused = (r for r in caplog.records if r.name == "llmgw.access")
+    assert (ok.key, ok.status) == ("team-a", 200)  # type: ignore[attr-defined]
+    assert (refused.key, refused.status) == (None, 401)  # type: ignore[attr-defined]
+    assert CLIENT_KEY not in caplog.text and OTHER_KEY not in caplog.text
+
+
+async def test_allowlist_refuses_other_models(fake: FakeOpenAI, gateway: Any) -> None:
+    gw = await gateway(keyed(fake.url))
+    headers = {"Authorization": f"Bearer {HASHED_KEY}"}
+    assert (await gw.post("/v1/chat/completions", json=chat("fast"), headers=headers)).status == 200
+    for model in ("gpt-4o-mini", "up/gpt-4o-mini", "no-such-model"):
+        response = await gw.post("/v1/chat/completions", json=chat(model), headers=headers)
+        assert response.status == 403, model
+        error = (await response.json())["error"]
+        assert (error["type"], error["code"], error["param"]) == (
+            "permission_error",
+            "model_not_allowed",
+            "model",
+        )
+    assert len(fake.seen) == 1
+
+
+async def test_official_sdk_errors(fake: FakeOpenAI, gateway: Any, sdk: Any) -> None:
+    gw = await gateway(keyed(fake.url))
+    with pytest.raises(openai.AuthenticationError) as denied:
+        await sdk(gw, api_key="sk-nobody").chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES
+        )
+    assert denied.value.code == "invalid_api_key"
+    with pytest.raises(openai.PermissionDeniedError) as forbidden:
+        await sdk(gw, api_key=HASHED_KEY).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES
+        )
+    assert forbidden.value.code == "model_not_allowed"
+    answer = await sdk(gw).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert answer.choices[0].message.content == "echo from gpt-4o-mini"
+
+
+async def test_messages_endpoint_reads_x_api_key(fake: FakeOpenAI, gateway: Any) -> None:
+    gw = await gateway(keyed(fake.url))
+    body = {"model": "gpt-4o-mini", "max_tokens": 10, "messages": MESSAGES}
+    refused = await gw.post("/v1/messages", json=body, headers={"x-api-key": "sk-bad"})
+    assert refused.status == 401
+    assert orjson.loads(await refused.read()) == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "Invalid API key"},
+    }
+    accepted = await gw.post("/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY})
+    assert accepted.status != 401
+
+
+async def test_no_keys_means_open(fake: FakeOpenAI, gateway: Any) -> None:
+    gw = await gateway(one_provider(fake.url))
+    assert (await gw.post("/v1/chat/completions", json=chat())).status == 200
+
+
+def test_allowlist_patterns() -> None:
+    config = parse(
+        one_provider("http://127.0.0.1:9/v1")
+        + f"""
+auth:
+  keys:
+    - {{name: a, key: {CLIENT_KEY}, models: ["up/*", fast]}}
+    - {{name: b, key: {OTHER_KEY}, models: ["*"]}}
+""",
+        environ={},
+    )
+    keyring = Keyring()
+    a = authenticate({"X-API-Key": CLIENT_KEY}, config.auth, keyring)
+    b = authenticate({"Authorization": f"bearer {OTHER_KEY}"}, config.auth, keyring)
+    allow_model(a, "up/anything")
+    allow_model(a, "fast")
+    allow_model(b, "whatever/model")
+    allow_model(ANONYMOUS, "anything")
+    for model in ("gpt-4o-mini", "other/fast", "upx/model"):
+        with pytest.raises(ModelNotAllowed):
+            allow_model(a, model)
+    with pytest.raises(AuthenticationFailed):
+        authenticate({"X-API-Key": CLIENT_KEY[:-1]}, config.auth, keyring)
+
+
+def test_keyring_rebuilds_only_for_a_new_auth_section() -> None:
+    config = parse(
+        one_provider("http://127.0.0.1:9/v1")
+        + f"auth: {{keys: [{{name: a, key: {CLIENT_KEY}}}]}}\n",
+        environ={},
+    )
+    keyring = Keyring()
+    table = keyring.table(config.auth)
+    assert keyring.table(config.auth) is table
+    renamed = parse(
+        one_provider("http://127.0.0.1:9/v1")
+        + f"auth: {{keys: [{{name: z, key: {CLIENT_KEY}}}]}}\n",
+        environ={},
+    )
+    assert authenticate({"X-API-Key": CLIENT_KEY}, renamed.auth, keyring).name == "z"
