@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
@@ -39,11 +39,11 @@ async def forward(
     ctx: RequestContext,
     runtime: Runtime,
     call: Call,
+    targets: Sequence[Target],
     metrics: Metrics,
     record: Flight | None = None,
 ) -> web.StreamResponse:
     """Answer ``call`` from its targets; ``record`` receives what the client is sent."""
-    targets = runtime.router.resolve(call.model)
     breaker = runtime.config.routing.circuit_breaker
     failures: list[tuple[str, AttemptFailure]] = []
     skipped: list[str] = []

@@ -87,6 +87,8 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
         headers["X-LLMGW-Model"] = ctx.upstream_model
     if ctx.attempts:
         headers["X-LLMGW-Attempts"] = str(ctx.attempts)
+    if ctx.cache is not None:
+        headers["X-Cache"] = ctx.cache
     if ctx.ratelimit is not None:
         headers.update(ctx.ratelimit)
 
@@ -135,7 +137,11 @@ def _account(ctx: RequestContext, metrics: Metrics, client_api: bool) -> None:
         return
     endpoint = ctx.endpoint
     metrics.requests.labels(
-        endpoint, ctx.model_label, ctx.provider or "none", str(ctx.status), ctx.cache or "bypass"
+        endpoint,
+        ctx.model_label,
+        ctx.provider or "none",
+        str(ctx.status),
+        ctx.cache.lower() if ctx.cache else "bypass",
     ).inc()
     metrics.duration.labels(endpoint).observe(latency)
     if ctx.first_byte is not None:

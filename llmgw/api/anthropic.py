@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .openai import _handle
+from .openai import handle
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
-    return await _handle(request, "messages")
+    return await handle(request, "messages")

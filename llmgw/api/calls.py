@@ -63,6 +63,24 @@ def parse_call(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str] | None
     return Call(endpoint, model, bool(stream), body, raw, MappingProxyType(forwarded))
 
 
+def prompt_excerpt(call: Call, limit: int = 200) -> str:
+    """The last user message's text, cut to ``limit`` characters (logging.log_prompts)."""
+    body = call.body
+    if call.endpoint in ("completions", "embeddings"):
+        value = body.get("prompt" if call.endpoint == "completions" else "input")
+        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+        return text[:limit]
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(
+                    str(part.get("text", "")) for part in content if isinstance(part, dict)
+                )
+            return str(content or "")[:limit]
+    return ""
+
+
 def _optional(body: dict[str, Any], name: str, kind: type, described: str) -> None:
     value = body.get(name)
     if value is not None and not isinstance(value, kind):

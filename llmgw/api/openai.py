@@ -1,7 +1,7 @@
 """The OpenAI-compatible client surface: chat, completions, embeddings, models.
 
-Each handler reads as the request's itinerary: snapshot → key → body → call →
-allowlist → limits → forward → account.
+``handle`` reads as the request's itinerary: snapshot → key → body → call →
+allowlist → targets → limits → cache → forward (fallback chain) → account.
 """
 
 from __future__ import annotations
@@ -11,27 +11,29 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .. import caching
 from ..auth import allow_model, authenticate
 from ..errors import ModelNotFound
 from ..forward import forward
-from ..keys import CONTEXT, KEYRING, LIMITER, METRICS, STORE, USAGE
+from ..keys import CACHE, CONTEXT, KEYRING, LIMITER, METRICS, STORE, USAGE
 from ..providers import Endpoint
-from .calls import parse_call, read_body
+from .calls import parse_call, prompt_excerpt, read_body
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _handle(request, "chat")
+    return await handle(request, "chat")
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    return await _handle(request, "completions")
+    return await handle(request, "completions")
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await _handle(request, "embeddings")
+    return await handle(request, "embeddings")
 
 
-async def _handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+async def handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+    """The request's itinerary, shared by every client surface."""
     ctx = request[CONTEXT]
     ctx.endpoint = endpoint
     app = request.app
@@ -43,11 +45,23 @@ async def _handle(request: web.Request, endpoint: Endpoint) -> web.StreamRespons
     call = parse_call(endpoint, raw, request.headers)
     ctx.model = call.model
     ctx.model_label = runtime.router.label(call.model)
+    if config.logging.log_prompts:
+        ctx.prompt = prompt_excerpt(call)
     allow_model(principal, call.model)
+    targets = runtime.router.resolve(call.model)  # 404 before limits and cache
     admission = await app[LIMITER].admit(config.limits, principal, call, ctx)
+    metrics = app[METRICS]
     response = None
     try:
-        response = await forward(request, ctx, runtime, call, app[METRICS])
+        response = await caching.serve(
+            request,
+            ctx,
+            runtime,
+            call,
+            app[CACHE],
+            metrics,
+            lambda record: forward(request, ctx, runtime, call, targets, metrics, record),
+        )
         return response
     finally:  # also on errors and when the client went away
         spend = app[USAGE].record(ctx, call, response, config.prices)
