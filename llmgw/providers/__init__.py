@@ -6,13 +6,19 @@ Adding a provider type is one module and one line in ``ADAPTERS``.
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from .anthropic import AnthropicAdapter
+from .azure import AzureAdapter
 from .base import Adapter, Call, Endpoint, Unsupported, UpstreamRequest, Usage
+from .gemini import GeminiAdapter
 from .mock import MOCK_URL, MockAdapter
 
 ADAPTERS: Mapping[str, Adapter] = MappingProxyType(
     {
         "openai": Adapter("openai"),
         "mock": MockAdapter("mock", default_base_url=MOCK_URL),
+        "anthropic": AnthropicAdapter("anthropic"),
+        "gemini": GeminiAdapter("gemini"),
+        "azure": AzureAdapter("azure"),
     }
 )
 

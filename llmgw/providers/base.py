@@ -115,7 +115,17 @@ class Adapter:
             self.default_base_url
         )
 
+    # A /v1/messages client (Anthropic's format) is served through OpenAI's chat
+    # format: ``anthropic_reverse`` rewrites the request and every kind of answer.
+    # Each branch calls this adapter's own chat translation first, so an adapter
+    # that translates chat itself (Gemini) serves /v1/messages by composition.
+    # (Imported where used: that module builds on this one.)
+
     def request(self, call: Call, model: str, provider: ProviderConfig) -> UpstreamRequest:
+        if call.endpoint == "messages":
+            from .anthropic_reverse import chat_call
+
+            return self.request(chat_call(call), model, provider)
         path = OPENAI_PATHS.get(call.endpoint)
         if path is None or call.endpoint not in self.endpoints:
             raise Unsupported(f"{self.type} providers do not serve {call.endpoint}")
@@ -135,14 +145,26 @@ class Adapter:
 
     def response(self, call: Call, model: str, body: bytes) -> bytes:
         """A successful non-streamed body, in the client's format."""
+        if call.endpoint == "messages":
+            from .anthropic_reverse import chat_call, message
+
+            return message(self.response(chat_call(call), model, body), model)
         return body
 
     def error_body(self, call: Call, status: int, body: bytes) -> bytes:
         """A provider's 4xx body about the request, in the client's error dialect."""
+        if call.endpoint == "messages":
+            from .anthropic_reverse import chat_call, error
+
+            return error(status, self.error_body(chat_call(call), status, body))
         return body
 
     def stream(self, call: Call, model: str) -> StreamTranslator | None:
         """A translator for this streamed call, or None to relay bytes unchanged."""
+        if call.endpoint == "messages":
+            from .anthropic_reverse import MessagesStream, chat_call
+
+            return MessagesStream(model, inner=self.stream(chat_call(call), model))
         return None
 
     def stream_error(self, event: Event) -> str | None:
