@@ -2,12 +2,15 @@
 
 Entries are stored with their TTL as Redis expiry; Redis's own memory policy bounds
 the size. A Redis that cannot be reached is a cache miss, never a failed request:
-it is logged once per outage.
+it is logged once per outage and left alone for a second after each failure.
+Writes use aiocache's ``add`` (SET NX EX): its ``set`` calls redis-py's deprecated
+SETEX, and the first replica to store an answer may as well keep it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -21,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "llmgw:cache"
 _FAILURES = (RedisError, OSError, TimeoutError)
+RETRY_AFTER_OUTAGE = 1.0  # seconds
 
 
 class _Bytes(BaseSerializer):  # type: ignore[misc]  # aiocache is untyped
@@ -48,12 +52,16 @@ class RedisStore:
             db=int(db) if db.isdigit() else 0,
             password=unquote(parts.password) if parts.password else None,
             ssl=parts.scheme == "rediss",
-            create_connection_timeout=2,
+            create_connection_timeout=1,
+            timeout=1,
         )
         self.stats = Stats()
         self._down = False
+        self._retry_at = 0.0
 
     async def get(self, key: str) -> Entry | None:
+        if self._resting():
+            return None
         try:
             data = await self._cache.get(key)
         except _FAILURES as exc:  # any Redis failure is a miss
@@ -63,8 +71,13 @@ class RedisStore:
         return decode_entry(data) if isinstance(data, bytes) else None
 
     async def put(self, key: str, entry: Entry, ttl: float) -> None:
+        """SET NX with expiry: the first replica to store an answer keeps it."""
+        if self._resting():
+            return
         try:
-            await self._cache.set(key, encode_entry(entry), ttl=max(1, round(ttl)))
+            await self._cache.add(key, encode_entry(entry), ttl=max(1, round(ttl)))
+        except ValueError:
+            pass  # another replica stored this answer first
         except _FAILURES as exc:
             self._outage(exc)
             return
@@ -91,7 +104,13 @@ class RedisStore:
     async def close(self) -> None:
         await self._cache.client.aclose()
 
+    def _resting(self) -> bool:
+        """After a failure, leave Redis alone for a second: a dead server must not
+        add a timeout to every request."""
+        return self._down and time.monotonic() < self._retry_at
+
     def _outage(self, exc: Exception) -> None:
+        self._retry_at = time.monotonic() + RETRY_AFTER_OUTAGE
         if not self._down:
             self._down = True
             log.error("redis cache unreachable, serving without it: %s", type(exc).__name__)

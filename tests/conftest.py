@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import openai
 import pytest
+import redis
 from aiohttp.test_utils import TestClient
 
 from llmgw.app import create_app
 from llmgw.config import parse
 from tests.fakes import FakeOpenAI
+from tests.redis_server import redis_server
 
 GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -61,6 +63,22 @@ async def sdk() -> AsyncIterator[Callable[[TestClient[Any, Any]], openai.AsyncOp
     yield make
     for client in clients:
         await client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One throwaway redis-server for the session (skips where none is installed)."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> str:
+    """The session's redis-server, emptied for this test."""
+    client = redis.Redis.from_url(redis_server_url)
+    client.flushall()
+    client.close()
+    return redis_server_url
 
 
 def one_provider(url: str, **settings: Any) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +23,6 @@ from tests.redis_server import gateway_process, redis_server
 MESSAGES = [{"role": "user", "content": "x" * 40}]  # estimated at 10 tokens
 CHAT = {"model": "gpt-4o-mini", "messages": MESSAGES}
 AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
-
-
-@pytest.fixture(scope="module")
-def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
-
-
-@pytest.fixture
-def redis_url(redis_server_url: str) -> str:
-    """The module's server, emptied for this test."""
-    client = redis.Redis.from_url(redis_server_url)
-    client.flushall()
-    client.close()
-    return redis_server_url
 
 
 def shared(
