@@ -10,7 +10,7 @@ import sys
 
 from . import __version__, logs
 from .app import create_app
-from .config import ConfigError, parse
+from .config import ConfigError, parse, read_text
 from .lifecycle import MANAGE_LOGGING, serve
 
 log = logging.getLogger("llmgw")
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        text = _read(args.config)
+        text = read_text(args.config)
         config = parse(text, args.config)
     except ConfigError as exc:
         for line in exc.errors:
@@ -55,14 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         loop.close()
     return 0
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read config: {exc}"]) from None
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

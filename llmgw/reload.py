@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import watchfiles
 
-from .config import ConfigError, GatewayConfig, parse
+from .config import ConfigError, GatewayConfig, parse, read_text
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class ConfigStore:
             return self._record(ReloadResult("error", time.time(), ("no config file",), trigger))
         async with self._lock:  # one reload at a time; later ones see the newest text
             try:
-                text = await asyncio.to_thread(_read, self.path)
+                text = await asyncio.to_thread(read_text, self.path)
                 config = parse(text, self.path)
             except ConfigError as exc:
                 return self._record(ReloadResult("error", time.time(), tuple(exc.errors), trigger))
@@ -87,14 +87,6 @@ class ConfigStore:
             for line in result.errors:
                 log.error("config reload failed, still serving %s: %s", self.current.digest, line)
         return result
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read config: {exc}"]) from None
 
 
 def _note_restart_needed(old: GatewayConfig, new: GatewayConfig) -> None:

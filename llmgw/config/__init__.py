@@ -3,7 +3,7 @@
 This package depends on nothing else in llmgw.
 """
 
-from .loader import ConfigError, digest, load, parse
+from .loader import ConfigError, digest, load, parse, read_text
 from .schema import (
     AnthropicProvider,
     AzureProvider,
@@ -28,4 +28,5 @@ __all__ = [
     "digest",
     "load",
     "parse",
+    "read_text",
 ]

@@ -140,13 +140,17 @@ def parse(
     return config
 
 
-def load(path: str, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+def read_text(path: str) -> str:
+    """The config file's text; ``ConfigError`` naming the file when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            return handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read config: {exc}"]) from None
-    return parse(text, path, environ)
+
+
+def load(path: str, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    return parse(read_text(path), path, environ)
 
 
 def digest(config: GatewayConfig) -> str:

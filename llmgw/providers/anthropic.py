@@ -19,6 +19,7 @@ import orjson
 from ..config import AnthropicProvider, ProviderConfig
 from ..sse import Decoder, Event
 from . import openai_chat as oa
+from .anthropic_reverse import content_blocks
 from .base import Adapter, Call, Endpoint, StreamTranslator, Unsupported, UpstreamRequest, Usage
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -146,7 +147,7 @@ def _turns(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
         if role in ("system", "developer"):
             system.append(oa.text_of(message.get("content")))
         elif role == "assistant":
-            _append(turns, "assistant", _assistant_blocks(message))
+            _append(turns, "assistant", content_blocks(message))
         elif role == "tool":
             _append(turns, "user", [_tool_result(message)])
         elif role == "user":
@@ -180,22 +181,6 @@ def _user_block(part: dict[str, Any]) -> dict[str, Any]:
             source = {"type": "base64", "media_type": mime, "data": data}
             return {"type": "document", "source": source}
     raise Unsupported(f"anthropic providers do not take '{kind}' content parts")
-
-
-def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
-    text = oa.text_of(message.get("content"))
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
-    for call in oa.items(message.get("tool_calls")):
-        function = oa.obj(call.get("function"))
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": str(call.get("id") or ""),
-                "name": str(function.get("name") or ""),
-                "input": oa.arguments(function.get("arguments")),
-            }
-        )
-    return blocks
 
 
 def _tool_result(message: dict[str, Any]) -> dict[str, Any]:

@@ -164,17 +164,13 @@ def _tool_choice(choice: dict[str, Any]) -> dict[str, Any]:
 # OpenAI answers → Anthropic answers ------------------------------------------------
 
 
-def message(body: bytes, model: str) -> bytes:
-    """An OpenAI ``chat.completion`` as Anthropic's ``message`` object."""
-    data = oa.load(body)
-    first = oa.items(data.get("choices"))[:1]
-    reply = oa.obj(first[0].get("message")) if first else {}
-    content: list[dict[str, Any]] = []
-    if text := oa.text_of(reply.get("content")):
-        content.append({"type": "text", "text": text})
-    for call in oa.items(reply.get("tool_calls")):
+def content_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """An OpenAI assistant message's text and tool calls as Anthropic content blocks."""
+    text = oa.text_of(message.get("content"))
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    for call in oa.items(message.get("tool_calls")):
         function = oa.obj(call.get("function"))
-        content.append(
+        blocks.append(
             {
                 "type": "tool_use",
                 "id": str(call.get("id") or ""),
@@ -182,6 +178,15 @@ def message(body: bytes, model: str) -> bytes:
                 "input": oa.arguments(function.get("arguments")),
             }
         )
+    return blocks
+
+
+def message(body: bytes, model: str) -> bytes:
+    """An OpenAI ``chat.completion`` as Anthropic's ``message`` object."""
+    data = oa.load(body)
+    first = oa.items(data.get("choices"))[:1]
+    reply = oa.obj(first[0].get("message")) if first else {}
+    content = content_blocks(reply)
     finish = first[0].get("finish_reason") if first else None
     return orjson.dumps(
         {

@@ -66,6 +66,11 @@ class Usage:
     completion_tokens: int | None = None
 
 
+def estimate_tokens(text: str) -> int:
+    """About four characters a token, as OpenAI's own rule of thumb."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
 class Unsupported(Exception):
     """This provider type cannot serve this endpoint."""
 

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from ..config import MockProvider, ProviderConfig
-from .base import Adapter, Call, UpstreamRequest
+from .base import Adapter, Call, UpstreamRequest, estimate_tokens
 
 MOCK_URL = "mock://local"
 
@@ -88,11 +88,6 @@ def respond(call: Call, model: str, provider: MockProvider) -> MockReply:
             "usage": _usage(text, words),
         }
     )
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token, as OpenAI's own rule of thumb."""
-    return max(1, (len(text) + 3) // 4) if text else 0
 
 
 def _json(payload: dict[str, Any]) -> MockReply:
