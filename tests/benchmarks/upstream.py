@@ -1,0 +1,216 @@
+"""A fast OpenAI-compatible upstream for the benchmarks, run in its own process.
+
+    python -m tests.benchmarks.upstream --port 9001
+
+``POST /v1/chat/completions`` answers a ``chat.completion`` JSON body, or with
+``"stream": true`` an SSE stream of ``chat.completion.chunk`` events ending with
+``data: [DONE]`` (plus a usage chunk when ``stream_options.include_usage`` is set).
+``max_tokens`` is the number of content chunks; ``metadata.chunk_delay_ms`` the pause
+between two chunks, kept on an absolute schedule so pacing does not drift. ``GET
+/health`` answers ``ok``.
+
+It has to be much cheaper than anything measured in front of it, so it is a raw
+asyncio protocol on uvloop (HTTP/1.1 keep-alive, ``Content-Length`` request bodies)
+and every response is serialised once per (model, chunks) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+from typing import Any, cast
+
+import orjson
+import uvloop
+
+CREATED = 1700000000
+_OPENAI_HEADERS = (
+    b"openai-organization: bench-org\r\n"
+    b"openai-processing-ms: 42\r\n"
+    b"openai-version: 2020-10-01\r\n"
+    b"x-ratelimit-limit-requests: 10000\r\n"
+    b"x-ratelimit-remaining-requests: 9999\r\n"
+    b"x-ratelimit-reset-requests: 6ms\r\n"
+    b"x-request-id: req_bench0000000000000000000000\r\n"
+)
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+    b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n" + _OPENAI_HEADERS + b"\r\n"
+)
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+def _response(status: str, content_type: bytes, body: bytes) -> bytes:
+    head = f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n".encode()
+    return head + b"Content-Type: " + content_type + b"\r\n" + _OPENAI_HEADERS + b"\r\n" + body
+
+
+_HEALTH = _response("200 OK", b"text/plain", b"ok")
+_NOT_FOUND = _response(
+    "404 Not Found",
+    b"application/json",
+    b'{"error":{"message":"not found","type":"invalid_request_error"}}',
+)
+
+
+def _usage(chunks: int) -> dict[str, int]:
+    return {"prompt_tokens": 24, "completion_tokens": chunks, "total_tokens": 24 + chunks}
+
+
+@functools.lru_cache(maxsize=256)
+def completion(model: str, chunks: int) -> bytes:
+    """A whole non-streamed response, HTTP head included."""
+    body = {
+        "id": "chatcmpl-bench0000000000000000000000",
+        "object": "chat.completion",
+        "created": CREATED,
+        "model": model,
+        "system_fingerprint": "fp_bench",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "tok " * chunks, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": _usage(chunks),
+    }
+    return _response("200 OK", b"application/json", orjson.dumps(body))
+
+
+def _event(model: str, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
+    chunk = {
+        "id": "chatcmpl-bench0000000000000000000000",
+        "object": "chat.completion.chunk",
+        "created": CREATED,
+        "model": model,
+        "system_fingerprint": "fp_bench",
+        "choices": choices,
+    }
+    if usage is not None:
+        chunk["usage"] = usage
+    data = b"data: " + orjson.dumps(chunk) + b"\n\n"
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"  # one HTTP chunk per event
+
+
+@functools.lru_cache(maxsize=256)
+def stream_events(model: str, chunks: int, include_usage: bool) -> tuple[bytes, ...]:
+    """The HTTP chunks of a stream: ``chunks`` content events; the last one also carries
+    the usage chunk (if asked), ``[DONE]`` and the terminating zero-length chunk."""
+    events = []
+    for index in range(chunks):
+        delta: dict[str, Any] = {"content": "tok "}
+        if index == 0:
+            delta = {"role": "assistant", "content": "tok ", "refusal": None}
+        finish = "stop" if index == chunks - 1 else None
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        events.append(_event(model, [choice]))
+    tail = _event(model, [], _usage(chunks)) if include_usage else b""
+    done = b"data: [DONE]\n\n"
+    tail += f"{len(done):x}\r\n".encode() + done + b"\r\n" + _LAST_CHUNK
+    events[-1] += tail
+    return tuple(events)
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """One client connection: parse requests, answer from the pre-serialised bodies."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.streaming: asyncio.TimerHandle | None = None
+        self.busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.streaming is not None:
+            self.streaming.cancel()
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.busy:
+            self._serve()
+
+    def _serve(self) -> None:
+        while self.transport is not None and not self.busy:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end == -1:
+                return
+            head = self.buffer[:end].decode("latin-1").split("\r\n")
+            length = 0
+            for line in head[1:]:
+                name, _, value = line.partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
+            method, path, _ = head[0].split(" ", 2)
+            self._answer(method, path, body)
+
+    def _answer(self, method: str, path: str, body: bytes) -> None:
+        assert self.transport is not None
+        if method == "GET" and path == "/health":
+            self.transport.write(_HEALTH)
+            return
+        if method != "POST" or not path.endswith("/chat/completions"):
+            self.transport.write(_NOT_FOUND)
+            return
+        request = orjson.loads(body)
+        model = request.get("model", "bench-model")
+        chunks = max(1, int(request.get("max_tokens") or 16))
+        if not request.get("stream"):
+            self.transport.write(completion(model, chunks))
+            return
+        usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        delay = float((request.get("metadata") or {}).get("chunk_delay_ms", 0)) / 1000
+        events = stream_events(model, chunks, usage)
+        self.transport.write(_STREAM_HEAD + events[0])
+        if delay <= 0:
+            for event in events[1:]:
+                self.transport.write(event)
+            return
+        self.busy = True
+        self._next(events, 1, self.loop.time(), delay)
+
+    def _next(self, events: tuple[bytes, ...], index: int, start: float, delay: float) -> None:
+        if index < len(events):
+            self.streaming = self.loop.call_at(
+                start + index * delay, self._send, events, index, start, delay
+            )
+            return
+        self.streaming = None
+        self.busy = False
+        self._serve()
+
+    def _send(self, events: tuple[bytes, ...], index: int, start: float, delay: float) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(events[index])
+        self._next(events, index + 1, start, delay)
+
+
+async def serve(host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(UpstreamProtocol, host, port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9001)
+    args = parser.parse_args()
+    uvloop.run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
