@@ -11,14 +11,14 @@ import aiohttp
 from aiohttp import web
 
 from . import __version__, lifecycle
-from .api import anthropic, openai, ops, usage
+from .api import anthropic, openai, openapi, ops, usage
 from .auth import Keyring
 from .cache import ResponseCache
 from .config import GatewayConfig
 from .keys import CACHE, KEYRING, LIMITER, METRICS, SESSION, STATES, STORE, USAGE
 from .limits import Limiter
 from .metrics import Metrics
-from .middleware import add_headers, gateway_middleware
+from .middleware import IDS, RequestIds, add_headers, gateway_middleware
 from .reload import ConfigStore
 from .runtime import ProviderStates, Runtime, build_runtime
 from .usage import UsageBook
@@ -41,6 +41,7 @@ def create_app(
     app[LIMITER] = Limiter(app[METRICS])
     app[USAGE] = UsageBook(app[METRICS])
     app[CACHE] = ResponseCache()
+    app[IDS] = RequestIds()
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_config_store(config, config_path, config_text))
     app.cleanup_ctx.append(lifecycle.config_watcher)
@@ -58,6 +59,7 @@ def create_app(
     app.router.add_get("/health", ops.health)
     app.router.add_get("/ready", ops.ready)
     app.router.add_get("/metrics", ops.metrics)
+    app.router.add_get("/openapi.json", openapi.document)
     app.router.add_get("/api/v1/providers/status", ops.providers_status)
     app.router.add_get("/api/v1/usage", usage.usage)
     app.router.add_get("/api/v1/cache/stats", ops.cache_stats)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -26,6 +27,9 @@ from .runtime import build_runtime
 log = logging.getLogger(__name__)
 
 MANAGE_LOGGING = web.AppKey("manage_logging", bool)
+# How long a connection may sit idle, or take to send a request's head (slowloris): the
+# same 75 s as nginx and aiohttp's run_app (aiohttp's own default is an hour).
+KEEPALIVE_TIMEOUT = 75.0
 
 
 async def reload_config(app: web.Application, trigger: str) -> ReloadResult:
@@ -64,11 +68,25 @@ async def config_watcher(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+def settle_garbage_collector() -> None:
+    """Move everything built at startup out of the collector's sight and collect less
+    often: a request leaves few cycles, and with the defaults full collections of the
+    long-lived cache and limiter objects cost a fifth of the CPU and 100 ms pauses."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> None:
     runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
     )
     await runner.setup()
+    settle_garbage_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 

@@ -113,6 +113,7 @@ class Limiter:
         self.memory = MemoryCounters(clock)
         self._shared: dict[str, RedisCounters] = {}  # by redis_url
         self._tasks: set[asyncio.Task[None]] = set()
+        self._memo: dict[tuple[object, ...], tuple[LimitsConfig, tuple[Scope, ...]]] = {}
         # Request ids, unique across replicas: a random prefix per process, then a count.
         self._ids = itertools.count()
         self._prefix = secrets.token_hex(6)
@@ -121,7 +122,7 @@ class Limiter:
         self, limits: LimitsConfig, principal: Principal, call: Call, ctx: RequestContext
     ) -> Admission:
         """Record the request in every scope that limits it, or raise 429."""
-        scopes = scopes_for(limits, principal, call.model)
+        scopes = self._scopes(limits, principal, call.model)
         shared = self._shared_for(limits)
         if not scopes:
             return Admission(shared=shared)
@@ -187,6 +188,20 @@ class Limiter:
         for shared in self._shared.values():
             await shared.close()
         self._shared.clear()
+
+    def _scopes(self, limits: LimitsConfig, principal: Principal, model: str) -> tuple[Scope, ...]:
+        """``scopes_for``, remembered per config snapshot, key and configured model (a
+        bounded set: models without a limit of their own share one entry)."""
+        limited_model = model if model in limits.models else None
+        memo = (id(limits), principal.name, id(principal.limits), limited_model)
+        found = self._memo.get(memo)
+        if found is not None and found[0] is limits:
+            return found[1]
+        if len(self._memo) > 4096:  # old snapshots' entries: start afresh
+            self._memo.clear()
+        scopes = scopes_for(limits, principal, model)
+        self._memo[memo] = (limits, scopes)
+        return scopes
 
     def _shared_for(self, limits: LimitsConfig) -> RedisCounters | None:
         if limits.backend != "redis" or not limits.redis_url:
@@ -258,14 +273,18 @@ class MemoryCounters:
             spec, count = scope.spec, Count()
             need, reason = -1.0, 0
             if spec.rpm:
-                times = self.requests.setdefault(scope.id, deque())
+                times = self.requests.get(scope.id)
+                if times is None:
+                    times = self.requests[scope.id] = deque()
                 while times and times[0] <= horizon:
                     times.popleft()
                 count.requests = len(times)
                 if count.requests >= spec.rpm:
                     need = times[count.requests - spec.rpm] + WINDOW - now
             if spec.tpm:
-                log_ = self.tokens.setdefault(scope.id, _TokenLog())
+                log_ = self.tokens.get(scope.id)
+                if log_ is None:
+                    log_ = self.tokens[scope.id] = _TokenLog()
                 log_.expire(horizon)
                 count.tokens = log_.total
                 excess = log_.total + tokens - spec.tpm

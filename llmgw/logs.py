@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.config
-from typing import Any
+import threading
+from typing import Any, TextIO
+
+from aiohttp.http_exceptions import HttpProcessingError
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -22,11 +26,80 @@ class TextFormatter(logging.Formatter):
         return f"{line} {extras}" if extras else line
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse with a traceback that quotes the offending
+    bytes, an ``Authorization`` header among them. One line naming the error is enough:
+    the request never reached the gateway."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "malformed HTTP request from %s: %s"
+            record.args = (peer, type(error).__name__)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+FLUSH_INTERVAL = 0.5  # seconds an info line may wait in the buffer
+
+
+class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes lines in batches instead of one system call per line: at the latest every
+    ``FLUSH_INTERVAL`` seconds, at once for warnings and above, and at exit."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._stopped = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_regularly, name="llmgw-log-flush", daemon=True
+        )
+        self._flusher.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._pending.append(line + self.terminator)
+        if record.levelno >= logging.WARNING or len(self._pending) >= 512:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            if self._pending:
+                text = "".join(self._pending)
+                self._pending.clear()
+                try:
+                    self.stream.write(text)
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    pass  # stderr closed under us: nothing else to tell it to
+
+    def close(self) -> None:
+        self._stopped.set()
+        self.flush()
+        super().close()
+
+    def _flush_regularly(self) -> None:
+        while not self._stopped.wait(FLUSH_INTERVAL):
+            self.flush()
+
+
 def configure(level: str = "info", fmt: str = "json") -> None:
+    # What the logging HOWTO suggests when these are not wanted: no caller lookup (a
+    # walk up the stack per record), no thread or process names on records.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     formatter: dict[str, Any]
     if fmt == "json":
         formatter = {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "pythonjsonlogger.orjson.OrjsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         }
@@ -40,14 +113,18 @@ def configure(level: str = "info", fmt: str = "json") -> None:
             "version": 1,
             "disable_existing_loggers": False,
             "formatters": {"default": formatter},
+            "filters": {"malformed_requests": {"()": MalformedRequests}},
             "handlers": {
                 "stderr": {
-                    "class": "logging.StreamHandler",
+                    "class": "llmgw.logs.BufferedStreamHandler",
                     "formatter": "default",
+                    "filters": ["malformed_requests"],
                     "stream": "ext://sys.stderr",
                 }
             },
             "root": {"level": level.upper(), "handlers": ["stderr"]},
-            "loggers": {"aiohttp.access": {"level": "WARNING"}},
+            # watchfiles reports every change in the config's folder at debug: a log file
+            # kept there would feed it for ever.
+            "loggers": {"aiohttp.access": {"level": "WARNING"}, "watchfiles": {"level": "WARNING"}},
         }
     )

@@ -8,7 +8,10 @@ gateway itself answered, cache is hit/miss/bypass.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from typing import Any, Self
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # LLM calls span milliseconds to minutes.
@@ -17,6 +20,37 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 CIRCUIT_STATES = {"closed": 0, "open": 1, "half_open": 2}
+
+
+class _KeptChildren:
+    """``labels()`` that keeps each child: prometheus_client validates the values and
+    takes a lock on every call, a cost paid several times per request otherwise. Label
+    sets are bounded (see the module docstring), so the dict stays small."""
+
+    _kept: dict[tuple[object, ...], Any]
+
+    def labels(self, *values: object, **by_name: object) -> Self:
+        kept = self.__dict__.get("_kept")
+        if kept is None:
+            kept = self._kept = {}
+        if by_name:
+            return super().labels(*values, **by_name)  # type: ignore[misc, no-any-return]
+        child = kept.get(values)
+        if child is None:
+            child = kept[values] = super().labels(*values)  # type: ignore[misc]
+        return child  # type: ignore[no-any-return]
+
+
+class Counter(_KeptChildren, prometheus_client.Counter):
+    pass
+
+
+class Histogram(_KeptChildren, prometheus_client.Histogram):
+    pass
+
+
+class Gauge(_KeptChildren, prometheus_client.Gauge):
+    """Children are kept: a series removed with ``remove`` must not be set again."""
 
 
 class Metrics:
@@ -105,7 +139,7 @@ class Metrics:
         self.cache_size = Gauge(
             "llmgw_cache_size_bytes", "Bytes held by the memory cache.", registry=registry
         )
-        self.config_info = Gauge(
+        self.config_info = prometheus_client.Gauge(
             "llmgw_config_info",
             "The running config (value 1), by hash.",
             ["hash"],

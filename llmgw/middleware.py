@@ -8,6 +8,7 @@ never as a traceback; and every request ends in one access log line.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import secrets
@@ -28,6 +29,23 @@ access_log = logging.getLogger("llmgw.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
+class RequestIds:
+    """Unique request ids without a system call each: a random prefix for the process,
+    then a counter (ids need to be unique, not unguessable)."""
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._count = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._count):08x}"
+
+
+IDS = web.AppKey("request_ids", RequestIds)
+
+
 class MethodNotAllowed(InvalidRequest):
     status = 405
     code = "method_not_allowed"
@@ -37,7 +55,7 @@ class MethodNotAllowed(InvalidRequest):
 async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     given = request.headers.get("X-Request-ID", "")
     ctx = RequestContext(
-        request_id=given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(12),
+        request_id=given if given and _REQUEST_ID.fullmatch(given) else request.app[IDS].next(),
         started=time.perf_counter(),
         surface="anthropic" if request.path.startswith("/v1/messages") else "openai",
     )

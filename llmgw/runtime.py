@@ -119,7 +119,7 @@ def build_runtime(
             adapter=adapter,
             transport=transport,
             state=states.get(name),
-            timeouts=Timeouts(settings.timeout, settings.read_timeout),
+            timeouts=Timeouts.of(settings.timeout, settings.read_timeout),
             disabled=disabled,
         )
     enabled = {name: p.disabled is None for name, p in providers.items()}

@@ -62,10 +62,18 @@ class AttemptFailure(Exception):
         return f"status_{self.status}" if self.kind == "status" else self.kind
 
 
+_NO_TOTAL = aiohttp.ClientTimeout(total=None)  # frozen: safe to share
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     connect: float  # connect + response headers
-    read: float  # longest silence between bytes
+    read: float  # longest silence between bytes (kept by _HttpResponse's watchdog)
+    client: aiohttp.ClientTimeout = _NO_TOTAL  # aiohttp's part, built once per provider
+
+    @classmethod
+    def of(cls, connect: float, read: float) -> Timeouts:
+        return cls(connect, read, aiohttp.ClientTimeout(total=None, sock_connect=connect))
 
 
 class UpstreamResponse(Protocol):
@@ -96,6 +104,17 @@ def failure_from(exc: BaseException) -> AttemptFailure:
     )
 
 
+def check_answer(body: bytes) -> None:
+    """A successful non-streamed answer must be a JSON object: anything else (an HTML
+    page, an empty or cut-off body) is a broken provider, and the attempt fails."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise AttemptFailure("stream_error", "the provider's answer is not a JSON object")
+
+
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``."""
     millis = headers.get("retry-after-ms")
@@ -119,14 +138,39 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 class _HttpResponse:
-    __slots__ = ("_response", "headers", "status")
+    """A provider's response, with its ``read_timeout`` kept by one watchdog.
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    aiohttp's own ``sock_read`` timeout cancels and re-creates a timer for every chunk
+    received (most of the relay's cost on long streams). Instead a timer fires every
+    half ``read_timeout`` and compares the bytes received with its last look: nothing
+    new, and the silence has lasted at least ``read_timeout`` (at most 1.5 times it),
+    so the read in progress fails with a timeout, as aiohttp's would.
+    """
+
+    __slots__ = ("_interval", "_response", "_seen", "_watchdog", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse, read_timeout: float) -> None:
         self._response = response
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
+        self._interval = read_timeout / 2
+        self._seen = -1
+        self._watchdog = asyncio.get_running_loop().call_later(self._interval, self._watch)
+
+    def _watch(self) -> None:
+        content = self._response.content
+        if content.at_eof():
+            return
+        if content.total_bytes == self._seen:
+            content.set_exception(aiohttp.ServerTimeoutError("no bytes within read_timeout"))
+            return
+        self._seen = content.total_bytes
+        self._watchdog = asyncio.get_running_loop().call_later(self._interval, self._watch)
 
     async def read(self) -> bytes:
+        declared = self._response.content_length
+        if declared is not None and declared > MAX_RESPONSE_BYTES:
+            raise AttemptFailure("stream_error", "the provider's response is too large")
         content = self._response.content
         body = bytearray()
         try:
@@ -142,6 +186,7 @@ class _HttpResponse:
         return self._response.content.iter_any()
 
     def close(self) -> None:
+        self._watchdog.cancel()
         if self._response.content.at_eof():
             self._response.release()
         else:
@@ -157,9 +202,7 @@ class HttpTransport:
         self._session = session
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
-        )
+        timeout = timeouts.client
         try:
             async with asyncio.timeout(timeouts.connect):
                 response = await self._session.request(
@@ -172,7 +215,7 @@ class HttpTransport:
                 )
         except TRANSPORT_ERRORS as exc:
             raise failure_from(exc) from None
-        return _HttpResponse(response)
+        return _HttpResponse(response, timeouts.read)
 
 
 class _LocalResponse:

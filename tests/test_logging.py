@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +37,9 @@ def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
     root.handlers[:] = handlers
     root.setLevel(level)
 
@@ -70,9 +74,30 @@ async def test_json_access_line_has_every_field(
     assert CLIENT_KEY not in text and PROVIDER_KEY not in text
 
 
+def flush_all() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 def test_text_format_is_readable(capsys: Any, restore_logging: None) -> None:
     logs.configure("debug", "text")
     logging.getLogger("llmgw.access").info("request", extra={"status": 200, "model": "m"})
+    flush_all()
     err = capsys.readouterr().err
     assert "INFO" in err and "llmgw.access: request" in err
     assert "status=200" in err and "model=m" in err
+
+
+def test_lines_are_batched_but_never_held_long(capsys: Any, restore_logging: None) -> None:
+    """Info lines wait for the next batch (at most FLUSH_INTERVAL); a warning goes out
+    at once, with whatever was waiting before it, in order."""
+    logs.configure("info", "text")
+    log = logging.getLogger("llmgw.test")
+    log.info("first")
+    assert "first" not in capsys.readouterr().err
+    log.warning("second")
+    err = capsys.readouterr().err
+    assert err.index("first") < err.index("second")
+    log.info("third")
+    time.sleep(logs.FLUSH_INTERVAL * 3)
+    assert "third" in capsys.readouterr().err
