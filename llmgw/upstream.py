@@ -155,7 +155,9 @@ class _HttpResponse:
         self.headers: Mapping[str, str] = response.headers
         self._interval = read_timeout / 2
         self._seen = -1
-        self._watchdog = asyncio.get_running_loop().call_later(self._interval, self._watch)
+        self._watchdog: asyncio.TimerHandle | None = None
+        if not response.content.at_eof():  # a small body often came with its headers
+            self._watchdog = asyncio.get_running_loop().call_later(self._interval, self._watch)
 
     def _watch(self) -> None:
         content = self._response.content
@@ -186,7 +188,8 @@ class _HttpResponse:
         return self._response.content.iter_any()
 
     def close(self) -> None:
-        self._watchdog.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._response.content.at_eof():
             self._response.release()
         else:
