@@ -72,7 +72,8 @@ def authenticate(headers: Mapping[str, str], auth: AuthConfig, keyring: Keyring)
             "Missing API key: send it as 'Authorization: Bearer <key>', 'X-API-Key' "
             "or 'x-goog-api-key'"
         )
-    digest = hashlib.sha256(presented.encode()).digest()
+    # Header bytes that are not UTF-8 arrive as surrogate escapes: hash them as sent.
+    digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
     entry = keyring.table(auth).get(digest)
     if entry is None or not hmac.compare_digest(entry[0], digest):
         raise AuthenticationFailed("Invalid API key")
@@ -110,7 +111,7 @@ def _digest_of(client: ClientKey) -> bytes:
     if client.key_sha256 is not None:
         return bytes.fromhex(client.key_sha256)
     assert client.key is not None  # the schema requires exactly one of the two
-    return hashlib.sha256(client.key.encode()).digest()
+    return hashlib.sha256(client.key.encode("utf-8", "surrogateescape")).digest()
 
 
 def _principal(client: ClientKey) -> Principal:

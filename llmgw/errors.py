@@ -23,6 +23,7 @@ when every target has failed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 import orjson
@@ -133,3 +134,20 @@ class NoProviderAvailable(GatewayError):
 class UpstreamTimedOut(GatewayError):
     status = 504
     code = "upstream_timeout"
+
+
+def provider_rejection(status: int, body: bytes, dialect: str, secrets: Iterable[str]) -> bytes:
+    """A provider's 4xx error body as the client receives it: the provider's secrets
+    struck out, and a body that is not a JSON object (an HTML page, plain text) replaced
+    by an error of the gateway's own, in the client's dialect."""
+    for secret in secrets:
+        if secret and secret.encode() in body:
+            body = body.replace(secret.encode(), b"[redacted]")
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return body
+    error = InvalidRequest(f"The provider refused the request (HTTP {status})")
+    return error.anthropic_body() if dialect == "anthropic" else error.openai_body()

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from . import relay
 from .coalesce import Flight
+from .config.redact import provider_secrets
 from .context import RequestContext
 from .errors import (
     GatewayError,
@@ -24,12 +25,13 @@ from .errors import (
     NoProviderAvailable,
     UpstreamFailed,
     UpstreamTimedOut,
+    provider_rejection,
 )
 from .metrics import CIRCUIT_STATES, Metrics
 from .providers import Call, Unsupported
 from .routing import Target, backoff, falls_back, retries
 from .runtime import Provider, Runtime
-from .upstream import AttemptFailure, retry_after
+from .upstream import AttemptFailure, check_answer, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,8 @@ async def _attempt(
                 )
             body = await upstream.read()
             usage = adapter.usage(body)
+            if usage.prompt_tokens is None and usage.completion_tokens is None:
+                check_answer(body)  # parsed only when no usage showed it is JSON already
             body = adapter.response(call, target.model, body)
             return relay.json_response(ctx, upstream.status, body, usage, record)
         finally:
@@ -158,6 +162,7 @@ def _client_error(
     ctx.first_byte = time.perf_counter()
     status = failure.status or 400
     body = provider.adapter.error_body(call, status, failure.body)
+    body = provider_rejection(status, body, call.client_format, provider_secrets(provider.config))
     return web.Response(body=body, status=status, content_type="application/json")
 
 

@@ -80,8 +80,8 @@ async def _read_first_event(
             began = clock()
             chunk = await anext(chunks, None)
             ctx.upstream_wait += clock() - began
-            if chunk is None:
-                break
+            if chunk is None:  # over before any event: nothing worth committing to
+                raise AttemptFailure("stream_error", "the provider's stream ended before an event")
             head += chunk
             while (end := sse.event_end(head, start)) != -1:
                 event = sse.parse_event(head[start:end])
@@ -129,7 +129,7 @@ async def stream(
             except TRANSPORT_ERRORS as exc:
                 failure = failure_from(exc)
                 ctx.error = failure.kind
-                await _write_error(out, record, stream_error_event(failure.message))
+                await _write_error(out, record, _apart(tail) + stream_error_event(failure.message))
                 break
             ctx.upstream_wait += clock() - began
             ctx.streamed_events += chunk.count(b"data:")
@@ -140,7 +140,7 @@ async def stream(
         if ctx.error is None and adapter.ends_with_done and not _is_done(tail):
             ctx.error = "stream_truncated"
             message = "the provider's stream ended before it was done"
-            await _write_error(out, record, stream_error_event(message))
+            await _write_error(out, record, _apart(tail) + stream_error_event(message))
         _read_usage(ctx, adapter, b"".join(tail))
         await out.write_eof()
         if record is not None:
@@ -239,6 +239,12 @@ async def _write_error(out: web.StreamResponse, record: Flight | None, event: by
     await out.write(event)
     if record is not None:
         record.append_error(event)
+
+
+def _apart(tail: deque[bytes]) -> bytes:
+    """A blank line when the relayed bytes stop mid-event, so that the error event that
+    follows is read as an event of its own (extra blank lines are harmless in SSE)."""
+    return b"" if tail[-1].endswith((b"\n\n", b"\r\n\r\n", b"\r\r")) else b"\n\n"
 
 
 def _is_done(tail: deque[bytes]) -> bool:

@@ -52,25 +52,48 @@ def parse_event(raw: bytes | bytearray) -> Event:
     return Event(event, b"\n".join(data), event_id)
 
 
-class Decoder:
-    """Incremental: feed network chunks, get complete events back."""
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+# What a decoder reports, once, in place of an event that grew past MAX_EVENT_BYTES: an
+# error event in the shape every translator already reads (Anthropic's, with "error").
+TOO_LARGE = Event(
+    "error",
+    b'{"type":"error","error":{"type":"api_error",'
+    b'"message":"the provider sent an event over 16 MiB"}}',
+)
 
-    __slots__ = ("_buffer",)
+
+class Decoder:
+    """Incremental: feed network chunks, get complete events back.
+
+    Each byte is scanned for a boundary once (a new chunk is searched from just before
+    where it joined), and an event may not grow past ``MAX_EVENT_BYTES``: a provider
+    that never ends its event gets ``TOO_LARGE`` instead, and nothing more is read.
+    """
+
+    __slots__ = ("_broken", "_buffer")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self._broken = False
 
     def feed(self, chunk: bytes) -> list[Event]:
+        if self._broken:
+            return []
+        scanned = max(0, len(self._buffer) - 3)  # a boundary may straddle the join
         self._buffer += chunk
         events: list[Event] = []
         start = 0
-        while (end := event_end(self._buffer, start)) != -1:
+        while (end := event_end(self._buffer, max(start, scanned))) != -1:
             event = parse_event(self._buffer[start:end])
             if not event.is_comment:
                 events.append(event)
             start = end
         if start:
             del self._buffer[:start]
+        if len(self._buffer) > MAX_EVENT_BYTES:
+            self._broken = True
+            self._buffer = bytearray()
+            events.append(TOO_LARGE)
         return events
 
     def flush(self) -> list[Event]:

@@ -39,6 +39,10 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 # Client headers that describe the request rather than authenticate it, passed on to
 # providers that understand them (the Anthropic API's version and beta flags).
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+# How deeply a body may nest. orjson writes at most 254 levels; what the gateway sends
+# on (a cache key, a renamed model, a translated request) must stay writable.
+MAX_DEPTH = 200
+_WRITABLE_DEPTH = 254
 
 
 def parse_call(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str] | None = None) -> Call:
@@ -48,6 +52,7 @@ def parse_call(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str] | None
         raise InvalidRequest(f"The request body is not valid JSON: {exc.msg}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object")
+    _check_depth(body, raw)
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("'model' is required and must be a non-empty string", param="model")
@@ -60,6 +65,9 @@ def parse_call(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str] | None
     forwarded = {}
     if endpoint == "messages" and headers is not None:
         forwarded = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
+        for name, value in forwarded.items():
+            if not (value.isascii() and value.isprintable()):
+                raise InvalidRequest(f"The '{name}' header must be printable ASCII")
     return Call(endpoint, model, bool(stream), body, raw, MappingProxyType(forwarded))
 
 
@@ -79,6 +87,22 @@ def prompt_excerpt(call: Call, limit: int = 200) -> str:
                 )
             return str(content or "")[:limit]
     return ""
+
+
+def _check_depth(body: dict[str, Any], raw: bytes) -> None:
+    """400 for a body nested deeper than ``MAX_DEPTH`` (bodies with fewer brackets than
+    that cannot be, and skip the check)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return
+    nested: object = body
+    for _ in range(_WRITABLE_DEPTH - MAX_DEPTH):
+        nested = [nested]
+    try:
+        orjson.dumps(nested)
+    except TypeError:  # orjson.JSONEncodeError: "Recursion limit reached"
+        raise InvalidRequest(
+            f"The request body is nested too deeply (at most {MAX_DEPTH} levels)"
+        ) from None
 
 
 def _optional(body: dict[str, Any], name: str, kind: type, described: str) -> None:

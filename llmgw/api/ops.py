@@ -60,7 +60,8 @@ def require_admin(request: web.Request) -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode(), admin_key.encode()
+        token.strip().encode("utf-8", "surrogateescape"),
+        admin_key.encode("utf-8", "surrogateescape"),
     ):
         raise AuthenticationFailed("A valid admin key is required (Authorization: Bearer ...)")
 

@@ -72,11 +72,13 @@ def _client_keys(keys: object) -> Iterator[Problem]:
         if not isinstance(client, dict):
             continue
         name = client.get("name")
-        if name in seen_names:
+        if isinstance(name, str) and name in seen_names:
             yield ("auth", "keys", index, "name"), f"duplicate key name {name!r}"
-        seen_names.add(name)
+        seen_names.add(name if isinstance(name, str) else None)
         secret = client.get("key") or client.get("key_sha256")
-        if secret and secret in seen_keys:
+        if not isinstance(secret, str):  # the schema reports the wrong type
+            continue
+        if secret in seen_keys:
             yield ("auth", "keys", index), "the same key is listed twice"
         seen_keys.add(secret)
 

@@ -25,6 +25,10 @@ from .schema import PROVIDER_MODELS, PROVIDER_TYPES, GatewayConfig
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _STR_TAG = "tag:yaml.org,2002:str"
+# Values a document may hold once its aliases are expanded: far beyond any real config,
+# far below what makes an alias bomb ("billion laughs") take time or memory.
+MAX_VALUES = 100_000
+MIN_HIDDEN = 8  # environment values this long are never quoted in an error
 
 
 class ConfigError(Exception):
@@ -33,6 +37,12 @@ class ConfigError(Exception):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
+
+
+class _TooLarge(Exception):
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__()
+        self.mark = mark
 
 
 @dataclass
@@ -45,11 +55,16 @@ class _Document:
     keys: dict[Path, yaml.Mark] = field(default_factory=dict)
     problems: list[tuple[Path, str]] = field(default_factory=list)
     unset: set[Path] = field(default_factory=set)  # values whose ${VAR} is not set
+    built: int = 0  # values built so far (an alias is built again at each use)
+    from_env: dict[str, str] = field(default_factory=dict)  # ${VAR} → its value, if long
     _constructor: yaml.constructor.SafeConstructor = field(
         default_factory=yaml.constructor.SafeConstructor
     )
 
     def build(self, node: yaml.Node, path: Path) -> object:
+        self.built += 1
+        if self.built > MAX_VALUES:
+            raise _TooLarge(node.start_mark)
         self.values[path] = node.start_mark
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
@@ -91,9 +106,24 @@ class _Document:
                 self.problems.append((path, f"environment variable {name} is not set"))
                 self.unset.add(path)
                 return match.group(0)
+            if not value.isascii() and _undecodable(value):
+                self.problems.append((path, f"environment variable {name} is not valid UTF-8"))
+                self.unset.add(path)
+                return ""
+            if len(value) >= MIN_HIDDEN:
+                self.from_env[name] = value
             return value
 
         return _ENV.sub(replace, text)
+
+    def hide(self, error: str) -> str:
+        """``error`` with every value that came from the environment written as ``${VAR}``:
+        a key put in the wrong field must not be quoted in a log or an API answer."""
+        cut = error.find(": ", len(self.filename))
+        message = error[cut:]
+        for name, value in self.from_env.items():
+            message = message.replace(value, f"${{{name}}}")
+        return error[:cut] + message
 
     def locate(self, path: Path, *, key: bool = False) -> str:
         """``file:line:col`` of the deepest part of ``path`` present in the file."""
@@ -113,13 +143,19 @@ def parse(
     doc = _Document(filename, os.environ if environ is None else environ)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = {} if root is None else doc.build(root, ())  # tags and merge keys may fail
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else f"{filename}:1:1"
         raise ConfigError([f"{where}: invalid YAML: {exc.problem or exc.context}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{filename}:1:1: invalid YAML: {exc}"]) from None
-    data = {} if root is None else doc.build(root, ())
+    except RecursionError:
+        raise ConfigError([f"{filename}:1:1: invalid YAML: nested too deeply"]) from None
+    except _TooLarge as exc:
+        where = f"{filename}:{exc.mark.line + 1}:{exc.mark.column + 1}"
+        message = f"the document is too large: over {MAX_VALUES} values once aliases expand"
+        raise ConfigError([f"{where}: {message}"]) from None
     if not isinstance(data, dict):
         raise ConfigError([f"{filename}:1:1: the config must be a mapping of sections"])
 
@@ -135,7 +171,7 @@ def parse(
         )
     errors.extend(f"{doc.locate(p)}: {_dotted(p)}: {m}" for p, m in check(data))
     if errors:
-        raise ConfigError(sorted(set(errors), key=_position))
+        raise ConfigError(sorted({doc.hide(error) for error in errors}, key=_position))
     assert config is not None
     return config
 
@@ -236,6 +272,15 @@ def _model_in(annotation: object) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+def _undecodable(value: str) -> bool:
+    """Whether an environment value holds bytes that were not UTF-8 (surrogate escapes)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _dotted(path: Path) -> str:

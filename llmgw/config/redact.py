@@ -6,7 +6,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .schema import GatewayConfig
+from .schema import GatewayConfig, ProviderConfig
 
 REDACTED = "[redacted]"
 _SECRET_KEYS = frozenset({"api_key", "key", "admin_key"})
@@ -17,6 +17,12 @@ def redacted(config: GatewayConfig) -> dict[str, Any]:
     """The config as JSON-ready data: keys, secret headers and URL passwords hidden."""
     data: dict[str, Any] = _walk(config.model_dump(mode="json", by_alias=True), None)
     return data
+
+
+def provider_secrets(provider: ProviderConfig) -> tuple[str, ...]:
+    """What must never be shown of a provider: its key and its secret headers' values."""
+    headers = (v for name, v in provider.headers.items() if _SECRET_HEADER.search(name))
+    return tuple(v for v in (provider.api_key, *headers) if v)
 
 
 def _walk(value: Any, key: str | None) -> Any:

@@ -8,6 +8,7 @@ number means bytes. Both parse to plain numbers (seconds as ``float``, bytes as
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -37,6 +38,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"invalid duration {value!r}: must be a finite number")
         if value < 0:
             raise ValueError(f"invalid duration {value!r}: must not be negative")
         return float(value)

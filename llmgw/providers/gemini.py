@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -66,7 +67,8 @@ class GeminiAdapter(Adapter):
         headers = {"Content-Type": "application/json", **provider.headers}
         if provider.api_key:
             headers["x-goog-api-key"] = provider.api_key
-        url = f"{provider.base_url or self.default_base_url}/models/{name}:{action}"
+        # Quoted: a client's model name must not reach another path or add a query.
+        url = f"{provider.base_url or self.default_base_url}/models/{quote(name, safe='')}:{action}"
         return UpstreamRequest("POST", url, headers, orjson.dumps(body))
 
     def passes_through(self, call: Call) -> bool:

@@ -1,0 +1,326 @@
+"""The OpenAPI 3.1 document of the gateway's own endpoints, served at ``/openapi.json``.
+
+It describes what the gateway itself checks and answers (SPEC §3): the client
+endpoints with the fields ``api/calls.py`` validates (anything else is the provider's
+to judge, so request bodies allow more), the error bodies in OpenAI's and Anthropic's
+shapes, and the operations endpoints. The test suite fuzzes the gateway against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .. import __version__
+
+JSON = "application/json"
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+_REASONS = {
+    400: "Malformed JSON, or a missing or wrong-typed field",
+    401: "No key, or an unknown key",
+    403: "The model is not in the key's allowlist, or the caller may not use this",
+    404: "Unknown model or path",
+    405: "Method not allowed",
+    413: "Body over server.max_body_size",
+    429: "A limit is reached",
+    502: "Every target failed",
+    503: "No provider can serve (all disabled or circuits open)",
+    504: "Every target timed out",
+}
+# A provider's own 4xx about the request is relayed as it sent it (a JSON object).
+_RELAYED = "A provider's own error about the request, relayed (a JSON object)"
+
+
+def _errors(schema: str, *statuses: int) -> dict[str, Schema]:
+    return {str(status): _json(_ref(schema), _REASONS[status]) for status in statuses}
+
+
+def _client_errors(schema: str) -> dict[str, Schema]:
+    either = {"anyOf": [_ref(schema), _ref("RelayedError")]}
+    return {
+        **_errors(schema, 401, 403, 405, 413, 429, 502, 503, 504),
+        "400": _json(either, f"{_REASONS[400]}; or {_RELAYED}"),
+        "404": _json(either, f"{_REASONS[404]}; or {_RELAYED}"),
+        "4XX": _json(_ref("RelayedError"), _RELAYED),
+    }
+
+
+_ADMIN_ERRORS = (401, 403, 405)
+_CLIENT_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}, {"googApiKey": []}]
+_NULLABLE_INT = {"type": ["integer", "null"]}
+
+
+def _client_call(summary: str, body: str, errors: str, answer: str) -> Schema:
+    return {
+        "summary": summary,
+        "security": _CLIENT_SECURITY,
+        "parameters": [
+            {
+                "name": "Cache-Control",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            },
+            {
+                "name": "X-Request-ID",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            },
+        ],
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref(body)}}},
+        "responses": {
+            "200": {
+                "description": "The answer: JSON, or an SSE stream when `stream` is true",
+                "content": {
+                    JSON: {"schema": _ref(answer)},
+                    "text/event-stream": {"schema": {"type": "string"}},
+                },
+            },
+            **_client_errors(errors),
+        },
+    }
+
+
+def _admin(summary: str, required: list[str], **more: Schema) -> Schema:
+    """An operations endpoint answering a JSON object with at least ``required``."""
+    answer = {"type": "object", "required": required}
+    return {
+        "summary": summary,
+        "security": [{"admin": []}],
+        "responses": {"200": _json(answer, "OK"), **more, **_errors("OpenAIError", *_ADMIN_ERRORS)},
+    }
+
+
+_COMMON_FIELDS: Schema = {
+    "model": {"type": "string", "minLength": 1, "pattern": r"\S"},
+    "stream": {"type": ["boolean", "null"]},
+    "stream_options": {"type": ["object", "null"]},
+    "user": {"type": ["string", "null"]},
+}
+_MESSAGES: Schema = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"type": "object", "required": ["role"], "properties": {"role": {"type": "string"}}},
+}
+
+_SCHEMAS: dict[str, Schema] = {
+    "ChatRequest": {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": {
+            **_COMMON_FIELDS,
+            "messages": _MESSAGES,
+            "max_tokens": _NULLABLE_INT,
+            "max_completion_tokens": _NULLABLE_INT,
+            "n": _NULLABLE_INT,
+        },
+    },
+    "CompletionRequest": {
+        "type": "object",
+        "required": ["model", "prompt"],
+        "properties": {**_COMMON_FIELDS, "prompt": {"type": ["string", "array"]}},
+    },
+    "EmbeddingRequest": {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            **_COMMON_FIELDS,
+            "input": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1}]},
+        },
+    },
+    "MessagesRequest": {
+        "type": "object",
+        "required": ["model", "messages", "max_tokens"],
+        "properties": {
+            **_COMMON_FIELDS,
+            "messages": _MESSAGES,
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "system": {"type": ["string", "array", "null"]},
+        },
+    },
+    "Answer": {"type": "object", "description": "The provider's answer, in OpenAI's format"},
+    "RelayedError": {"type": "object", "description": _RELAYED},
+    "Message": {"type": "object", "description": "The answer, in Anthropic's format"},
+    "OpenAIError": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": ["string", "null"]},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    },
+    "AnthropicError": {
+        "type": "object",
+        "required": ["type", "error"],
+        "properties": {
+            "type": {"const": "error"},
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "Model": {
+        "type": "object",
+        "required": ["id", "object", "owned_by"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "model"},
+            "created": {"type": "integer"},
+            "owned_by": {"type": "string"},
+        },
+    },
+    "ModelList": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": _ref("Model")},
+        },
+    },
+    "Status": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string"}, "config": {"type": "string"}},
+    },
+    "Reload": {
+        "type": "object",
+        "required": ["result", "errors"],
+        "properties": {
+            "result": {"enum": ["success", "unchanged", "error"]},
+            "errors": {"type": "array", "items": {"type": "string"}},
+            "hash": {"type": "string"},
+        },
+    },
+}
+
+DOCUMENT: Schema = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "llmgw",
+        "version": __version__,
+        "description": "An OpenAI- and Anthropic-compatible LLM gateway: its own endpoints.",
+    },
+    "paths": {
+        "/v1/chat/completions": {
+            "post": _client_call("Chat completion", "ChatRequest", "OpenAIError", "Answer")
+        },
+        "/v1/completions": {
+            "post": _client_call("Legacy completion", "CompletionRequest", "OpenAIError", "Answer")
+        },
+        "/v1/embeddings": {
+            "post": _client_call("Embeddings", "EmbeddingRequest", "OpenAIError", "Answer")
+        },
+        "/v1/messages": {
+            "post": _client_call(
+                "Anthropic Messages API", "MessagesRequest", "AnthropicError", "Message"
+            )
+        },
+        "/v1/models": {
+            "get": {
+                "summary": "Aliases and provider models",
+                "security": _CLIENT_SECURITY,
+                "responses": {
+                    "200": _json(_ref("ModelList"), "The models"),
+                    **_errors("OpenAIError", 401),
+                },
+            }
+        },
+        "/v1/models/{model}": {
+            "get": {
+                "summary": "One model",
+                "security": _CLIENT_SECURITY,
+                "parameters": [
+                    {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json(_ref("Model"), "The model"),
+                    **_errors("OpenAIError", 401, 404),
+                },
+            }
+        },
+        "/health": {
+            "get": {"summary": "Liveness", "responses": {"200": _json(_ref("Status"), "Alive")}}
+        },
+        "/ready": {
+            "get": {
+                "summary": "Readiness",
+                "responses": {
+                    "200": _json(_ref("Status"), "A config is loaded and a provider can serve"),
+                    "503": _json(_ref("Status"), "Stopping, or no provider can serve"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "The OpenAPI document")},
+            }
+        },
+        "/api/v1/providers/status": {
+            "get": _admin("Per provider: enabled, circuit, latency, errors", ["providers"])
+        },
+        "/api/v1/usage": {"get": _admin("Requests, tokens and cost", ["total"])},
+        "/api/v1/cache/stats": {
+            "get": _admin("Cache statistics", ["entries", "bytes", "hits", "misses", "evictions"])
+        },
+        "/api/v1/cache/clear": {"post": _admin("Empty the cache", ["cleared"])},
+        "/api/v1/config": {
+            "get": _admin("The running config, secrets redacted", ["hash", "config", "last_reload"])
+        },
+        "/api/v1/config/reload": {
+            "post": _admin(
+                "Reload the config file now",
+                ["result", "errors"],
+                **{"422": _json(_ref("Reload"), "The file is invalid: the running config is kept")},
+            )
+        },
+    },
+    "components": {
+        "schemas": _SCHEMAS,
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "A client key"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "googApiKey": {"type": "apiKey", "in": "header", "name": "x-goog-api-key"},
+            "admin": {"type": "http", "scheme": "bearer", "description": "auth.admin_key"},
+        },
+    },
+}
+_BODY = orjson.dumps(DOCUMENT)
+
+
+async def document(request: web.Request) -> web.Response:
+    return web.Response(body=_BODY, content_type=JSON)
