@@ -42,7 +42,7 @@ async def serve(
     store = cache.store(settings)
     key = cache_key(call, ctx.key if settings.scope == "key" else None)
     if not policy.read:
-        recorder = Flight() if policy.write else None
+        recorder = Flight(settings.max_size) if policy.write else None
         response = await _bypass(ctx, metrics, upstream, recorder)
         await _keep(store, key, recorder, ctx, settings.ttl)
         return response
@@ -51,13 +51,13 @@ async def serve(
     if entry is not None and policy.accepts(entry, time.time()):
         _count(ctx, metrics, cache, "HIT")
         return await replay(request, ctx, entry)
-    flight, leads = cache.flights.join(key)
+    flight, leads = cache.flights.join(key, settings.max_size)
     if not leads:
         head = await flight.wait_head()
         if head is not None and (head.stream or await _finished_whole(flight)):
             _count(ctx, metrics, cache, "HIT")
             return await follow(request, ctx, flight, head, call.client_format)
-        flight = Flight()  # the leader gave up: go upstream ourselves, uncoalesced
+        flight = Flight(settings.max_size)  # the leader gave up: go upstream ourselves
     _count(ctx, metrics, cache, "MISS")
     try:
         response = await upstream(flight)

@@ -30,11 +30,25 @@ class Head:
 class Flight:
     """One upstream answer being produced, and every identical request waiting on it."""
 
-    __slots__ = ("_changed", "_followers", "chunks", "complete", "error_sent", "finished", "head")
+    __slots__ = (
+        "_changed",
+        "_followers",
+        "_limit",
+        "_size",
+        "chunks",
+        "complete",
+        "dropped",
+        "error_sent",
+        "finished",
+        "head",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self.chunks: list[bytes] = []
         self.head: Head | None = None
+        self._limit = limit  # bytes worth recording: beyond it, nothing could store it
+        self._size = 0
+        self.dropped = False  # the recording outgrew the limit with nobody following
         self.finished = False
         self.complete = False  # finished cleanly: the recording may be stored
         self.error_sent = False  # the recording ends with an error event
@@ -48,9 +62,16 @@ class Flight:
         self._notify()
 
     def append(self, chunk: bytes) -> None:
+        if self.dropped:
+            return
         self.chunks.append(chunk)
         if self._followers:
             self._notify()
+        elif self._limit is not None:
+            self._size += len(chunk)
+            if self._size > self._limit:  # too big to cache, and nobody waits on it
+                self.dropped = True
+                self.chunks.clear()
 
     def append_error(self, event: bytes) -> None:
         self.error_sent = True
@@ -59,7 +80,7 @@ class Flight:
     def finish(self, complete: bool) -> None:
         if not self.finished:
             self.finished = True
-            self.complete = complete and self.head is not None
+            self.complete = complete and self.head is not None and not self.dropped
             self._notify()
 
     # The followers' side -------------------------------------------------------------
@@ -95,12 +116,17 @@ class Flights:
     def __init__(self) -> None:
         self._flights: dict[str, Flight] = {}
 
-    def join(self, key: str) -> tuple[Flight, bool]:
-        """The flight for ``key`` and whether the caller leads it."""
+    def join(self, key: str, limit: int | None = None) -> tuple[Flight, bool]:
+        """The flight for ``key`` and whether the caller leads it (a new flight records
+        at most ``limit`` bytes unless someone follows it)."""
         flight = self._flights.get(key)
-        if flight is not None and not (flight.finished and not flight.complete):
+        if (
+            flight is not None
+            and not flight.dropped
+            and not (flight.finished and not flight.complete)
+        ):
             return flight, False
-        flight = self._flights[key] = Flight()
+        flight = self._flights[key] = Flight(limit)
         return flight, True
 
     def land(self, key: str, flight: Flight) -> None:

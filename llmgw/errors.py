@@ -2,6 +2,7 @@
 
     GatewayError                      status  type                   code
     ├── InvalidRequest                400     invalid_request_error  invalid_request
+    │   └── RequestTimedOut           408     invalid_request_error  request_timeout
     ├── RequestTooLarge               413     invalid_request_error  request_too_large
     ├── AuthenticationFailed          401     authentication_error   invalid_api_key
     ├── Forbidden                     403     permission_error       permission_denied
@@ -31,6 +32,7 @@ import orjson
 # Anthropic's error `type` for each of our statuses (their docs' error list).
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",
+    408: "timeout_error",
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
@@ -83,6 +85,11 @@ class RequestTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class RequestTimedOut(InvalidRequest):
+    status = 408
+    code = "request_timeout"
 
 
 class AuthenticationFailed(GatewayError):

@@ -150,3 +150,25 @@ async def test_abandoned_flight_releases_followers() -> None:
     assert not flight.complete
     replacement, leads = flights.join("k")
     assert leads and replacement is not flight
+
+
+async def test_a_recording_too_big_to_store_is_dropped_unless_followed() -> None:
+    flights = Flights()
+    alone, _ = flights.join("alone", limit=10)
+    alone.commit(Head(200, "text/event-stream", True, "p", "m"))
+    for _ in range(5):
+        alone.append(b"x" * 4)
+    assert alone.dropped and alone.chunks == []  # memory let go at once
+    alone.finish(complete=True)
+    assert not alone.complete  # so it is never stored
+    late, leads = flights.join("alone", limit=10)
+    assert leads and late is not alone  # nobody may follow a recording with a hole
+
+    followed, _ = flights.join("followed", limit=10)
+    follower = asyncio.ensure_future(followed.wait_head())
+    await asyncio.sleep(0)
+    followed.commit(Head(200, "text/event-stream", True, "p", "m"))
+    await follower
+    for _ in range(5):
+        followed.append(b"x" * 4)
+    assert not followed.dropped and len(followed.chunks) == 5  # its follower needs them

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import openai
@@ -133,3 +134,26 @@ async def test_unexpected_failure_is_500_with_request_id_and_no_traceback(
     assert "req-500" in error["message"]
     assert "secret internals" not in error["message"]
     assert any("secret internals" in r.getMessage() or r.exc_info for r in caplog.records)
+
+
+async def test_a_body_that_stops_arriving_is_408(
+    fake: FakeOpenAI, gateway: Any, monkeypatch: Any
+) -> None:
+    """Like nginx's client_body_timeout: a client that stalls mid-body is answered and let
+    go, not kept with its connection and task for ever."""
+    from llmgw.api import calls
+
+    monkeypatch.setattr(calls, "BODY_IDLE_TIMEOUT", 0.2)
+    monkeypatch.setattr(calls.read_body, "__defaults__", (0.2,))
+    gw = await gateway(one_provider(fake.url))
+    assert gw.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"model": "gpt-4o-mini", '
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 408")
+    assert fake.seen == []

@@ -14,25 +14,40 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..errors import InvalidRequest, RequestTooLarge
+from ..errors import InvalidRequest, RequestTimedOut, RequestTooLarge
 from ..providers import Call, Endpoint
 
+# Like nginx's client_body_timeout: the longest silence while a body is arriving.
+BODY_IDLE_TIMEOUT = 60.0
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refusing (413) anything over ``limit`` bytes before reading it all."""
+
+async def read_body(request: web.Request, limit: int, idle: float = BODY_IDLE_TIMEOUT) -> bytes:
+    """The whole body, refusing (413) anything over ``limit`` bytes before reading it all,
+    and (408) a client that sends nothing for ``idle`` seconds before it is done."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise RequestTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes")
-    if declared is not None:
-        try:
-            return await request.content.readexactly(declared)
-        except asyncio.IncompleteReadError:
-            raise InvalidRequest("The request body ended before its Content-Length") from None
+    content = request.content
     body = bytearray()
-    async for chunk in request.content.iter_any():
+    if content.is_eof():  # usual: the whole body came with the headers, no waiting
+        body += content.read_nowait()
+        if len(body) > limit:
+            raise RequestTooLarge(f"Request body is over the limit of {limit} bytes")
+    while not content.is_eof():
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await content.readany()
+        except TimeoutError:
+            raise RequestTimedOut(
+                f"The request body stopped arriving for {idle:g}s before it was complete"
+            ) from None
+        if not chunk:
+            break
         body += chunk
         if len(body) > limit:
             raise RequestTooLarge(f"Request body is over the limit of {limit} bytes")
+    if declared is not None and len(body) != declared:
+        raise InvalidRequest("The request body ended before its Content-Length")
     return bytes(body)
 
 
