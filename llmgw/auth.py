@@ -80,14 +80,20 @@ def authenticate(headers: Mapping[str, str], auth: AuthConfig, keyring: Keyring)
     return entry[1]
 
 
-def allow_model(principal: Principal, model: str) -> None:
-    """Raise 403 ``model_not_allowed`` unless the key's allowlist names ``model``."""
+def may_use(principal: Principal, model: str) -> bool:
+    """Whether the key's allowlist names ``model`` (exactly, as ``provider/*`` or ``*``)."""
     allowed = principal.models
     if allowed is None or model in allowed or "*" in allowed:
-        return
+        return True
     provider, sep, _ = model.partition("/")
-    if sep and f"{provider}/*" in allowed:
+    return bool(sep) and f"{provider}/*" in allowed
+
+
+def allow_model(principal: Principal, model: str) -> None:
+    """Raise 403 ``model_not_allowed`` unless the key's allowlist names ``model``."""
+    if may_use(principal, model):
         return
+    allowed = principal.models or frozenset()
     names = ", ".join(sorted(allowed)) or "none"
     raise ModelNotAllowed(
         f"The API key '{principal.name}' may not use the model '{model}' (allowed: {names})",

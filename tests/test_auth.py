@@ -183,3 +183,26 @@ def test_keyring_rebuilds_only_for_a_new_auth_section() -> None:
         environ={},
     )
     assert authenticate({"X-API-Key": CLIENT_KEY}, renamed.auth, keyring).name == "z"
+
+
+async def test_models_list_needs_a_key_and_shows_only_what_it_may_use(gateway: Any) -> None:
+    config = """
+providers:
+  demo: {type: mock, models: [echo, other]}
+models:
+  fast: demo/echo
+auth:
+  keys:
+    - {name: narrow, key: narrow-key, models: [fast]}
+    - {name: wide, key: wide-key}
+"""
+    gw = await gateway(config)
+    assert (await gw.get("/v1/models")).status == 401
+    assert (await gw.get("/v1/models/fast")).status == 401
+    narrow = {"Authorization": "Bearer narrow-key"}
+    listed = await (await gw.get("/v1/models", headers=narrow)).json()
+    assert [m["id"] for m in listed["data"]] == ["fast"]
+    assert (await gw.get("/v1/models/fast", headers=narrow)).status == 200
+    assert (await gw.get("/v1/models/echo", headers=narrow)).status == 404
+    wide = await (await gw.get("/v1/models", headers={"Authorization": "Bearer wide-key"})).json()
+    assert [m["id"] for m in wide["data"]] == ["fast", "echo", "other"]

@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 
 from .. import caching
-from ..auth import allow_model, authenticate
+from ..auth import allow_model, authenticate, may_use
 from ..errors import ModelNotFound
 from ..forward import forward
 from ..keys import CACHE, CONTEXT, KEYRING, LIMITER, METRICS, STORE, USAGE
@@ -69,8 +69,16 @@ async def handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
 
 
 async def list_models(request: web.Request) -> web.Response:
+    """The names this key may use: aliases, then models listed by enabled providers."""
     runtime = request.app[STORE].current
-    data = [_model_entry(name, runtime.router.owners(name)) for name in runtime.router.names()]
+    principal = authenticate(request.headers, runtime.config.auth, request.app[KEYRING])
+    router = runtime.router
+    data = [
+        _model_entry(name, router.owners(name))
+        for name in router.names()
+        if may_use(principal, name)
+        or any(may_use(principal, f"{owner}/{name}") for owner in router.owners(name))
+    ]
     return web.Response(
         body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"
     )
@@ -78,13 +86,14 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def get_model(request: web.Request) -> web.Response:
     runtime = request.app[STORE].current
+    principal = authenticate(request.headers, runtime.config.auth, request.app[KEYRING])
     model = request.match_info["model"]
     router = runtime.router
     provider, _, upstream_model = model.partition("/")
     known = model in router.names() or (
         provider in runtime.providers and upstream_model in router.names()
     )
-    if not known:
+    if not known or not may_use(principal, model):  # as OpenAI: no access reads as absent
         raise ModelNotFound(f"The model '{model}' does not exist", param="model")
     owners = router.owners(upstream_model if provider in runtime.providers else model)
     return web.Response(
