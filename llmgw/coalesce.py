@@ -83,6 +83,10 @@ class Flight:
             self.complete = complete and self.head is not None and not self.dropped
             self._notify()
 
+    @property
+    def followed(self) -> bool:
+        return self._followers > 0
+
     # The followers' side -------------------------------------------------------------
 
     async def wait_head(self) -> Head | None:

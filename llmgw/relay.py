@@ -10,6 +10,7 @@ read once, from the last few chunks, when the stream ends.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -133,10 +134,10 @@ async def stream(
                 break
             ctx.upstream_wait += clock() - began
             ctx.streamed_events += chunk.count(b"data:")
-            await out.write(chunk)
             tail.append(chunk)
-            if record is not None:
+            if record is not None:  # before the write: a follower must not miss it
                 record.append(chunk)
+            await out.write(chunk)
         if ctx.error is None and adapter.ends_with_done and not _is_done(tail):
             ctx.error = "stream_truncated"
             message = "the provider's stream ended before it was done"
@@ -145,10 +146,46 @@ async def stream(
         await out.write_eof()
         if record is not None:
             record.finish(complete=ctx.error is None)
-    except ConnectionResetError:
+    except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left
         ctx.error = "client_disconnected"
+        if record is not None and record.followed:
+            await _finish_for_followers(
+                chunks, record, adapter.ends_with_done, tail, None, "openai"
+            )
         _read_usage(ctx, adapter, b"".join(tail))
+        if isinstance(gone, asyncio.CancelledError):
+            raise
     return out
+
+
+async def _finish_for_followers(
+    chunks: AsyncIterator[bytes],
+    record: Flight,
+    ends_with_done: bool,
+    tail: deque[bytes],
+    translator: StreamTranslator | None,
+    client_format: str,
+) -> None:
+    """The leader's client left but identical requests follow its recording: read the
+    provider's stream to its end for them (and for the cache), as if nothing happened."""
+    try:
+        async for chunk in chunks:
+            tail.append(chunk)
+            output = chunk if translator is None else translator.feed(chunk)
+            if output:
+                record.append(output)
+    except TRANSPORT_ERRORS as exc:
+        message = failure_from(exc).message
+        record.append_error(_apart(tail) + stream_error_event(message, client_format))
+        record.finish(complete=False)
+        return
+    if translator is not None:
+        closing = translator.finish()
+        if closing:
+            record.append(closing)
+        record.finish(complete=translator.done and translator.error is None)
+    else:
+        record.finish(complete=not ends_with_done or _is_done(tail))
 
 
 async def translated_stream(
@@ -222,23 +259,29 @@ async def translated_stream(
         await out.write_eof()
         if record is not None:
             record.finish(complete=ctx.error is None)
-    except ConnectionResetError:
+    except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left
         ctx.error = "client_disconnected"
+        if record is not None and record.followed and not ended:
+            await _finish_for_followers(chunks, record, True, deque(), translator, client_format)
+        ctx.prompt_tokens = translator.usage.prompt_tokens
+        ctx.completion_tokens = translator.usage.completion_tokens
+        if isinstance(gone, asyncio.CancelledError):
+            raise
     ctx.prompt_tokens = translator.usage.prompt_tokens
     ctx.completion_tokens = translator.usage.completion_tokens
     return out
 
 
 async def _write(out: web.StreamResponse, record: Flight | None, data: bytes) -> None:
-    await out.write(data)
-    if record is not None:
+    if record is not None:  # before the write: a follower must not miss it
         record.append(data)
+    await out.write(data)
 
 
 async def _write_error(out: web.StreamResponse, record: Flight | None, event: bytes) -> None:
-    await out.write(event)
     if record is not None:
         record.append_error(event)
+    await out.write(event)
 
 
 def _apart(tail: deque[bytes]) -> bytes:

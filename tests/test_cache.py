@@ -292,3 +292,29 @@ async def test_unreachable_redis_is_a_miss_not_a_failure(
     for _ in range(2):
         response, _ = await post(gw)
         assert response.status == 200 and response.headers["X-Cache"] == "MISS"
+
+
+async def test_followers_finish_when_the_leaders_client_leaves_mid_stream(
+    fake: FakeOpenAI, gateway: Any
+) -> None:
+    """The leader's client goes away after the first chunk; a follower already attached
+    still gets the whole stream, and the complete answer is cached."""
+    chunks = chat_chunks([f"w{i} " for i in range(8)])
+    gate = asyncio.Event()
+    fake.then(reply_stream(chunks, gate=gate, gate_after=2))
+    gw = await gateway(cached(fake.url))
+    async with aiohttp.ClientSession() as session:
+        url = gw.make_url("/v1/chat/completions")
+        leader = await session.post(url, json=STREAM)
+        await leader.content.readuntil(b"\n\n")
+        follower = asyncio.ensure_future(post(gw, STREAM))
+        await asyncio.sleep(0.1)  # the follower has joined the leader's flight
+        leader.close()  # the leader's client goes away mid-stream
+        await asyncio.sleep(0.1)
+        gate.set()
+        response, body = await asyncio.wait_for(follower, 5)
+    assert response.headers["X-Cache"] == "HIT"
+    assert body == b"".join(chunks)
+    assert len(fake.seen) == 1
+    again, replayed = await post(gw, STREAM)
+    assert again.headers["X-Cache"] == "HIT" and replayed == body
