@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -20,10 +19,8 @@ from .limits import Limiter
 from .metrics import Metrics
 from .middleware import IDS, RequestIds, add_headers, gateway_middleware
 from .reload import ConfigStore
-from .runtime import ProviderStates, Runtime, build_runtime
+from .runtime import ProviderStates, build_runtime
 from .usage import UsageBook
-
-log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -104,21 +101,12 @@ def _config_store(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def owner(app: web.Application) -> AsyncIterator[None]:
         runtime = build_runtime(config, app[STATES], app[SESSION])
-        announce(runtime)
+        runtime.announce()
         app[STORE] = ConfigStore(runtime, path, text)
         app[METRICS].config_info.labels(runtime.digest).set(1)
         yield
 
     return owner
-
-
-def announce(runtime: Runtime) -> None:
-    """Say once, at load, what the config means for serving."""
-    for provider in runtime.providers.values():
-        if provider.disabled is not None:
-            log.warning("provider %s is disabled: %s", provider.name, provider.disabled)
-    if not runtime.config.auth.keys:
-        log.warning("auth.keys is empty: every client is allowed without a key")
 
 
 async def _stop_ready(app: web.Application) -> None:

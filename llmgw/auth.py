@@ -8,7 +8,7 @@ neither the lookup nor the comparison depends on how much of a guess was right.
 Only the key's configured *name* ever leaves this module.
 
 With no keys configured the gateway is open: every caller is the anonymous
-principal (``app.announce`` warns about it at load).
+principal (``Runtime.announce`` warns about it at every load).
 
 A key's ``models`` allowlist names what clients send: an alias, a provider's model
 name or ``provider/model``; ``*`` allows every model and ``provider/*`` every

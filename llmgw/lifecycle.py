@@ -47,9 +47,7 @@ async def reload_config(app: web.Application, trigger: str) -> ReloadResult:
         metrics.config_info.labels(after.digest).set(1)
         if app.get(MANAGE_LOGGING) and after.config.logging != before.config.logging:
             logs.configure(after.config.logging.level, after.config.logging.format)
-        for provider in after.providers.values():
-            if provider.disabled is not None:
-                log.warning("provider %s is disabled: %s", provider.name, provider.disabled)
+        after.announce()
     return result
 
 

@@ -60,9 +60,10 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         surface="anthropic" if request.path.startswith("/v1/messages") else "openai",
     )
     request[CONTEXT] = ctx
-    preflight = cors.preflight(request, _origins(request))
-    if preflight is not None:
-        return preflight
+    if request.method == "OPTIONS":
+        preflight = cors.preflight(request, _origins(request))
+        if preflight is not None:
+            return preflight
     metrics = request.app[METRICS]
     client_api = request.path.startswith("/v1/")
     if client_api:

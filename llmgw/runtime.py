@@ -9,6 +9,7 @@ reload that keeps a provider keeps its state.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from .config import GatewayConfig, MockProvider, ProviderConfig, digest
 from .providers import ADAPTERS, Adapter
 from .routing import CircuitBreaker, Router
 from .upstream import HttpTransport, LocalTransport, Timeouts, Transport
+
+log = logging.getLogger(__name__)
 
 
 class ProviderState:
@@ -89,6 +92,14 @@ class Runtime:
     router: Router
     fallback_on: frozenset[str | int]
     loaded_at: float
+
+    def announce(self) -> None:
+        """Say once, at each load, what this config means for serving."""
+        for provider in self.providers.values():
+            if provider.disabled is not None:
+                log.warning("provider %s is disabled: %s", provider.name, provider.disabled)
+        if not self.config.auth.keys:
+            log.warning("auth.keys is empty: every client is allowed without a key")
 
     def can_serve(self) -> bool:
         """Some provider is enabled and its circuit is not open."""

@@ -32,8 +32,8 @@ from .config.schema import Price
 from .context import RequestContext
 from .metrics import Metrics
 from .providers import Call
+from .providers.base import CHARS_PER_TOKEN, tokens_for_chars
 
-CHARS_PER_TOKEN = 4
 NANO = 1_000_000_000
 
 # List prices in USD per 1M tokens (input, output), standard tier, prompts under any
@@ -79,10 +79,6 @@ DEFAULT_PRICES: Mapping[str, tuple[float, float]] = {
 _VERSION_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
 
-def estimate_tokens(chars: int) -> int:
-    return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
-
-
 def estimate_prompt_tokens(call: Call) -> int:
     """The prompt's tokens, estimated from its text (at least 1)."""
     body = call.body
@@ -93,12 +89,12 @@ def estimate_prompt_tokens(call: Call) -> int:
         for message in messages:
             if isinstance(message, dict):
                 chars += _text_length(message.get("content"))
-    return max(1, estimate_tokens(chars))
+    return max(1, tokens_for_chars(chars))
 
 
 def estimate_completion_tokens(ctx: RequestContext, response: web.StreamResponse | None) -> int:
     if isinstance(response, web.Response) and isinstance(response.body, bytes):
-        return estimate_tokens(_answer_length(response.body))
+        return tokens_for_chars(_answer_length(response.body))
     # A stream: the first event only opens the message (role, no text).
     return max(0, ctx.streamed_events - 1)
 

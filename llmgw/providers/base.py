@@ -66,9 +66,16 @@ class Usage:
     completion_tokens: int | None = None
 
 
+CHARS_PER_TOKEN = 4  # OpenAI's own rule of thumb for English text
+
+
+def tokens_for_chars(chars: int) -> int:
+    return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+
+
 def estimate_tokens(text: str) -> int:
-    """About four characters a token, as OpenAI's own rule of thumb."""
-    return max(1, (len(text) + 3) // 4) if text else 0
+    """A text's tokens, estimated (at least 1 for any text)."""
+    return max(1, tokens_for_chars(len(text))) if text else 0
 
 
 class Unsupported(Exception):
