@@ -144,7 +144,6 @@ async def test_a_body_that_stops_arriving_is_408(
     from llmgw.api import calls
 
     monkeypatch.setattr(calls, "BODY_IDLE_TIMEOUT", 0.2)
-    monkeypatch.setattr(calls.read_body, "__defaults__", (0.2,))
     gw = await gateway(one_provider(fake.url))
     assert gw.port is not None
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)

@@ -21,9 +21,10 @@ from ..providers import Call, Endpoint
 BODY_IDLE_TIMEOUT = 60.0
 
 
-async def read_body(request: web.Request, limit: int, idle: float = BODY_IDLE_TIMEOUT) -> bytes:
+async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole body, refusing (413) anything over ``limit`` bytes before reading it all,
-    and (408) a client that sends nothing for ``idle`` seconds before it is done."""
+    and (408) a client that sends nothing for ``BODY_IDLE_TIMEOUT`` before it is done."""
+    idle = BODY_IDLE_TIMEOUT
     declared = request.content_length
     if declared is not None and declared > limit:
         raise RequestTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes")
