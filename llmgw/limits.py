@@ -5,7 +5,9 @@ A request is checked against every *scope* that has a limit for it — its key
 ``limits.global`` — all at once: either it fits in all of them and is recorded in
 all of them, or it is refused (429) and recorded in none.
 
-- ``rpm``: requests in the last 60 s (a sliding log, not fixed minutes).
+- ``rpm``: requests in the last 60 s: a sliding window, not fixed minutes, counted in
+  tenths of a second (a request leaves it at most 0.1 s before its 60 s are up), so
+  a scope's counters stay a few kilobytes and O(1) per request however busy it is.
 - ``tpm``: tokens in the last 60 s. The prompt's estimate is reserved at admission
   and replaced by the real total (prompt + completion, streamed ones included)
   when the response ends. A request whose estimate alone exceeds ``tpm`` still
@@ -31,15 +33,15 @@ import itertools
 import math
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from .auth import Principal
-from .config.schema import LimitsConfig, LimitSpec
+from .config.schema import LimitsConfig
 from .context import RequestContext
 from .errors import RateLimited
+from .limits_memory import Count, MemoryCounters, Scope
 from .metrics import Metrics
 from .providers import Call
 from .usage import Spend, estimate_prompt_tokens
@@ -47,38 +49,8 @@ from .usage import Spend, estimate_prompt_tokens
 if TYPE_CHECKING:
     from .limits_redis import RedisCounters
 
-WINDOW = 60.0  # seconds: rpm and tpm are per minute
 LEASE = 60.0  # seconds a Redis concurrency slot outlives a replica that stopped renewing it
-CONCURRENCY_RETRY = 1.0  # when a slot frees is unknown: suggest a second
 REASONS = ("requests per minute", "tokens per minute", "requests in flight")  # by Verdict.reason
-
-ScopeKind = Literal["key", "model", "global"]
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    kind: ScopeKind
-    id: str
-    spec: LimitSpec
-
-
-@dataclass(slots=True)
-class Count:
-    """One scope's counters as a backend saw them (after recording, if admitted)."""
-
-    requests: int = 0
-    requests_reset: float = 0.0  # seconds until the oldest counted request leaves
-    tokens: int = 0
-    tokens_reset: float = 0.0
-    inflight: int = 0
-
-
-@dataclass(slots=True)
-class Verdict:
-    counts: list[Count]
-    binding: int = -1  # index of the scope that refused; -1 = admitted
-    wait: float = 0.0  # seconds until the request could fit
-    reason: int = 0  # index into REASONS
 
 
 @dataclass(slots=True)
@@ -86,9 +58,10 @@ class Admission:
     """What ``settle`` needs to undo or correct what ``admit`` recorded."""
 
     scopes: tuple[Scope, ...] = ()
-    member: str = ""
+    member: str = ""  # its name in Redis
     reserved: int = 0  # tokens reserved for the prompt
     local: bool = False  # recorded in this process's counters
+    tick: int = 0  # ... at this tick
     shared: RedisCounters | None = None  # holds this request's scopes and usage in Redis
     in_shared: bool = False  # the scopes were recorded in Redis
 
@@ -127,10 +100,10 @@ class Limiter:
         if not scopes:
             return Admission(shared=shared)
         tokens = estimate_prompt_tokens(call) if any(s.spec.tpm for s in scopes) else 0
-        member = f"{self._prefix}{next(self._ids):x}"
-        admission = Admission(scopes, member, tokens, shared=shared)
+        admission = Admission(scopes, reserved=tokens, shared=shared)
         verdict = None
         if shared is not None:
+            admission.member = f"{self._prefix}{next(self._ids):x}"
             verdict = await shared.admit(scopes, admission.member, tokens, limits.on_redis_error)
             admission.in_shared = verdict is not None
             if verdict is None and limits.on_redis_error == "allow":
@@ -142,8 +115,9 @@ class Limiter:
                     headers={"Retry-After": "1"},
                 )
         if verdict is None:
-            verdict = self.memory.admit(scopes, admission.member, tokens)
+            verdict = self.memory.admit(scopes, tokens)
             admission.local = verdict.binding < 0
+            admission.tick = verdict.tick
         ctx.ratelimit = rate_headers(scopes, verdict.counts)
         if verdict.binding >= 0:
             scope = scopes[verdict.binding]
@@ -161,7 +135,7 @@ class Limiter:
         free its concurrency slot, and add its usage to the shared totals."""
         used = spend.prompt_tokens + spend.completion_tokens
         if admission.local:
-            self.memory.settle(admission.scopes, admission.member, admission.reserved, used)
+            self.memory.settle(admission.scopes, admission.tick, admission.reserved, used)
         if admission.shared is not None:
             scopes = admission.scopes if admission.in_shared else ()
             work = admission.shared.settle(
@@ -221,151 +195,43 @@ class Limiter:
         return task
 
 
-class _TokenLog:
-    """A scope's token reservations in the window, oldest first, with their sum."""
-
-    __slots__ = ("by_member", "entries", "total")
-
-    def __init__(self) -> None:
-        self.entries: deque[list[Any]] = deque()  # [time, tokens, member]
-        self.by_member: dict[str, list[Any]] = {}
-        self.total = 0
-
-    def expire(self, horizon: float) -> None:
-        entries = self.entries
-        while entries and entries[0][0] <= horizon:
-            _, tokens, member = entries.popleft()
-            self.total -= tokens
-            self.by_member.pop(member, None)
-
-    def add(self, now: float, tokens: int, member: str) -> None:
-        entry = [now, tokens, member]
-        self.entries.append(entry)
-        self.by_member[member] = entry
-        self.total += tokens
-
-    def freed_by(self, excess: int) -> float:
-        """The time by which ``excess`` tokens will have been counted out (oldest first)."""
-        freed, at = 0, 0.0
-        for entry in self.entries:
-            freed += entry[1]
-            at = entry[0]
-            if freed >= excess:
-                break
-        return at
-
-
-class MemoryCounters:
-    """This process's counters, by scope id. Each call runs without awaiting, so
-    check-then-record is atomic within the process."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.requests: dict[str, deque[float]] = {}
-        self.tokens: dict[str, _TokenLog] = {}
-        self.inflight: dict[str, int] = {}
-
-    def admit(self, scopes: tuple[Scope, ...], member: str, tokens: int) -> Verdict:
-        now = self.clock()
-        horizon = now - WINDOW
-        verdict = Verdict([])
-        for index, scope in enumerate(scopes):
-            spec, count = scope.spec, Count()
-            need, reason = -1.0, 0
-            if spec.rpm:
-                times = self.requests.get(scope.id)
-                if times is None:
-                    times = self.requests[scope.id] = deque()
-                while times and times[0] <= horizon:
-                    times.popleft()
-                count.requests = len(times)
-                if count.requests >= spec.rpm:
-                    need = times[count.requests - spec.rpm] + WINDOW - now
-            if spec.tpm:
-                log_ = self.tokens.get(scope.id)
-                if log_ is None:
-                    log_ = self.tokens[scope.id] = _TokenLog()
-                log_.expire(horizon)
-                count.tokens = log_.total
-                excess = log_.total + tokens - spec.tpm
-                if log_.total > 0 and excess > 0:
-                    wait = log_.freed_by(excess) + WINDOW - now
-                    if wait > need:
-                        need, reason = wait, 1
-            if spec.concurrency:
-                count.inflight = self.inflight.get(scope.id, 0)
-                if count.inflight >= spec.concurrency and need < CONCURRENCY_RETRY:
-                    need, reason = CONCURRENCY_RETRY, 2
-            if need >= 0 and (verdict.binding < 0 or need > verdict.wait):
-                verdict.binding, verdict.wait, verdict.reason = index, need, reason
-            verdict.counts.append(count)
-        if verdict.binding < 0:
-            for scope, count in zip(scopes, verdict.counts, strict=True):
-                self._record(scope, count, now, member, tokens)
-        for scope, count in zip(scopes, verdict.counts, strict=True):
-            oldest = self.requests.get(scope.id)
-            if scope.spec.rpm and oldest:
-                count.requests_reset = oldest[0] + WINDOW - now
-            reserved = self.tokens.get(scope.id)
-            if scope.spec.tpm and reserved is not None and reserved.entries:
-                count.tokens_reset = reserved.entries[0][0] + WINDOW - now
-        return verdict
-
-    def _record(self, scope: Scope, count: Count, now: float, member: str, tokens: int) -> None:
-        if scope.spec.rpm:
-            self.requests[scope.id].append(now)
-            count.requests += 1
-        if scope.spec.tpm:
-            self.tokens[scope.id].add(now, tokens, member)
-            count.tokens += tokens
-        if scope.spec.concurrency:
-            self.inflight[scope.id] = count.inflight = count.inflight + 1
-
-    def settle(self, scopes: tuple[Scope, ...], member: str, reserved: int, used: int) -> None:
-        now = self.clock()
-        for scope in scopes:
-            log_ = self.tokens.get(scope.id)
-            if scope.spec.tpm and log_ is not None:
-                entry = log_.by_member.get(member)
-                if entry is not None:  # still in the window: count what was really used
-                    log_.total += used - entry[1]
-                    entry[1] = used
-                elif used > reserved:  # its minute is over: the rest counts from now
-                    log_.add(now, used - reserved, member + "+")
-            if scope.spec.concurrency:
-                self.inflight[scope.id] = max(0, self.inflight.get(scope.id, 0) - 1)
-
-
 def rate_headers(scopes: tuple[Scope, ...], counts: list[Count]) -> dict[str, str] | None:
     """OpenAI's ``x-ratelimit-*`` headers for the most constrained scope: the one with
     the fewest requests (tokens) remaining, the later reset on a tie."""
-    requests: tuple[int, float, int] | None = None  # remaining, -reset, limit
+    requests: tuple[int, float, int] | None = None  # remaining, reset, limit
     tokens: tuple[int, float, int] | None = None
     for scope, count in zip(scopes, counts, strict=True):
         spec = scope.spec
         if spec.rpm:
-            option = (max(0, spec.rpm - count.requests), -count.requests_reset, spec.rpm)
-            requests = option if requests is None or option < requests else requests
+            left = max(0, spec.rpm - count.requests)
+            if requests is None or (left, -count.requests_reset) < (requests[0], -requests[1]):
+                requests = (left, count.requests_reset, spec.rpm)
         if spec.tpm:
-            option = (max(0, spec.tpm - count.tokens), -count.tokens_reset, spec.tpm)
-            tokens = option if tokens is None or option < tokens else tokens
+            left = max(0, spec.tpm - count.tokens)
+            if tokens is None or (left, -count.tokens_reset) < (tokens[0], -tokens[1]):
+                tokens = (left, count.tokens_reset, spec.tpm)
+    if requests is None and tokens is None:
+        return None
     headers: dict[str, str] = {}
-    for kind, chosen in (("requests", requests), ("tokens", tokens)):
-        if chosen is not None:
-            remaining, reset, limit = chosen
-            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
-            headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
-            headers[f"x-ratelimit-reset-{kind}"] = format_reset(-reset)
-    return headers or None
+    if requests is not None:
+        headers["x-ratelimit-limit-requests"] = str(requests[2])
+        headers["x-ratelimit-remaining-requests"] = str(requests[0])
+        headers["x-ratelimit-reset-requests"] = format_reset(requests[1])
+    if tokens is not None:
+        headers["x-ratelimit-limit-tokens"] = str(tokens[2])
+        headers["x-ratelimit-remaining-tokens"] = str(tokens[0])
+        headers["x-ratelimit-reset-tokens"] = format_reset(tokens[1])
+    return headers
 
 
 def format_reset(seconds: float) -> str:
     """A duration as OpenAI writes it: ``20ms``, ``1s``, ``8.64s``, ``6m0s``."""
-    ms = max(0, math.ceil(round(seconds * 1000, 3)))  # round: no 30000 from 29999.0000001
+    ms = max(0, math.ceil(seconds * 1000 - 1e-6))  # - 1e-6: no 30000 from 29999.0000001
     if ms < 1000:
         return f"{ms}ms"
     minutes, rest = divmod(ms, 60_000)
-    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    whole, fraction = divmod(rest, 1000)
+    secs = f"{whole}.{fraction:03d}".rstrip("0") if fraction else str(whole)
     if not minutes:
         return f"{secs}s"
     hours, minutes = divmod(minutes, 60)

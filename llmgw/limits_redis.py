@@ -35,7 +35,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .limits import LEASE, WINDOW, Count, Scope, Verdict
+from .limits import LEASE
+from .limits_memory import WINDOW, Count, Scope, Verdict
 from .usage import Spend, usage_from_fields
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,10 @@ from aiohttp import web
 
 from llmgw.app import create_app
 from llmgw.config import parse
+from llmgw.config.schema import LimitSpec
 from llmgw.keys import LIMITER
 from llmgw.limits import format_reset
+from llmgw.limits_memory import TICKS, MemoryCounters, Scope
 from tests.conftest import CLIENT_KEY, one_provider
 from tests.fakes import FakeOpenAI, chat_chunks, chat_completion, reply_stream
 
@@ -269,3 +271,30 @@ def test_reset_format() -> None:
         "6m0s",
         "1h2m5.5s",
     ]
+
+
+def test_busy_window_stays_small_and_exact_to_a_tick() -> None:
+    """A scope's counters do not grow with its traffic: 20,000 requests over two
+    minutes keep at most one entry per tenth of a second, and count exactly."""
+    clock = Clock()
+    counters = MemoryCounters(clock)
+    scopes = (Scope("global", "global", LimitSpec(rpm=1_000_000, tpm=10**9)),)
+    for _ in range(20_000):
+        verdict = counters.admit(scopes, 5)
+        counters.settle(scopes, verdict.tick, 5, 7)
+        clock.now += 0.006  # 166 requests a second
+    window = counters.requests["global"]
+    assert len(window.ticks) <= TICKS
+    assert window.total == verdict.counts[0].requests == 10_000  # the last 60 s: 60 / 0.006
+    assert counters.tokens["global"].total == 7 * 10_000
+
+
+def test_usage_settled_after_its_tick_left_counts_from_now() -> None:
+    clock = Clock()
+    counters = MemoryCounters(clock)
+    scopes = (Scope("key", "key:a", LimitSpec(tpm=1000)),)
+    early = counters.admit(scopes, 10)
+    clock.now += 61  # a stream that outlived the window
+    counters.settle(scopes, early.tick, 10, 25)
+    assert counters.tokens["key:a"].total == 15  # the reservation left; the rest is new
+    assert counters.admit(scopes, 986).binding == 0  # 15 + 986 > 1000

@@ -1,0 +1,183 @@
+"""The limits' counters and the ``memory`` backend: this process's sliding windows.
+
+Both backends answer with the same ``Verdict``: one ``Count`` per scope, as seen
+after recording (if admitted), and which scope refused and for how long. The
+``redis`` backend (``limits_redis``) shares these types.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from .config.schema import LimitSpec
+
+WINDOW = 60.0  # seconds: rpm and tpm are per minute
+PER_SECOND = 10  # the memory windows' ticks per second
+TICKS = int(WINDOW * PER_SECOND)
+CONCURRENCY_RETRY = 1.0  # when a slot frees is unknown: suggest a second
+
+ScopeKind = Literal["key", "model", "global"]
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    kind: ScopeKind
+    id: str
+    spec: LimitSpec
+
+
+@dataclass(slots=True)
+class Count:
+    """One scope's counters as a backend saw them (after recording, if admitted)."""
+
+    requests: int = 0
+    requests_reset: float = 0.0  # seconds until the oldest counted request leaves
+    tokens: int = 0
+    tokens_reset: float = 0.0
+    inflight: int = 0
+
+
+@dataclass(slots=True)
+class Verdict:
+    counts: list[Count]
+    binding: int = -1  # index of the scope that refused; -1 = admitted
+    wait: float = 0.0  # seconds until the request could fit
+    reason: int = 0  # index into limits.REASONS
+    tick: int = 0  # when it was recorded, in the memory windows' ticks
+
+
+class _Window:
+    """A scope's requests (or tokens) in the last ``WINDOW`` seconds, summed per tick
+    (1 / ``PER_SECOND`` seconds), oldest first: at most ``TICKS`` entries however busy the scope,
+    and nothing allocated for a request that lands in the current tick."""
+
+    __slots__ = ("ticks", "total")
+
+    def __init__(self) -> None:
+        self.ticks: deque[list[int]] = deque()  # [tick, amount]
+        self.total = 0
+
+    def expire(self, tick: int) -> None:
+        """Count out what was recorded ``TICKS`` ticks or more before ``tick``."""
+        ticks = self.ticks
+        while ticks and ticks[0][0] <= tick - TICKS:
+            self.total -= ticks.popleft()[1]
+
+    def add(self, tick: int, amount: int) -> None:
+        ticks = self.ticks
+        if ticks and ticks[-1][0] == tick:
+            ticks[-1][1] += amount
+        else:
+            ticks.append([tick, amount])
+        self.total += amount
+
+    def correct(self, tick: int, delta: int) -> bool:
+        """Add ``delta`` to what ``tick`` holds; False once ``tick`` has left the window."""
+        ticks = self.ticks
+        at = bisect_left(ticks, tick, key=_first)
+        if at == len(ticks) or ticks[at][0] != tick:
+            return False
+        ticks[at][1] += delta
+        self.total += delta
+        return True
+
+    def leaves(self, excess: int) -> float:
+        """When (in clock seconds) ``excess`` will have been counted out, oldest first."""
+        freed, last = 0, 0
+        for tick, amount in self.ticks:
+            freed, last = freed + amount, tick
+            if freed >= excess:
+                break
+        return (last + TICKS) / PER_SECOND
+
+    def oldest_leaves(self) -> float | None:
+        return (self.ticks[0][0] + TICKS) / PER_SECOND if self.ticks else None
+
+
+def _first(entry: list[int]) -> int:
+    return entry[0]
+
+
+class MemoryCounters:
+    """This process's counters, by scope id. Each call runs without awaiting, so
+    check-then-record is atomic within the process."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.requests: dict[str, _Window] = {}
+        self.tokens: dict[str, _Window] = {}
+        self.inflight: dict[str, int] = {}
+
+    def admit(self, scopes: tuple[Scope, ...], tokens: int) -> Verdict:
+        now = self.clock()
+        tick = math.floor(now * PER_SECOND)
+        verdict = Verdict([], tick=tick)
+        for index, scope in enumerate(scopes):
+            spec, count = scope.spec, Count()
+            need, reason = -1.0, 0
+            requests = tokens_ = None
+            if spec.rpm:
+                requests = self.requests.get(scope.id)
+                if requests is None:
+                    requests = self.requests[scope.id] = _Window()
+                requests.expire(tick)
+                count.requests = requests.total
+                if requests.total >= spec.rpm:
+                    need = requests.leaves(requests.total + 1 - spec.rpm) - now
+            if spec.tpm:
+                tokens_ = self.tokens.get(scope.id)
+                if tokens_ is None:
+                    tokens_ = self.tokens[scope.id] = _Window()
+                tokens_.expire(tick)
+                count.tokens = tokens_.total
+                excess = tokens_.total + tokens - spec.tpm
+                if tokens_.total > 0 and excess > 0:
+                    wait = tokens_.leaves(excess) - now
+                    if wait > need:
+                        need, reason = wait, 1
+            if spec.concurrency:
+                count.inflight = self.inflight.get(scope.id, 0)
+                if count.inflight >= spec.concurrency and need < CONCURRENCY_RETRY:
+                    need, reason = CONCURRENCY_RETRY, 2
+            if need >= 0 and (verdict.binding < 0 or need > verdict.wait):
+                verdict.binding, verdict.wait, verdict.reason = index, need, reason
+            verdict.counts.append(count)
+        admitted = verdict.binding < 0
+        for scope, count in zip(scopes, verdict.counts, strict=True):
+            spec = scope.spec
+            if spec.rpm:
+                requests = self.requests[scope.id]
+                if admitted:
+                    requests.add(tick, 1)
+                    count.requests += 1
+                leaves = requests.oldest_leaves()
+                count.requests_reset = 0.0 if leaves is None else leaves - now
+            if spec.tpm:
+                tokens_ = self.tokens[scope.id]
+                if admitted:
+                    tokens_.add(tick, tokens)
+                    count.tokens += tokens
+                leaves = tokens_.oldest_leaves()
+                count.tokens_reset = 0.0 if leaves is None else leaves - now
+            if spec.concurrency and admitted:
+                self.inflight[scope.id] = count.inflight = count.inflight + 1
+        return verdict
+
+    def settle(self, scopes: tuple[Scope, ...], tick: int, reserved: int, used: int) -> None:
+        """Replace the reservation made at ``tick`` by what was used; if that tick has
+        left the window, what was used beyond the reservation counts from now."""
+        now_tick = math.floor(self.clock() * PER_SECOND)
+        for scope in scopes:
+            window = self.tokens.get(scope.id)
+            if scope.spec.tpm and window is not None:
+                window.expire(now_tick)  # first: a tick about to leave must not be corrected
+                if not window.correct(tick, used - reserved) and used > reserved:
+                    window.add(now_tick, used - reserved)
+            if scope.spec.concurrency:
+                self.inflight[scope.id] = max(0, self.inflight.get(scope.id, 0) - 1)
