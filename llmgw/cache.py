@@ -3,8 +3,8 @@
 The key is a hash of the endpoint, the requested model and the canonical request
 body (keys sorted at every depth; ``stream`` in it; ``user`` and ``stream_options``
 out), plus the client key's name when ``cache.scope`` is ``key``. An entry holds
-the exact bytes sent to the client — one chunk for JSON, every chunk of a stream
-with its boundaries — so a hit replays them identically.
+the exact bytes sent to the client (a stream's events joined in one piece), so a hit
+replays them identically.
 
 The memory store is bounded by bytes (entries counted by their real size), evicts
 the least recently used first, enforces the TTL, and is O(1) per operation.

@@ -50,7 +50,7 @@ async def serve(
     entry = await store.get(key)
     if entry is not None and policy.accepts(entry, time.time()):
         _count(ctx, metrics, cache, "HIT")
-        return await replay(request, ctx, entry)
+        return replay(ctx, entry)
     flight, leads = cache.flights.join(key, settings.max_size)
     if not leads:
         head = await flight.wait_head()
@@ -70,28 +70,19 @@ async def serve(
     return response
 
 
-async def replay(request: web.Request, ctx: RequestContext, entry: Entry) -> web.StreamResponse:
-    """A stored answer: the same bytes, with the same chunk boundaries for a stream."""
+def replay(ctx: RequestContext, entry: Entry) -> web.Response:
+    """A stored answer, byte for byte. A stored stream goes out whole, in one write
+    with its length: its events are all there already, and writing them one by one
+    (a system call each) would only make a hit cost what a miss does."""
     ctx.provider, ctx.upstream_model = entry.provider, entry.upstream_model
     ctx.prompt_tokens, ctx.completion_tokens = entry.prompt_tokens, entry.completion_tokens
-    age = {"Age": str(entry.age(time.time()))}
-    if not entry.stream:
-        ctx.first_byte = time.perf_counter()
-        return web.Response(
-            body=entry.chunks[0],
-            status=entry.status,
-            content_type=entry.content_type,
-            headers=age,
-        )
-    out = web.StreamResponse(
-        status=entry.status, headers={**age, "Content-Type": entry.content_type}
-    )
-    await out.prepare(request)
     ctx.first_byte = time.perf_counter()
-    for chunk in entry.chunks:
-        await out.write(chunk)
-    await out.write_eof()
-    return out
+    body = b"".join(entry.chunks) if len(entry.chunks) > 1 else entry.chunks[0]
+    return web.Response(
+        body=body,
+        status=entry.status,
+        headers={"Age": str(entry.age(time.time())), "Content-Type": entry.content_type},
+    )
 
 
 async def follow(
@@ -143,7 +134,7 @@ async def _keep(
     entry = Entry(
         status=head.status,
         content_type=head.content_type,
-        chunks=tuple(flight.chunks) if head.stream else (b"".join(flight.chunks),),
+        chunks=(b"".join(flight.chunks),),
         stream=head.stream,
         stored_at=time.time(),
         provider=head.provider,

@@ -96,12 +96,24 @@ class _Window:
                 break
         return (last + TICKS) / PER_SECOND
 
-    def oldest_leaves(self) -> float | None:
-        return (self.ticks[0][0] + TICKS) / PER_SECOND if self.ticks else None
+    def oldest_leaves(self) -> float:
+        """When the oldest tick leaves the window (0 if the window is empty)."""
+        return (self.ticks[0][0] + TICKS) / PER_SECOND if self.ticks else 0.0
 
 
 def _first(entry: list[int]) -> int:
     return entry[0]
+
+
+class ScopeCounters:
+    """One scope's counters: its request and token windows and its requests in flight."""
+
+    __slots__ = ("inflight", "requests", "tokens")
+
+    def __init__(self) -> None:
+        self.requests = _Window()
+        self.tokens = _Window()
+        self.inflight = 0
 
 
 class MemoryCounters:
@@ -110,63 +122,57 @@ class MemoryCounters:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self.requests: dict[str, _Window] = {}
-        self.tokens: dict[str, _Window] = {}
-        self.inflight: dict[str, int] = {}
+        self.scopes: dict[str, ScopeCounters] = {}
 
     def admit(self, scopes: tuple[Scope, ...], tokens: int) -> Verdict:
         now = self.clock()
         tick = math.floor(now * PER_SECOND)
         verdict = Verdict([], tick=tick)
+        counters = []
         for index, scope in enumerate(scopes):
             spec, count = scope.spec, Count()
+            state = self.scopes.get(scope.id)
+            if state is None:
+                state = self.scopes[scope.id] = ScopeCounters()
+            counters.append(state)
             need, reason = -1.0, 0
-            requests = tokens_ = None
             if spec.rpm:
-                requests = self.requests.get(scope.id)
-                if requests is None:
-                    requests = self.requests[scope.id] = _Window()
+                requests = state.requests
                 requests.expire(tick)
                 count.requests = requests.total
                 if requests.total >= spec.rpm:
                     need = requests.leaves(requests.total + 1 - spec.rpm) - now
             if spec.tpm:
-                tokens_ = self.tokens.get(scope.id)
-                if tokens_ is None:
-                    tokens_ = self.tokens[scope.id] = _Window()
-                tokens_.expire(tick)
-                count.tokens = tokens_.total
-                excess = tokens_.total + tokens - spec.tpm
-                if tokens_.total > 0 and excess > 0:
-                    wait = tokens_.leaves(excess) - now
+                window = state.tokens
+                window.expire(tick)
+                count.tokens = window.total
+                excess = window.total + tokens - spec.tpm
+                if window.total > 0 and excess > 0:
+                    wait = window.leaves(excess) - now
                     if wait > need:
                         need, reason = wait, 1
             if spec.concurrency:
-                count.inflight = self.inflight.get(scope.id, 0)
-                if count.inflight >= spec.concurrency and need < CONCURRENCY_RETRY:
+                count.inflight = state.inflight
+                if state.inflight >= spec.concurrency and need < CONCURRENCY_RETRY:
                     need, reason = CONCURRENCY_RETRY, 2
             if need >= 0 and (verdict.binding < 0 or need > verdict.wait):
                 verdict.binding, verdict.wait, verdict.reason = index, need, reason
             verdict.counts.append(count)
         admitted = verdict.binding < 0
-        for scope, count in zip(scopes, verdict.counts, strict=True):
+        for scope, state, count in zip(scopes, counters, verdict.counts, strict=True):
             spec = scope.spec
             if spec.rpm:
-                requests = self.requests[scope.id]
                 if admitted:
-                    requests.add(tick, 1)
+                    state.requests.add(tick, 1)
                     count.requests += 1
-                leaves = requests.oldest_leaves()
-                count.requests_reset = 0.0 if leaves is None else leaves - now
+                count.requests_reset = max(0.0, state.requests.oldest_leaves() - now)
             if spec.tpm:
-                tokens_ = self.tokens[scope.id]
                 if admitted:
-                    tokens_.add(tick, tokens)
+                    state.tokens.add(tick, tokens)
                     count.tokens += tokens
-                leaves = tokens_.oldest_leaves()
-                count.tokens_reset = 0.0 if leaves is None else leaves - now
+                count.tokens_reset = max(0.0, state.tokens.oldest_leaves() - now)
             if spec.concurrency and admitted:
-                self.inflight[scope.id] = count.inflight = count.inflight + 1
+                state.inflight = count.inflight = count.inflight + 1
         return verdict
 
     def settle(self, scopes: tuple[Scope, ...], tick: int, reserved: int, used: int) -> None:
@@ -174,10 +180,13 @@ class MemoryCounters:
         left the window, what was used beyond the reservation counts from now."""
         now_tick = math.floor(self.clock() * PER_SECOND)
         for scope in scopes:
-            window = self.tokens.get(scope.id)
-            if scope.spec.tpm and window is not None:
+            state = self.scopes.get(scope.id)
+            if state is None:
+                continue
+            if scope.spec.tpm:
+                window = state.tokens
                 window.expire(now_tick)  # first: a tick about to leave must not be corrected
                 if not window.correct(tick, used - reserved) and used > reserved:
                     window.add(now_tick, used - reserved)
             if scope.spec.concurrency:
-                self.inflight[scope.id] = max(0, self.inflight.get(scope.id, 0) - 1)
+                state.inflight = max(0, state.inflight - 1)

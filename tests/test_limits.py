@@ -283,10 +283,10 @@ def test_busy_window_stays_small_and_exact_to_a_tick() -> None:
         verdict = counters.admit(scopes, 5)
         counters.settle(scopes, verdict.tick, 5, 7)
         clock.now += 0.006  # 166 requests a second
-    window = counters.requests["global"]
+    window = counters.scopes["global"].requests
     assert len(window.ticks) <= TICKS
     assert window.total == verdict.counts[0].requests == 10_000  # the last 60 s: 60 / 0.006
-    assert counters.tokens["global"].total == 7 * 10_000
+    assert counters.scopes["global"].tokens.total == 7 * 10_000
 
 
 def test_usage_settled_after_its_tick_left_counts_from_now() -> None:
@@ -296,5 +296,5 @@ def test_usage_settled_after_its_tick_left_counts_from_now() -> None:
     early = counters.admit(scopes, 10)
     clock.now += 61  # a stream that outlived the window
     counters.settle(scopes, early.tick, 10, 25)
-    assert counters.tokens["key:a"].total == 15  # the reservation left; the rest is new
+    assert counters.scopes["key:a"].tokens.total == 15  # the reservation left; the rest is new
     assert counters.admit(scopes, 986).binding == 0  # 15 + 986 > 1000

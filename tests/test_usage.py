@@ -151,7 +151,7 @@ async def test_cancelled_stream_is_charged_for_what_it_streamed(
     assert total["prompt_tokens"] == 10
     assert 4 <= total["completion_tokens"] < 500
     # and the key's tpm counted the same tokens
-    tokens = gw.app[LIMITER].memory.tokens["key:team-a"]
+    tokens = gw.app[LIMITER].memory.scopes["key:team-a"].tokens
     assert tokens.total == total["prompt_tokens"] + total["completion_tokens"]
 
 
