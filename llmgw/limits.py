@@ -203,11 +203,11 @@ def rate_headers(scopes: tuple[Scope, ...], counts: list[Count]) -> dict[str, st
     for scope, count in zip(scopes, counts, strict=True):
         spec = scope.spec
         if spec.rpm:
-            left = max(0, spec.rpm - count.requests)
+            left = spec.rpm - count.requests if count.requests < spec.rpm else 0
             if requests is None or (left, -count.requests_reset) < (requests[0], -requests[1]):
                 requests = (left, count.requests_reset, spec.rpm)
         if spec.tpm:
-            left = max(0, spec.tpm - count.tokens)
+            left = spec.tpm - count.tokens if count.tokens < spec.tpm else 0
             if tokens is None or (left, -count.tokens_reset) < (tokens[0], -tokens[1]):
                 tokens = (left, count.tokens_reset, spec.tpm)
     if requests is None and tokens is None:
@@ -226,7 +226,7 @@ def rate_headers(scopes: tuple[Scope, ...], counts: list[Count]) -> dict[str, st
 
 def format_reset(seconds: float) -> str:
     """A duration as OpenAI writes it: ``20ms``, ``1s``, ``8.64s``, ``6m0s``."""
-    ms = max(0, math.ceil(seconds * 1000 - 1e-6))  # - 1e-6: no 30000 from 29999.0000001
+    ms = math.ceil(seconds * 1000 - 1e-6) if seconds > 0 else 0  # no 30000 from 29999.0000001
     if ms < 1000:
         return f"{ms}ms"
     minutes, rest = divmod(ms, 60_000)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,11 +62,12 @@ class _Window:
         self.ticks: deque[list[int]] = deque()  # [tick, amount]
         self.total = 0
 
-    def expire(self, tick: int) -> None:
-        """Count out what was recorded ``TICKS`` ticks or more before ``tick``."""
+    def expire(self, tick: int) -> int:
+        """Count out what was recorded ``TICKS`` ticks or more before ``tick``: the total."""
         ticks = self.ticks
         while ticks and ticks[0][0] <= tick - TICKS:
             self.total -= ticks.popleft()[1]
+        return self.total
 
     def add(self, tick: int, amount: int) -> None:
         ticks = self.ticks
@@ -77,13 +77,30 @@ class _Window:
             ticks.append([tick, amount])
         self.total += amount
 
+    def reset(self, now: float) -> float:
+        """Seconds until the oldest tick leaves the window (0 when it is empty)."""
+        ticks = self.ticks
+        return max(0.0, (ticks[0][0] + TICKS) / PER_SECOND - now) if ticks else 0.0
+
     def correct(self, tick: int, delta: int) -> bool:
         """Add ``delta`` to what ``tick`` holds; False once ``tick`` has left the window."""
         ticks = self.ticks
-        at = bisect_left(ticks, tick, key=_first)
-        if at == len(ticks) or ticks[at][0] != tick:
+        if not ticks or not ticks[0][0] <= tick <= ticks[-1][0]:
             return False
-        ticks[at][1] += delta
+        # One entry per tick, in order: the entry sits within these bounds, a single
+        # place when every tick since has had requests (a busy scope).
+        low = max(0, len(ticks) - 1 - (ticks[-1][0] - tick))
+        high = min(len(ticks) - 1, tick - ticks[0][0])
+        while low < high:
+            middle = (low + high) // 2
+            if ticks[middle][0] < tick:
+                low = middle + 1
+            else:
+                high = middle
+        entry = ticks[low]
+        if entry[0] != tick:
+            return False
+        entry[1] += delta
         self.total += delta
         return True
 
@@ -95,14 +112,6 @@ class _Window:
             if freed >= excess:
                 break
         return (last + TICKS) / PER_SECOND
-
-    def oldest_leaves(self) -> float:
-        """When the oldest tick leaves the window (0 if the window is empty)."""
-        return (self.ticks[0][0] + TICKS) / PER_SECOND if self.ticks else 0.0
-
-
-def _first(entry: list[int]) -> int:
-    return entry[0]
 
 
 class ScopeCounters:
@@ -130,31 +139,25 @@ class MemoryCounters:
         verdict = Verdict([], tick=tick)
         counters = []
         for index, scope in enumerate(scopes):
-            spec, count = scope.spec, Count()
+            spec = scope.spec
             state = self.scopes.get(scope.id)
             if state is None:
                 state = self.scopes[scope.id] = ScopeCounters()
             counters.append(state)
+            count = Count(inflight=state.inflight)
             need, reason = -1.0, 0
             if spec.rpm:
-                requests = state.requests
-                requests.expire(tick)
-                count.requests = requests.total
-                if requests.total >= spec.rpm:
-                    need = requests.leaves(requests.total + 1 - spec.rpm) - now
+                count.requests = total = state.requests.expire(tick)
+                if total >= spec.rpm:
+                    need = state.requests.leaves(total + 1 - spec.rpm) - now
             if spec.tpm:
-                window = state.tokens
-                window.expire(tick)
-                count.tokens = window.total
-                excess = window.total + tokens - spec.tpm
-                if window.total > 0 and excess > 0:
-                    wait = window.leaves(excess) - now
+                count.tokens = total = state.tokens.expire(tick)
+                if total > 0 and total + tokens > spec.tpm:
+                    wait = state.tokens.leaves(total + tokens - spec.tpm) - now
                     if wait > need:
                         need, reason = wait, 1
-            if spec.concurrency:
-                count.inflight = state.inflight
-                if state.inflight >= spec.concurrency and need < CONCURRENCY_RETRY:
-                    need, reason = CONCURRENCY_RETRY, 2
+            if spec.concurrency and state.inflight >= spec.concurrency and need < CONCURRENCY_RETRY:
+                need, reason = CONCURRENCY_RETRY, 2
             if need >= 0 and (verdict.binding < 0 or need > verdict.wait):
                 verdict.binding, verdict.wait, verdict.reason = index, need, reason
             verdict.counts.append(count)
@@ -165,12 +168,12 @@ class MemoryCounters:
                 if admitted:
                     state.requests.add(tick, 1)
                     count.requests += 1
-                count.requests_reset = max(0.0, state.requests.oldest_leaves() - now)
+                count.requests_reset = state.requests.reset(now)
             if spec.tpm:
                 if admitted:
                     state.tokens.add(tick, tokens)
                     count.tokens += tokens
-                count.tokens_reset = max(0.0, state.tokens.oldest_leaves() - now)
+                count.tokens_reset = state.tokens.reset(now)
             if spec.concurrency and admitted:
                 state.inflight = count.inflight = count.inflight + 1
         return verdict
@@ -189,4 +192,4 @@ class MemoryCounters:
                 if not window.correct(tick, used - reserved) and used > reserved:
                     window.add(now_tick, used - reserved)
             if scope.spec.concurrency:
-                state.inflight = max(0, state.inflight - 1)
+                state.inflight = state.inflight - 1 if state.inflight > 0 else 0

@@ -21,10 +21,11 @@ from . import cors
 from .context import RequestContext
 from .errors import GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
 from .keys import CONTEXT, METRICS, STORE
+from .logs import AccessLog
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("llmgw.access")
+access_log = AccessLog(logging.getLogger("llmgw.access"))
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
@@ -148,10 +149,7 @@ def _account(ctx: RequestContext, metrics: Metrics, client_api: bool) -> None:
     fields = ctx.log_fields(latency)
     if ctx.prompt is not None:
         fields["prompt"] = ctx.prompt
-    if client_api or ctx.status >= 500:
-        access_log.info("request", extra=fields)
-    else:
-        access_log.debug("request", extra=fields)
+    access_log.log(logging.INFO if client_api or ctx.status >= 500 else logging.DEBUG, fields)
     if ctx.endpoint is None:
         return
     endpoint = ctx.endpoint

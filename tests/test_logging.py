@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Iterator
@@ -101,3 +102,39 @@ def test_lines_are_batched_but_never_held_long(capsys: Any, restore_logging: Non
     log.info("third")
     time.sleep(logs.FLUSH_INTERVAL * 3)
     assert "third" in capsys.readouterr().err
+
+
+def test_access_line_made_directly_is_the_line_logging_makes(monkeypatch: Any) -> None:
+    """AccessLog skips the record when llmgw's JSON handler is the only way out; the
+    line must be exactly what the formatter makes of the record."""
+    stream = io.StringIO()
+    handler = logs.BufferedStreamHandler(stream)
+    handler.setFormatter(logs.json_formatter())
+    handler.addFilter(logs.MalformedRequests())
+    logger = logging.getLogger("llmgw.test-access")
+    logger.propagate, logger.handlers = False, [handler]
+    logger.setLevel(logging.INFO)
+    fields = {"request_id": "r1", "status": 200, "latency_ms": 1.25, "key": None, "cost": 1e-05}
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.375)  # the record's clock...
+    monkeypatch.setattr(time, "time_ns", lambda: 1_700_000_000_375_000_000)  # ... on 3.12+
+    try:
+        with monkeypatch.context() as direct_only:
+            direct_only.setattr(logger, "makeRecord", None)  # fails if a record is made
+            logs.AccessLog(logger).log(logging.INFO, fields)
+        logger.addFilter(logging.Filter())  # a filter on the way: through logging
+        logs.AccessLog(logger).log(logging.INFO, fields)
+        logs.AccessLog(logger).log(logging.DEBUG, fields)  # below the level: nothing
+        handler.flush()
+    finally:
+        handler.close()
+        logger.filters.clear()
+        logger.handlers.clear()
+    direct, through = stream.getvalue().splitlines()
+    assert direct == through
+    assert orjson.loads(direct) == {
+        "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1_700_000_000)) + ",375",
+        "level": "INFO",
+        "logger": "llmgw.test-access",
+        "message": "request",
+        **fields,
+    }
