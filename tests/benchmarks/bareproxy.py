@@ -5,6 +5,7 @@
 One pooled ClientSession; the body is read and sent on; JSON answers are relayed
 whole and event streams chunk by chunk as they arrive. What any gateway has to do
 at the very least, so the cost of llmgw's features is measured against it.
+``POST /answer/...`` answers from memory instead: the floor under a cache hit.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 from collections.abc import AsyncIterator
 
 import aiohttp
+import orjson
 import uvloop
 from aiohttp import web
 
@@ -49,6 +51,32 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+# What a cache hit has to send back at the least: a stored chat completion.
+ANSWER = orjson.dumps(
+    {
+        "id": "chatcmpl-floor",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "bench-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "word " * 16},
+                "finish_reason": "length",
+            }
+        ],
+        "usage": {"prompt_tokens": 60, "completion_tokens": 16, "total_tokens": 76},
+    }
+)
+
+
+async def answer(request: web.Request) -> web.Response:
+    """The floor under any cache hit: aiohttp reads the request and answers from
+    memory, with nothing else done (``POST /answer/...``, never proxied)."""
+    await request.read()
+    return web.Response(body=ANSWER, content_type="application/json")
+
+
 async def client_session(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
     async with aiohttp.ClientSession(
@@ -68,6 +96,7 @@ def main() -> None:
     app[UPSTREAM] = args.upstream.rstrip("/")
     app.cleanup_ctx.append(client_session)
     app.router.add_get("/health", health)
+    app.router.add_post("/answer/{tail:.*}", answer)
     app.router.add_route("*", "/{tail:.*}", proxy)
     web.run_app(
         app,

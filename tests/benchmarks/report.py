@@ -36,6 +36,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("CPU ms per non-streamed hit", "hit_cpu_ms", "ms"),
     ("streamed hits/s, 64 connections", "hit_stream_rps", "rate"),
     ("CPU ms per streamed hit", "hit_stream_cpu_ms", "ms"),
+    ("aiohttp answering from memory, req/s (floor)", "answer_rps", "rate"),
+    ("CPU ms per answer from memory (floor)", "answer_cpu_ms", "ms"),
     ("1,000 paced streams held open", "", ""),
     ("streams on time (<= 1.1 x ideal)", "held_on_time", "share"),
     ("stream duration p50 (ms)", "held_p50", "s"),

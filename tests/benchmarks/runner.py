@@ -16,6 +16,7 @@ from .procs import HOST, Process, wait_for_quiet
 from .scenarios import (
     Bench,
     Target,
+    answers,
     cache_hits,
     held_open,
     medians,
@@ -55,6 +56,10 @@ async def measure_all(
             )
     upstream.pin(bench.load_core)
     for target in chosen:
+        if target.name == report.BARE:
+            for rep in range(plan.reps):
+                say(f"{target.name}: answering from memory {rep + 1}/{plan.reps}")
+                runs[target.name][rep] |= await answers(bench, target)
         if target.name != report.LLMGW:
             continue
         for rep in range(plan.reps):

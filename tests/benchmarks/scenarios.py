@@ -221,6 +221,16 @@ async def cache_hits(bench: Bench, target: Target) -> dict[str, float | None]:
     return figures
 
 
+async def answers(bench: Bench, target: Target) -> dict[str, float | None]:
+    """The bare proxy answering from memory (its ``/answer`` route): aiohttp's own cost
+    for a request, the floor under any gateway's cache hit."""
+    floor = Target(target.name, target.process, path="/answer/v1/chat/completions")
+    body = bodies.chat(stream=False, chunks=16, unique=False)
+    run = await bench.closed(floor, body, bench.plan.conns, bench.plan.seconds)
+    bench.errors(target, "answers from memory at 64 connections", run.errors, run.requests)
+    return {"answer_rps": run.rps, "answer_cpu_ms": run.cpu_ms}
+
+
 async def held_open(bench: Bench, target: Target, warm: bool) -> dict[str, float | None]:
     """``plan.held`` paced streams at once; ``warm`` runs one unmeasured round first
     (filling the gateway's pool of upstream connections, as steady traffic would)."""
