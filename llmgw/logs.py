@@ -51,8 +51,7 @@ class JsonFormatter(OrjsonFormatter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._second = -1
-        self._stamp = ""
+        self._stamp = (-1, "")  # (second, its text): one attribute, so threads agree
         self._named = tuple((field, self._get_rename(field)) for field in self._required_fields)
         # Lines can be made without a record when nothing but these fields is asked for.
         self.direct = not (self.defaults or self.static_fields or self.timestamp) and set(
@@ -79,11 +78,12 @@ class JsonFormatter(OrjsonFormatter):
         return self._stamp_of(record.created, int(record.msecs))
 
     def _stamp_of(self, created: float, msecs: int) -> str:
-        second = int(created)
-        if second != self._second:
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second))
-            self._second = second
-        return f"{self._stamp},{msecs:03d}"
+        second, text = self._stamp
+        if second != int(created):
+            second = int(created)
+            text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second))
+            self._stamp = (second, text)
+        return f"{text},{msecs:03d}"
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -186,7 +186,12 @@ class AccessLog:
             logger.log(level, "request", extra=fields)
             return
         formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
-        handler.queue(formatter.line(level, logger.name, "request", fields), level)
+        try:
+            line = formatter.line(level, logger.name, "request", fields)
+        except Exception:  # a field orjson cannot write: logging reports it, never raises
+            logger.log(level, "request", extra=fields)
+            return
+        handler.queue(line, level)
 
 
 def _sole_json_handler(logger: logging.Logger, level: int) -> BufferedStreamHandler | None:

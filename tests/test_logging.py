@@ -138,3 +138,19 @@ def test_access_line_made_directly_is_the_line_logging_makes(monkeypatch: Any) -
         "message": "request",
         **fields,
     }
+
+
+def test_access_line_with_an_unwritable_field_never_raises(capsys: Any) -> None:
+    stream = io.StringIO()
+    handler = logs.BufferedStreamHandler(stream)
+    handler.setFormatter(logs.json_formatter())
+    logger = logging.getLogger("llmgw.test-access-bad")
+    logger.propagate, logger.handlers = False, [handler]
+    logger.setLevel(logging.INFO)
+    try:
+        logs.AccessLog(logger).log(logging.INFO, {"status": 200, "huge": 2**70})
+        handler.flush()
+    finally:
+        handler.close()
+        logger.handlers.clear()
+    assert "Traceback" in capsys.readouterr().err  # logging's own report of the bad record
