@@ -38,9 +38,13 @@ STREAM = {**CHAT, "stream": True}
 CHAIN = {**CHAT, "model": "chain"}
 
 
-def config(url: str, *, retries: int = 0, routing: str = "", extra: str = "") -> str:
+def config(
+    url: str, *, retries: int = 0, routing: str = "", extra: str = "", timeout: str = "250ms"
+) -> str:
     """``up`` (the faulty provider) alone for gpt-4o-mini; ``chain`` falls back to the
-    built-in mock ``backup``. The cache is on, so that a fault that got stored shows."""
+    built-in mock ``backup``. The cache is on, so that a fault that got stored shows.
+    ``timeout`` is short so that hangs end quickly; tests of other faults give it room
+    (a stalled machine must not turn their 502 into a 504)."""
     return f"""
 providers:
   up:
@@ -49,8 +53,8 @@ providers:
     api_key: {PROVIDER_KEY}
     models: [gpt-4o-mini]
     max_retries: {retries}
-    timeout: 250ms
-    read_timeout: 250ms{extra}
+    timeout: {timeout}
+    read_timeout: {timeout}{extra}
   backup:
     type: mock
 models:
@@ -293,7 +297,7 @@ async def test_storm_opens_the_circuit_then_one_trial_closes_it(gateway: Any) ->
     async with raw_upstream() as up:
         up.default = error_status(500)
         routing = "routing:\n  circuit_breaker: {failures: 3, cooldown: 400ms}"
-        gw = await gateway(config(up.url, routing=routing))
+        gw = await gateway(config(up.url, routing=routing, timeout="10s"))
         for _ in range(3):
             assert (await gw.post("/v1/chat/completions", json=CHAT)).status == 502
         # Open: no more attempts reach the provider; the answer is 503, not 502.
@@ -320,7 +324,7 @@ async def test_failed_trial_reopens_the_circuit(gateway: Any) -> None:
     async with raw_upstream() as up:
         up.default = reset_before_headers()
         routing = "routing:\n  circuit_breaker: {failures: 1, cooldown: 200ms}"
-        gw = await gateway(config(up.url, routing=routing))
+        gw = await gateway(config(up.url, routing=routing, timeout="10s"))
         assert (await gw.post("/v1/chat/completions", json=CHAT)).status == 502
         assert (await gw.post("/v1/chat/completions", json=CHAT)).status == 503
         await asyncio.sleep(0.25)
