@@ -31,7 +31,7 @@ from .metrics import CIRCUIT_STATES, Metrics
 from .providers import Call, Unsupported
 from .routing import Target, backoff, falls_back, retries
 from .runtime import Provider, Runtime
-from .upstream import AttemptFailure, check_answer, retry_after
+from .upstream import AttemptFailure, parse_answer, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +129,9 @@ async def _attempt(
                     request, ctx, translator, upstream, call.client_format, record
                 )
             body = await upstream.read()
-            usage = adapter.usage(body)
-            if usage.prompt_tokens is None and usage.completion_tokens is None:
-                check_answer(body)  # parsed only when no usage showed it is JSON already
-            body = adapter.response(call, target.model, body)
+            parsed = parse_answer(body)
+            usage = adapter.usage_of(parsed)
+            body = adapter.response(call, target.model, body, parsed)
             return relay.json_response(ctx, upstream.status, body, usage, record)
         finally:
             upstream.close()

@@ -14,7 +14,7 @@ import email.utils
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -104,15 +104,17 @@ def failure_from(exc: BaseException) -> AttemptFailure:
     )
 
 
-def check_answer(body: bytes) -> None:
-    """A successful non-streamed answer must be a JSON object: anything else (an HTML
-    page, an empty or cut-off body) is a broken provider, and the attempt fails."""
+def parse_answer(body: bytes) -> dict[str, Any]:
+    """A successful non-streamed answer, parsed: it must be a JSON object, and anything
+    else (an HTML page, an empty or cut-off body) is a broken provider whose attempt
+    fails. Parsed here once; usage and translation read the result."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         parsed = None
     if not isinstance(parsed, dict):
         raise AttemptFailure("stream_error", "the provider's answer is not a JSON object")
+    return parsed
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

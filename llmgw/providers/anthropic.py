@@ -10,6 +10,7 @@ answer relayed byte for byte; its stream is still read to count tokens.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -64,8 +65,12 @@ class AnthropicAdapter(Adapter):
     def failure_status(self, status: int) -> int:
         return 503 if status == 529 else status  # 529 overloaded: a 503 by another name
 
-    def response(self, call: Call, model: str, body: bytes) -> bytes:
-        return body if call.endpoint == "messages" else chat_completion(oa.load(body), model)
+    def response(
+        self, call: Call, model: str, body: bytes, parsed: dict[str, Any] | None = None
+    ) -> bytes:
+        if call.endpoint == "messages":
+            return body
+        return chat_completion(oa.load(body) if parsed is None else parsed, model)
 
     def error_body(self, call: Call, status: int, body: bytes) -> bytes:
         if call.endpoint == "messages":
@@ -77,8 +82,8 @@ class AnthropicAdapter(Adapter):
     def stream(self, call: Call, model: str) -> StreamTranslator | None:
         return MessagesRelay() if call.endpoint == "messages" else ChatStream(call, model)
 
-    def usage(self, body: bytes) -> Usage:
-        return read_usage(oa.obj(oa.load(body).get("usage")), Usage())
+    def usage_of(self, parsed: Mapping[str, Any]) -> Usage:
+        return read_usage(oa.obj(parsed.get("usage")), Usage())
 
 
 def _headers(call: Call, provider: ProviderConfig) -> dict[str, str]:

@@ -155,12 +155,15 @@ class Adapter:
         """The provider's error status as the gateway judges it (e.g. 529 → 503)."""
         return status
 
-    def response(self, call: Call, model: str, body: bytes) -> bytes:
-        """A successful non-streamed body, in the client's format."""
+    def response(
+        self, call: Call, model: str, body: bytes, parsed: dict[str, Any] | None = None
+    ) -> bytes:
+        """A successful non-streamed body, in the client's format; ``parsed`` is the body
+        already parsed (by the caller, once), when it was."""
         if call.endpoint == "messages":
             from .anthropic_reverse import chat_call, message
 
-            return message(self.response(chat_call(call), model, body), model)
+            return message(self.response(chat_call(call), model, body, parsed), model)
         return body
 
     def error_body(self, call: Call, status: int, body: bytes) -> bytes:
@@ -198,7 +201,11 @@ class Adapter:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
             return Usage()
-        usage = parsed.get("usage") if isinstance(parsed, dict) else None
+        return self.usage_of(parsed if isinstance(parsed, dict) else {})
+
+    def usage_of(self, parsed: Mapping[str, Any]) -> Usage:
+        """Token usage from a parsed JSON response."""
+        usage = parsed.get("usage")
         if not isinstance(usage, dict):
             return Usage()
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import struct
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -74,12 +75,15 @@ class GeminiAdapter(Adapter):
     def passes_through(self, call: Call) -> bool:
         return False
 
-    def response(self, call: Call, model: str, body: bytes) -> bytes:
+    def response(
+        self, call: Call, model: str, body: bytes, parsed: dict[str, Any] | None = None
+    ) -> bytes:
         if call.endpoint == "messages":
-            return super().response(call, model, body)
+            return super().response(call, model, body, parsed)
+        data = oa.load(body) if parsed is None else parsed
         if call.endpoint == "embeddings":
-            return embeddings(call.body, model, oa.load(body))
-        return chat_completion(oa.load(body), model)
+            return embeddings(call.body, model, data)
+        return chat_completion(data, model)
 
     def error_body(self, call: Call, status: int, body: bytes) -> bytes:
         if call.endpoint == "messages":
@@ -91,8 +95,8 @@ class GeminiAdapter(Adapter):
             return super().stream(call, model)
         return ChatStream(call, model)
 
-    def usage(self, body: bytes) -> Usage:
-        return read_usage(oa.obj(oa.load(body).get("usageMetadata")))
+    def usage_of(self, parsed: Mapping[str, Any]) -> Usage:
+        return read_usage(oa.obj(parsed.get("usageMetadata")))
 
 
 def read_usage(meta: dict[str, Any]) -> Usage:
