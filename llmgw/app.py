@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-import aiohttp
 from aiohttp import web
 
 from . import __version__, lifecycle
@@ -14,12 +13,14 @@ from .api import anthropic, openai, openapi, ops, usage
 from .auth import Keyring
 from .cache import ResponseCache
 from .config import GatewayConfig
-from .keys import CACHE, KEYRING, LIMITER, METRICS, SESSION, STATES, STORE, USAGE
+from .http_client import Pool
+from .keys import CACHE, KEYRING, LIMITER, METRICS, POOL, STATES, STORE, USAGE
 from .limits import Limiter
 from .metrics import Metrics
 from .middleware import IDS, RequestIds, add_headers, gateway_middleware
 from .reload import ConfigStore
 from .runtime import ProviderStates, build_runtime
+from .upstream import MAX_RESPONSE_BYTES
 from .usage import UsageBook
 
 
@@ -39,7 +40,7 @@ def create_app(
     app[USAGE] = UsageBook(app[METRICS])
     app[CACHE] = ResponseCache()
     app[IDS] = RequestIds()
-    app.cleanup_ctx.append(_client_session)
+    app.cleanup_ctx.append(_upstream_pool)
     app.cleanup_ctx.append(_config_store(config, config_path, config_text))
     app.cleanup_ctx.append(lifecycle.config_watcher)
     app.cleanup_ctx.append(_limiter)
@@ -66,17 +67,12 @@ def create_app(
     return app
 
 
-async def _client_session(app: web.Application) -> AsyncIterator[None]:
-    """The one ClientSession of the process: pooled, keep-alive, closed at shutdown."""
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        headers={"User-Agent": f"llmgw/{__version__}"},
-        timeout=aiohttp.ClientTimeout(total=None),
-        trust_env=False,
-    ) as session:
-        app[SESSION] = session
-        yield
+async def _upstream_pool(app: web.Application) -> AsyncIterator[None]:
+    """The one connection pool of the process: keep-alive, closed at shutdown."""
+    pool = Pool(user_agent=f"llmgw/{__version__}", max_body=MAX_RESPONSE_BYTES)
+    app[POOL] = pool
+    yield
+    await pool.close()
 
 
 async def _limiter(app: web.Application) -> AsyncIterator[None]:
@@ -100,7 +96,7 @@ def _config_store(
     config: GatewayConfig, path: str | None, text: str | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def owner(app: web.Application) -> AsyncIterator[None]:
-        runtime = build_runtime(config, app[STATES], app[SESSION])
+        runtime = build_runtime(config, app[STATES], app[POOL])
         runtime.announce()
         app[STORE] = ConfigStore(runtime, path, text)
         app[METRICS].config_info.labels(runtime.digest).set(1)

@@ -31,7 +31,14 @@ from .metrics import CIRCUIT_STATES, Metrics
 from .providers import Call, Unsupported
 from .routing import Target, backoff, falls_back, retries
 from .runtime import Provider, Runtime
-from .upstream import AttemptFailure, parse_answer, retry_after
+from .upstream import (
+    TRANSPORT_ERRORS,
+    AttemptFailure,
+    UpstreamResponse,
+    failure_from,
+    parse_answer,
+    retry_after,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +126,7 @@ async def _attempt(
         try:
             if upstream.status >= 400:
                 status = adapter.failure_status(upstream.status)
-                raise _status_failure(status, upstream.headers, await upstream.read())
+                raise _status_failure(status, upstream.headers, await _body(upstream))
             ctx.provider, ctx.upstream_model = provider.name, target.model
             if relay.is_event_stream(upstream):
                 translator = adapter.stream(call, target.model)
@@ -128,7 +135,7 @@ async def _attempt(
                 return await relay.translated_stream(
                     request, ctx, translator, upstream, call.client_format, record
                 )
-            body = await upstream.read()
+            body = await _body(upstream)
             parsed = parse_answer(body)
             usage = adapter.usage_of(parsed)
             body = adapter.response(call, target.model, body, parsed)
@@ -139,6 +146,14 @@ async def _attempt(
         state.inflight -= 1
         if slots is not None:
             slots.release()
+
+
+async def _body(upstream: UpstreamResponse) -> bytes:
+    """The whole body; a read that breaks is the attempt's failure."""
+    try:
+        return await upstream.read()
+    except TRANSPORT_ERRORS as exc:
+        raise failure_from(exc) from None
 
 
 def _status_failure(status: int, headers: Mapping[str, str], body: bytes) -> AttemptFailure:

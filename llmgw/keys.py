@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import aiohttp
 from aiohttp import web
 
 from .auth import Keyring
 from .cache import ResponseCache
 from .context import RequestContext
+from .http_client import Pool
 from .limits import Limiter
 from .metrics import Metrics
 from .reload import ConfigStore
@@ -17,7 +17,7 @@ from .usage import UsageBook
 METRICS = web.AppKey("metrics", Metrics)
 STORE = web.AppKey("store", ConfigStore)
 STATES = web.AppKey("provider_states", ProviderStates)
-SESSION = web.AppKey("client_session", aiohttp.ClientSession)
+POOL = web.AppKey("upstream_pool", Pool)
 KEYRING = web.AppKey("keyring", Keyring)
 LIMITER = web.AppKey("limiter", Limiter)
 USAGE = web.AppKey("usage", UsageBook)

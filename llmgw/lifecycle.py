@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from . import logs
-from .keys import METRICS, SESSION, STATES, STORE
+from .keys import METRICS, POOL, STATES, STORE
 from .reload import ReloadResult, watch
 from .runtime import build_runtime
 
@@ -36,7 +36,7 @@ async def reload_config(app: web.Application, trigger: str) -> ReloadResult:
     store = app[STORE]
     before = store.current
     result = await store.reload(
-        lambda config: build_runtime(config, app[STATES], app[SESSION]), trigger
+        lambda config: build_runtime(config, app[STATES], app[POOL]), trigger
     )
     metrics = app[METRICS]
     if result.result != "unchanged":

@@ -15,8 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-import aiohttp
-
+from . import http_client
 from .config import GatewayConfig, MockProvider, ProviderConfig, digest
 from .providers import ADAPTERS, Adapter
 from .routing import CircuitBreaker, Router
@@ -108,10 +107,8 @@ class Runtime:
         )
 
 
-def build_runtime(
-    config: GatewayConfig, states: ProviderStates, session: aiohttp.ClientSession
-) -> Runtime:
-    http = HttpTransport(session)
+def build_runtime(config: GatewayConfig, states: ProviderStates, pool: http_client.Pool) -> Runtime:
+    http = HttpTransport(pool)
     providers: dict[str, Provider] = {}
     for name, settings in config.providers.items():
         adapter = ADAPTERS.get(settings.type)
@@ -130,7 +127,7 @@ def build_runtime(
             adapter=adapter,
             transport=transport,
             state=states.get(name),
-            timeouts=Timeouts.of(settings.timeout, settings.read_timeout),
+            timeouts=Timeouts(settings.timeout, settings.read_timeout),
             disabled=disabled,
         )
     enabled = {name: p.disabled is None for name, p in providers.items()}

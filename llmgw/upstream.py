@@ -1,9 +1,9 @@
 """The only provider I/O: transports that send an ``UpstreamRequest``.
 
 One contract: ``await transport.send(request, timeouts) -> UpstreamResponse``.
-``HttpTransport`` uses the process's single pooled ``ClientSession``;
+``HttpTransport`` uses the process's one connection ``Pool`` (``http_client``);
 ``LocalTransport`` answers in-process for the built-in ``mock`` provider.
-Foreign errors (aiohttp's, the OS's, timeouts) are translated here, once, into
+Foreign errors (the HTTP client's, the OS's, timeouts) are translated here, once, into
 ``AttemptFailure`` whose ``kind`` is the fallback condition it matches.
 """
 
@@ -16,17 +16,17 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 from multidict import CIMultiDict
 
+from . import http_client
 from .config import MockProvider
 from .providers import Call
 from .providers.base import UpstreamRequest
 from .providers.mock import MOCK_URL, respond
 
 # Errors a transport may raise while a response is read; ``failure_from`` names them.
-TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+TRANSPORT_ERRORS = (http_client.HttpError, asyncio.TimeoutError, OSError)
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
@@ -62,18 +62,10 @@ class AttemptFailure(Exception):
         return f"status_{self.status}" if self.kind == "status" else self.kind
 
 
-_NO_TOTAL = aiohttp.ClientTimeout(total=None)  # frozen: safe to share
-
-
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     connect: float  # connect + response headers
-    read: float  # longest silence between bytes (kept by _HttpResponse's watchdog)
-    client: aiohttp.ClientTimeout = _NO_TOTAL  # aiohttp's part, built once per provider
-
-    @classmethod
-    def of(cls, connect: float, read: float) -> Timeouts:
-        return cls(connect, read, aiohttp.ClientTimeout(total=None, sock_connect=connect))
+    read: float  # longest silence between bytes (kept by the response's watchdog)
 
 
 class UpstreamResponse(Protocol):
@@ -90,14 +82,16 @@ class Transport(Protocol):
 
 
 def failure_from(exc: BaseException) -> AttemptFailure:
-    """aiohttp / OS / timeout errors → the attempt failure they mean (no secrets in text)."""
+    """Client / OS / timeout errors → the attempt failure they mean (no secrets in text)."""
     if isinstance(exc, AttemptFailure):
         return exc
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, asyncio.TimeoutError):
         return AttemptFailure("timeout", "the provider did not answer in time")
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, http_client.BodyTooLarge):
+        return AttemptFailure("stream_error", "the provider's response is too large")
+    if isinstance(exc, http_client.Disconnected | http_client.BadResponse):
         return AttemptFailure("stream_error", "the provider's response was cut off")
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, http_client.ConnectError):
         return AttemptFailure("connect_error", "could not connect to the provider")
     return AttemptFailure(
         "connect_error", f"connection to the provider failed ({type(exc).__name__})"
@@ -139,88 +133,27 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class _HttpResponse:
-    """A provider's response, with its ``read_timeout`` kept by one watchdog.
-
-    aiohttp's own ``sock_read`` timeout cancels and re-creates a timer for every chunk
-    received (most of the relay's cost on long streams). Instead a timer fires every
-    half ``read_timeout`` and compares the bytes received with its last look: nothing
-    new, and the silence has lasted at least ``read_timeout`` (at most 1.5 times it),
-    so the read in progress fails with a timeout, as aiohttp's would.
-    """
-
-    __slots__ = ("_interval", "_response", "_seen", "_watchdog", "headers", "status")
-
-    def __init__(self, response: aiohttp.ClientResponse, read_timeout: float) -> None:
-        self._response = response
-        self.status = response.status
-        self.headers: Mapping[str, str] = response.headers
-        self._interval = read_timeout / 2
-        self._seen = -1
-        self._watchdog: asyncio.TimerHandle | None = None
-        if not response.content.at_eof():  # a small body often came with its headers
-            self._watchdog = asyncio.get_running_loop().call_later(self._interval, self._watch)
-
-    def _watch(self) -> None:
-        content = self._response.content
-        if content.at_eof():
-            return
-        if content.total_bytes == self._seen:
-            content.set_exception(aiohttp.ServerTimeoutError("no bytes within read_timeout"))
-            return
-        self._seen = content.total_bytes
-        self._watchdog = asyncio.get_running_loop().call_later(self._interval, self._watch)
-
-    async def read(self) -> bytes:
-        declared = self._response.content_length
-        if declared is not None and declared > MAX_RESPONSE_BYTES:
-            raise AttemptFailure("stream_error", "the provider's response is too large")
-        content = self._response.content
-        body = bytearray()
-        try:
-            async for chunk in content.iter_any():
-                body += chunk
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise AttemptFailure("stream_error", "the provider's response is too large")
-        except TRANSPORT_ERRORS as exc:
-            raise failure_from(exc) from None
-        return bytes(body)
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self._response.content.iter_any()
-
-    def close(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        if self._response.content.at_eof():
-            self._response.release()
-        else:
-            self._response.close()
-
-
 class HttpTransport:
-    """Requests over the one pooled session, with connect and read timeouts."""
+    """Requests over the process's one connection pool; the connect timeout bounds the
+    wait for the response's head, the read timeout each silence after it."""
 
-    __slots__ = ("_session",)
+    __slots__ = ("_pool",)
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def __init__(self, pool: http_client.Pool) -> None:
+        self._pool = pool
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
-        timeout = timeouts.client
         try:
-            async with asyncio.timeout(timeouts.connect):
-                response = await self._session.request(
-                    request.method,
-                    request.url,
-                    data=request.body,
-                    headers=request.headers,
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
+            return await self._pool.request(
+                request.method,
+                request.url,
+                request.headers,
+                request.body,
+                timeouts.connect,
+                timeouts.read,
+            )
         except TRANSPORT_ERRORS as exc:
             raise failure_from(exc) from None
-        return _HttpResponse(response, timeouts.read)
 
 
 class _LocalResponse:

@@ -36,7 +36,6 @@ import time
 import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -59,10 +58,9 @@ SLACK = 2  # descriptors or tasks of noise allowed between idle samples
 
 async def _state(request: web.Request) -> web.Response:
     """Tasks, and the upstream connections the pool keeps alive (each holds a descriptor)."""
-    from llmgw.keys import SESSION
+    from llmgw.keys import POOL
 
-    connector: Any = request.app[SESSION].connector
-    pooled = sum(len(held) for held in connector._conns.values())  # no public count
+    pooled = len(request.app[POOL].connections)
     return web.json_response({"tasks": len(asyncio.all_tasks()), "pooled": pooled})
 
 

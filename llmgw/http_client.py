@@ -1,0 +1,450 @@
+"""The HTTP/1.1 client that carries every provider call.
+
+A pool of keep-alive connections per origin; each connection is an asyncio protocol
+whose response is parsed by httptools (the C parser uvicorn uses), and whose body is
+handed to the reader as it arrives: no stream reader, no per-chunk timer, no copy.
+aiohttp's ``ClientSession`` does far more per request (cookie jar, tracing signals,
+redirect and proxy handling, auto-decompression, a timer per read), and that work was
+most of the difference between a call relayed by llmgw and one answered from memory.
+
+Only what a provider call needs: requests with a bytes body, ``http`` and ``https``,
+``Content-Length``, chunked and until-close bodies, no redirects, no proxies, no
+compression (no ``Accept-Encoding`` is sent, so a provider answers in identity).
+Errors are ``HttpError`` subclasses (``ReadTimeout`` is also a ``TimeoutError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+import ssl
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import httptools
+from multidict import CIMultiDict
+
+HIGH_WATER = 256 * 1024  # bytes a slow reader may leave queued before reading pauses
+KEEPALIVE = 30.0  # seconds an idle connection is kept
+DNS_TTL = 300.0  # seconds a resolved address is reused for new connections
+
+
+class HttpError(Exception):
+    """A request failed below HTTP semantics."""
+
+
+class ConnectError(HttpError):
+    """No connection could be opened."""
+
+
+class Disconnected(HttpError):
+    """The connection closed or broke before the response was whole."""
+
+
+class BadResponse(HttpError):
+    """The provider's bytes were not an HTTP/1.1 response."""
+
+
+class InvalidRequest(HttpError):
+    """The request cannot be written: a header holds a line break."""
+
+
+class BodyTooLarge(HttpError):
+    """A body read whole went over the pool's ``max_body``."""
+
+
+class ReadTimeout(HttpError, TimeoutError):
+    """No byte of the body arrived within the read timeout."""
+
+
+class HeadTimeout(HttpError, TimeoutError):
+    """The connection and the response's head took longer than the head timeout."""
+
+
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
+class _Target:
+    __slots__ = ("head", "origin")
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConnectError(f"not an http(s) URL: {parts.scheme}://")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.origin: Origin = (parts.scheme, parts.hostname, port)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host = parts.netloc.rpartition("@")[2]
+        self.head = f"{target} HTTP/1.1\r\nHost: {host}\r\n"
+
+
+class Response:
+    """One response: ``status`` and ``headers`` once they arrived, then the body by
+    ``read()`` (whole) or ``chunks()`` (as it arrives); ``close()`` hands the
+    connection back when the response ended cleanly, else closes it."""
+
+    __slots__ = (
+        "_conn",
+        "_error",
+        "_head",
+        "_interval",
+        "_keep_alive",
+        "_max_body",
+        "_paused",
+        "_pool",
+        "_queue",
+        "_queued",
+        "_raw",
+        "_received",
+        "_seen",
+        "_waiter",
+        "_watchdog",
+        "_whole",
+        "complete",
+        "headers",
+        "parser",
+        "status",
+    )
+
+    def __init__(self, conn: _Connection, pool: Pool, read_timeout: float) -> None:
+        self._conn: _Connection | None = conn
+        self._pool = pool
+        self._max_body = pool.max_body
+        self._interval = read_timeout / 2
+        self._head: asyncio.Future[None] = pool.loop.create_future()
+        self._raw: list[tuple[bytes, bytes]] = []
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._queued = self._received = 0
+        self._seen = -1
+        self._waiter: asyncio.Future[None] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._error: HttpError | None = None
+        self._keep_alive = self._paused = self._whole = self.complete = False
+        self.status = 0
+        self.headers: Mapping[str, str] = CIMultiDict()
+        self.parser = httptools.HttpResponseParser(self)
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._raw.clear()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._raw.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:  # 100 Continue and the like: the real head follows
+            return
+        self.status = status
+        self.headers = CIMultiDict(
+            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._raw]
+        )
+        self._keep_alive = self.parser.should_keep_alive()
+        if not self._head.done():
+            self._head.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self._queue.append(body)
+        size = len(body)
+        self._queued += size
+        self._received += size
+        if self._whole:
+            if self._queued > self._max_body:
+                self.fail(BodyTooLarge("the body is over the size limit"))
+            return
+        if self._queued > HIGH_WATER and not self._paused and self._conn is not None:
+            self._paused = True
+            self._conn.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.status and self._error is None:  # not a 1xx, not cut short by a limit
+            self.complete = True
+            self._wake()
+
+    # from the connection
+    def fail(self, error: HttpError) -> None:
+        """The response cannot go on: waiters get ``error``, the connection closes."""
+        if self._error is None and not self.complete:
+            self._error = error
+            if not self._head.done():
+                self._head.set_exception(error)
+            self._wake()
+        if self._conn is not None:
+            self._conn.close()
+
+    def head_late(self) -> None:
+        self.fail(HeadTimeout("no response head within the head timeout"))
+
+    def connection_lost(self) -> None:
+        if self.status and not self.complete and self._until_close():
+            self.complete = True  # a body without a length ends where the connection does
+            self._wake()
+        else:
+            self.fail(Disconnected("the connection closed before the response was whole"))
+
+    def _until_close(self) -> bool:
+        headers = self.headers
+        return "Content-Length" not in headers and "Transfer-Encoding" not in headers
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        if self._paused and self._conn is not None:
+            self._paused = False
+            self._conn.transport.resume_reading()
+        self._waiter = waiter = self._pool.loop.create_future()
+        await waiter
+
+    def start(self) -> None:
+        """The head is in: from now on the body must keep arriving."""
+        if not self.complete and self._error is None:
+            self._watchdog = self._pool.loop.call_later(self._interval, self._watch)
+
+    def _watch(self) -> None:
+        """Fires every half read timeout: no new byte since the last look, and the
+        silence has lasted at least the read timeout (at most 1.5 times it)."""
+        if self.complete or self._error is not None:
+            return
+        if self._received == self._seen:
+            self.fail(ReadTimeout("no bytes within read_timeout"))
+            return
+        self._seen = self._received
+        self._watchdog = self._pool.loop.call_later(self._interval, self._watch)
+
+    # the reader's side
+    async def read(self) -> bytes:
+        """The whole body; ``BodyTooLarge`` past ``max_body`` (declared or received)."""
+        declared = self.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self._max_body:
+            self.fail(BodyTooLarge("the declared body is over the size limit"))
+        self._whole = True
+        if self._queued > self._max_body:
+            self.fail(BodyTooLarge("the body is over the size limit"))
+        while not self.complete:
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+        queue = self._queue
+        body = queue[0] if len(queue) == 1 else b"".join(queue)
+        queue.clear()
+        self._queued = 0
+        return body
+
+    def chunks(self) -> Response:
+        return self
+
+    def __aiter__(self) -> Response:
+        return self
+
+    async def __anext__(self) -> bytes:
+        queue = self._queue
+        while not queue:
+            if self._error is not None:
+                raise self._error
+            if self.complete:
+                raise StopAsyncIteration
+            await self._wait()
+        chunk = queue[0] if len(queue) == 1 else b"".join(queue)
+        queue.clear()
+        self._queued = 0
+        return chunk
+
+    def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self.complete and self._keep_alive and not conn.closed:
+            conn.response = None
+            if self._paused:
+                conn.transport.resume_reading()
+            self._pool.release(conn)
+        else:
+            conn.close()
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = ("closed", "idle_since", "origin", "pool", "response", "transport")
+
+    def __init__(self, pool: Pool, origin: Origin) -> None:
+        self.pool = pool
+        self.origin = origin
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set at once
+        self.response: Response | None = None
+        self.closed = False
+        self.idle_since = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.pool.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        response = self.response
+        if response is None:  # bytes nobody asked for: this connection is not sane
+            self.close()
+            return
+        try:
+            response.parser.feed_data(data)
+        except httptools.HttpParserError:
+            response.fail(BadResponse("the provider's response is not valid HTTP/1.1"))
+
+    def eof_received(self) -> bool:
+        return False  # close; connection_lost decides what the response was
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.connections.discard(self)
+        if self.response is not None:
+            self.response.connection_lost()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+
+class Pool:
+    """Keep-alive connections per origin, opened on demand, closed after ``KEEPALIVE``
+    idle seconds and at ``close()``. One per process."""
+
+    def __init__(self, *, user_agent: str, max_body: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.max_body = max_body
+        self._agent = f"User-Agent: {user_agent}\r\n"
+        self.connections: set[_Connection] = set()
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._targets: dict[str, _Target] = {}
+        self._addresses: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._tls: ssl.SSLContext | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        head_timeout: float,
+        read_timeout: float,
+    ) -> Response:
+        """Send one request and wait for the response's head: connecting (when no idle
+        connection is at hand) and the head together within ``head_timeout``, or
+        ``HeadTimeout``. The body follows through the response, each silence in it
+        shorter than ``read_timeout``, or ``ReadTimeout``."""
+        target = self._targets.get(url)
+        if target is None:
+            target = _Target(url)
+            if len(self._targets) >= 4096:
+                self._targets.clear()
+            self._targets[url] = target
+        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):
+            raise InvalidRequest("a header name or value holds a line break")
+        if "User-Agent" not in headers and "user-agent" not in headers:
+            lines += self._agent
+        head = f"{method} {target.head}{lines}Content-Length: {len(body)}\r\n\r\n"
+        deadline = self.loop.time() + head_timeout
+        conn = self._idle_connection(target.origin)
+        if conn is None:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    conn = await self._connect(target.origin)
+            except TimeoutError:
+                raise HeadTimeout("no connection within the head timeout") from None
+        response = Response(conn, self, read_timeout)
+        conn.response = response
+        conn.transport.write(head.encode() + body)
+        # a timer, not asyncio.timeout(): that one costs more than the rest of this call
+        timer = self.loop.call_at(deadline, response.head_late)
+        try:
+            await response._head
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            timer.cancel()
+        response.start()
+        return response
+
+    def release(self, conn: _Connection) -> None:
+        conn.idle_since = self.loop.time()
+        self._idle.setdefault(conn.origin, []).append(conn)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(KEEPALIVE, self._sweep)
+
+    def _idle_connection(self, origin: Origin) -> _Connection | None:
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and not conn.transport.is_closing():
+                return conn
+        return None
+
+    def _sweep(self) -> None:
+        """Close connections idle for ``KEEPALIVE`` seconds; runs while any are idle."""
+        self._sweeper = None
+        oldest = self.loop.time() - KEEPALIVE
+        for origin, idle in list(self._idle.items()):
+            for conn in [c for c in idle if c.idle_since <= oldest or c.closed]:
+                idle.remove(conn)
+                conn.close()
+            if not idle:
+                del self._idle[origin]
+        if self._idle:
+            self._sweeper = self.loop.call_later(KEEPALIVE / 2, self._sweep)
+
+    async def _connect(self, origin: Origin) -> _Connection:
+        scheme, host, port = origin
+        tls = self._tls_context() if scheme == "https" else None
+        error: OSError = OSError("no address")
+        try:
+            addresses = await self._resolve(host, port)
+        except OSError as exc:
+            raise ConnectError(f"could not resolve the host ({type(exc).__name__})") from None
+        for address in addresses:  # in the resolver's order, as a browser would
+            try:
+                _, conn = await self.loop.create_connection(
+                    lambda: _Connection(self, origin),
+                    address,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls else None,
+                )
+                return conn
+            except OSError as exc:
+                error = exc
+        raise ConnectError(f"could not connect ({type(error).__name__})")
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        now = self.loop.time()
+        known = self._addresses.get((host, port))
+        if known is not None and known[0] > now:
+            return known[1]
+        infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if len(self._addresses) >= 1024:
+            self._addresses.clear()
+        self._addresses[(host, port)] = (now + DNS_TTL, addresses)
+        return addresses
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        self._idle.clear()
+        for conn in list(self.connections):
+            conn.close()
+        await asyncio.sleep(0)  # let the transports finish closing
