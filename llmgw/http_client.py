@@ -103,7 +103,6 @@ class Response:
         "_whole",
         "complete",
         "headers",
-        "parser",
         "status",
     )
 
@@ -123,7 +122,6 @@ class Response:
         self._keep_alive = self._paused = self._whole = self.complete = False
         self.status = 0
         self.headers: Mapping[str, str] = CIMultiDict()
-        self.parser = httptools.HttpResponseParser(self)
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -133,14 +131,18 @@ class Response:
         self._raw.append((name, value))
 
     def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
+        conn = self._conn
+        if conn is None or conn.parser is None:
+            return
+        parser = conn.parser
+        status = parser.get_status_code()
         if status < 200:  # 100 Continue and the like: the real head follows
             return
         self.status = status
         self.headers = CIMultiDict(
             [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._raw]
         )
-        self._keep_alive = self.parser.should_keep_alive()
+        self._keep_alive = parser.should_keep_alive()
         if not self._head.done():
             self._head.set_result(None)
 
@@ -262,8 +264,8 @@ class Response:
         conn, self._conn = self._conn, None
         if conn is None:
             return
+        conn.response = conn.parser = None  # no cycle left for the garbage collector
         if self.complete and self._keep_alive and not conn.closed:
-            conn.response = None
             if self._paused:
                 conn.transport.resume_reading()
             self._pool.release(conn)
@@ -272,13 +274,17 @@ class Response:
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("closed", "idle_since", "origin", "pool", "response", "transport")
+    """One keep-alive connection; while a request is out, its response and the parser
+    (made per response, calling the response back) are set."""
+
+    __slots__ = ("closed", "idle_since", "origin", "parser", "pool", "response", "transport")
 
     def __init__(self, pool: Pool, origin: Origin) -> None:
         self.pool = pool
         self.origin = origin
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set at once
         self.response: Response | None = None
+        self.parser: httptools.HttpResponseParser | None = None
         self.closed = False
         self.idle_since = 0.0
 
@@ -287,12 +293,12 @@ class _Connection(asyncio.Protocol):
         self.pool.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        response = self.response
-        if response is None:  # bytes nobody asked for: this connection is not sane
+        response, parser = self.response, self.parser
+        if response is None or parser is None:  # bytes nobody asked for: not sane
             self.close()
             return
         try:
-            response.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserError:
             response.fail(BadResponse("the provider's response is not valid HTTP/1.1"))
 
@@ -359,8 +365,8 @@ class Pool:
                     conn = await self._connect(target.origin)
             except TimeoutError:
                 raise HeadTimeout("no connection within the head timeout") from None
-        response = Response(conn, self, read_timeout)
-        conn.response = response
+        response = conn.response = Response(conn, self, read_timeout)
+        conn.parser = httptools.HttpResponseParser(response)
         conn.transport.write(head.encode() + body)
         # a timer, not asyncio.timeout(): that one costs more than the rest of this call
         timer = self.loop.call_at(deadline, response.head_late)
