@@ -321,7 +321,10 @@ class Pool:
     """Keep-alive connections per origin, opened on demand, closed after ``KEEPALIVE``
     idle seconds and at ``close()``. One per process."""
 
-    def __init__(self, *, user_agent: str, max_body: int) -> None:
+    def __init__(
+        self, *, user_agent: str, max_body: int, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """``tls``: how ``https`` providers are verified (default: the system's CAs)."""
         self.loop = asyncio.get_running_loop()
         self.max_body = max_body
         self._agent = f"User-Agent: {user_agent}\r\n"
@@ -329,7 +332,7 @@ class Pool:
         self._idle: dict[Origin, list[_Connection]] = {}
         self._targets: dict[str, _Target] = {}
         self._addresses: dict[tuple[str, int], tuple[float, list[str]]] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
         self._sweeper: asyncio.TimerHandle | None = None
 
     async def request(

@@ -5,13 +5,16 @@ limits and what it refuses to send. The gateway-level faults are in test_faults_
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import trustme
 
 from llmgw import http_client
 from llmgw.http_client import (
     BodyTooLarge,
+    ConnectError,
     Disconnected,
     HeadTimeout,
     InvalidRequest,
@@ -40,8 +43,9 @@ class Server:
     """Reads requests one after another on each connection; ``reply`` answers each and
     says whether the connection stays open."""
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, tls: ssl.SSLContext | None = None) -> None:
         self.reply = reply
+        self.tls = tls
         self.connections = 0
         self.requests: list[bytes] = []
         self.closed = asyncio.Event()  # some connection was closed by the client
@@ -68,8 +72,9 @@ class Server:
             writer.transport.abort()
 
     async def __aenter__(self) -> Server:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v1/chat"
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
+        scheme = "https" if self.tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v1/chat"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -329,3 +334,26 @@ async def test_close_ends_open_connections(pool: Pool) -> None:
         await pool.close()
         await asyncio.wait_for(server.closed.wait(), 5)
         assert not pool.connections
+
+
+async def test_https_providers_are_verified(pool: Pool) -> None:
+    ca = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(served)
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    verified = Pool(user_agent="llmgw-test", max_body=1024, tls=trusting)
+    try:
+        async with Server(keep_open, tls=served) as server:
+            url = server.url.replace("127.0.0.1", "localhost")
+            for _ in range(2):  # over one TLS connection
+                answer = await fetch(verified, url)
+                assert answer.status == 200 and await answer.read() == b'echo:{"x":1}'
+                answer.close()
+            assert server.connections == 1
+            with pytest.raises(ConnectError):  # the name in the URL is not the certificate's
+                await fetch(verified, server.url)
+            with pytest.raises(ConnectError):  # the system's CAs do not know this one
+                await fetch(pool, url)
+    finally:
+        await verified.close()
