@@ -402,10 +402,13 @@ class Pool:
         self._sweeper = None
         oldest = self.loop.time() - KEEPALIVE
         for origin, idle in list(self._idle.items()):
-            for conn in [c for c in idle if c.idle_since <= oldest or c.closed]:
-                idle.remove(conn)
-                conn.close()
-            if not idle:
+            kept = [c for c in idle if c.idle_since > oldest and not c.closed]
+            for conn in idle:
+                if conn.idle_since <= oldest:
+                    conn.close()
+            if kept:
+                self._idle[origin] = kept
+            else:
                 del self._idle[origin]
         if self._idle:
             self._sweeper = self.loop.call_later(KEEPALIVE / 2, self._sweep)
