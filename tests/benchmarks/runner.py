@@ -6,6 +6,7 @@ optional profile.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -98,7 +99,11 @@ async def _quiet(bench: Bench, what: str) -> None:
 
 async def llmgw_features(target: Target) -> str:
     active = await features.probe(target)
-    active["json logs"] = features.json_logs(target.process.log.read_text(errors="replace"))
+    for _ in range(20):  # llmgw writes info lines in batches, every half second at most
+        active["json logs"] = features.json_logs(target.process.log.read_text(errors="replace"))
+        if active["json logs"] == "on":
+            break
+        await asyncio.sleep(0.1)
     return "llmgw features: " + ", ".join(f"{k} {v}" for k, v in active.items())
 
 
