@@ -26,6 +26,7 @@ class Seen:
     headers: dict[str, str]
     body: dict[str, Any]
     raw: bytes
+    peer: object = None  # the gateway's end of the connection: same peer, same connection
 
 
 def chat_completion(content: str = "Hello!", model: str = "gpt-4o-mini") -> dict[str, Any]:
@@ -171,7 +172,8 @@ class FakeOpenAI:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         body = orjson.loads(raw)
-        self.seen.append(Seen(request.path, dict(request.headers), body, raw))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.seen.append(Seen(request.path, dict(request.headers), body, raw, peer))
         behaviour = self.script.popleft() if self.script else self.default
         return await behaviour(request, body)
 

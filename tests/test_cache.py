@@ -139,9 +139,7 @@ async def test_cancelled_stream_is_not_stored(fake: FakeOpenAI, gateway: Any) ->
     assert stats["entries"] == 0 and stats["in_flight"] == 0
 
 
-async def test_50_identical_streams_make_one_upstream_call(
-    fake: FakeOpenAI, gateway: Any
-) -> None:
+async def test_50_identical_streams_make_one_upstream_call(fake: FakeOpenAI, gateway: Any) -> None:
     chunks = chat_chunks([f"w{i} " for i in range(20)])
     fake.then(reply_stream(chunks, delay=0.02))
     gw = await gateway(cached(fake.url))
@@ -254,7 +252,9 @@ async def test_entries_survive_reload_but_removed_models_are_not_served(
     gw = await aiohttp_client(app)
     await post(gw, {**CHAT, "model": "alias"})
     await post(gw)
-    path.write_text(text.replace("ttl: 1h", "ttl: 2h").replace("  alias: up/m\n", "  other: up/m\n"))
+    path.write_text(
+        text.replace("ttl: 1h", "ttl: 2h").replace("  alias: up/m\n", "  other: up/m\n")
+    )
     assert (await (await gw.post("/api/v1/config/reload")).json())["result"] == "success"
     response, _ = await post(gw)
     assert response.headers["X-Cache"] == "HIT"
@@ -282,9 +282,7 @@ async def test_redis_backend_is_shared_between_replicas(
     assert response.headers["X-Cache"] == "MISS"
 
 
-async def test_unreachable_redis_is_a_miss_not_a_failure(
-    fake: FakeOpenAI, gateway: Any
-) -> None:
+async def test_unreachable_redis_is_a_miss_not_a_failure(fake: FakeOpenAI, gateway: Any) -> None:
     from tests.fakes import free_port
 
     gw = await gateway(

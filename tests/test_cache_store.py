@@ -23,7 +23,11 @@ BODY = {"model": "m", "messages": [{"role": "user", "content": "hi", "name": "a"
 
 
 def test_key_ignores_order_user_and_stream_options() -> None:
-    shuffled = {"seed": 1, "messages": [{"name": "a", "content": "hi", "role": "user"}], "model": "m"}
+    shuffled = {
+        "seed": 1,
+        "messages": [{"name": "a", "content": "hi", "role": "user"}],
+        "model": "m",
+    }
     assert cache_key(call(BODY), None) == cache_key(call(shuffled), None)
     assert cache_key(call(BODY), None) == cache_key(
         call({**BODY, "user": "u1", "stream_options": {"include_usage": True}}), None
@@ -105,8 +109,17 @@ async def test_shrinking_max_size_evicts() -> None:
 
 
 def test_entry_encoding_round_trip_keeps_chunk_boundaries() -> None:
-    original = Entry(200, "text/event-stream", (b"data: 1\n\n", b"", b"data: [DONE]\n\n"), True,
-                     1.5, "p", "m", 3, 4)
+    original = Entry(
+        200,
+        "text/event-stream",
+        (b"data: 1\n\n", b"", b"data: [DONE]\n\n"),
+        True,
+        1.5,
+        "p",
+        "m",
+        3,
+        4,
+    )
     assert decode_entry(encode_entry(original)) == original
     assert decode_entry(b"garbage") is None
     assert decode_entry(encode_entry(original)[:-3]) is None

@@ -134,3 +134,31 @@ async def test_completions_and_embeddings_pass_through(fake: FakeOpenAI, gateway
     vectors = await gw.post("/v1/embeddings", json={"model": "gpt-4o-mini", "input": "x"})
     assert await vectors.json() == embedding
     assert fake.seen[1].path == "/v1/embeddings"
+
+
+async def test_provider_connections_are_kept_alive(
+    fake: FakeOpenAI, gateway: Any, sdk: Any
+) -> None:
+    """Sequential calls, streamed or not, share one connection to the provider; a stream
+    the client abandons takes its connection with it, and the next call opens another."""
+    gw = await gateway(one_provider(fake.url))
+    client = sdk(gw)
+    for _ in range(2):
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True
+        )
+        assert [c async for c in stream]
+    assert len({seen.peer for seen in fake.seen}) == 1
+
+    fake.then(fake.slow_stream())
+    response = await gw.post(
+        "/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True},
+    )
+    await response.content.readany()
+    response.close()  # the client leaves mid-stream
+    await asyncio.wait_for(fake.stream_closed.wait(), 5)
+    await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    peers = [seen.peer for seen in fake.seen]
+    assert peers[-2] == peers[0] and peers[-1] != peers[0]
