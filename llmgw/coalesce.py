@@ -12,7 +12,7 @@ themselves instead of failing with it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 
@@ -53,7 +53,7 @@ class Flight:
         self.complete = False  # finished cleanly: the recording may be stored
         self.error_sent = False  # the recording ends with an error event
         self._followers = 0
-        self._changed = asyncio.Event()
+        self._changed: asyncio.Event | None = None  # made when a follower first waits
 
     # The leader's side ---------------------------------------------------------------
 
@@ -93,7 +93,7 @@ class Flight:
         """The leader's head once committed; None if it gave up before its first byte."""
         self._followers += 1
         while self.head is None and not self.finished:
-            await self._changed.wait()
+            await self._change()
         return self.head
 
     async def follow(self) -> AsyncIterator[bytes]:
@@ -105,11 +105,18 @@ class Flight:
                 position += 1
             if self.finished:
                 return
-            await self._changed.wait()
+            await self._change()
+
+    def _change(self) -> Awaitable[bool]:
+        """The next change: most flights have no follower and never make one."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed.wait()
 
     def _notify(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
 
 
 class Flights:
