@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from . import __version__, lifecycle
+from .accounting import Accounting
 from .api import anthropic, openai, openapi, ops, usage
 from .auth import Keyring
 from .cache import ResponseCache
 from .config import GatewayConfig
 from .http_client import Pool
-from .keys import CACHE, KEYRING, LIMITER, METRICS, POOL, STATES, STORE, USAGE
+from .keys import ACCOUNTING, CACHE, KEYRING, LIMITER, METRICS, POOL, STATES, STORE, USAGE
 from .limits import Limiter
 from .metrics import Metrics
 from .middleware import IDS, RequestIds, add_headers, gateway_middleware
@@ -34,6 +35,7 @@ def create_app(
     # The body limit is enforced per request from the live config (calls.read_body).
     app = web.Application(middlewares=[gateway_middleware], client_max_size=2**62)
     app[METRICS] = Metrics()
+    app[ACCOUNTING] = Accounting(app[METRICS])
     app[STATES] = states or ProviderStates()
     app[KEYRING] = Keyring()
     app[LIMITER] = Limiter(app[METRICS])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .accounting import Accounting
 from .auth import Keyring
 from .cache import ResponseCache
 from .context import RequestContext
@@ -15,6 +16,7 @@ from .runtime import ProviderStates
 from .usage import UsageBook
 
 METRICS = web.AppKey("metrics", Metrics)
+ACCOUNTING = web.AppKey("accounting", Accounting)
 STORE = web.AppKey("store", ConfigStore)
 STATES = web.AppKey("provider_states", ProviderStates)
 POOL = web.AppKey("upstream_pool", Pool)

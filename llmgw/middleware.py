@@ -20,12 +20,9 @@ from aiohttp.typedefs import Handler
 from . import cors
 from .context import RequestContext
 from .errors import GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
-from .keys import CONTEXT, METRICS, STORE
-from .logs import AccessLog
-from .metrics import Metrics
+from .keys import ACCOUNTING, CONTEXT, METRICS, STORE
 
 log = logging.getLogger(__name__)
-access_log = AccessLog(logging.getLogger("llmgw.access"))
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
@@ -65,7 +62,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         preflight = cors.preflight(request, _origins(request))
         if preflight is not None:
             return preflight
-    metrics = request.app[METRICS]
+    app = request.app
+    metrics = app[METRICS]
     client_api = request.path.startswith("/v1/")
     if client_api:
         metrics.inflight.inc()
@@ -90,7 +88,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         if client_api:
             metrics.inflight.dec()
-        _account(ctx, metrics, client_api)
+        app[ACCOUNTING].add(ctx, client_api)
 
 
 async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -141,26 +139,3 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> GatewayError:
     if exc.status < 500:
         return InvalidRequest(exc.reason)
     return InternalError(f"Internal error (request id {request[CONTEXT].request_id})")
-
-
-def _account(ctx: RequestContext, metrics: Metrics, client_api: bool) -> None:
-    now = time.perf_counter()
-    latency = now - ctx.started
-    fields = ctx.log_fields(latency)
-    if ctx.prompt is not None:
-        fields["prompt"] = ctx.prompt
-    access_log.log(logging.INFO if client_api or ctx.status >= 500 else logging.DEBUG, fields)
-    if ctx.endpoint is None:
-        return
-    endpoint = ctx.endpoint
-    metrics.requests.labels(
-        endpoint,
-        ctx.model_label,
-        ctx.provider or "none",
-        str(ctx.status),
-        ctx.cache.lower() if ctx.cache else "bypass",
-    ).inc()
-    metrics.duration.labels(endpoint).observe(latency)
-    if ctx.first_byte is not None:
-        metrics.ttfb.labels(endpoint).observe(ctx.first_byte - ctx.started)
-    metrics.overhead.labels(endpoint).observe(max(0.0, latency - ctx.upstream_wait))

@@ -15,7 +15,7 @@ from aiohttp import web
 from ..cache import MemoryStore
 from ..config.redact import redacted
 from ..errors import AuthenticationFailed, Forbidden
-from ..keys import CACHE, METRICS, STORE
+from ..keys import ACCOUNTING, CACHE, METRICS, STORE
 from ..lifecycle import reload_config
 from ..metrics import CIRCUIT_STATES
 
@@ -34,6 +34,7 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    request.app[ACCOUNTING].drain()  # requests that ended in this turn of the loop
     registry = request.app[METRICS]
     store = request.app[STORE]
     for provider in store.current.providers.values():
