@@ -38,12 +38,16 @@ class ConnectError(HttpError):
     """No connection could be opened."""
 
 
+class NoResponse(HttpError):
+    """The connection closed, broke or carried no HTTP/1.1 before the response's head."""
+
+
 class Disconnected(HttpError):
-    """The connection closed or broke before the response was whole."""
+    """The connection closed or broke after the head, before the body was whole."""
 
 
 class BadResponse(HttpError):
-    """The provider's bytes were not an HTTP/1.1 response."""
+    """The body's framing was not HTTP/1.1 (a broken chunk, say)."""
 
 
 class InvalidRequest(HttpError):
@@ -183,8 +187,10 @@ class Response:
         if self.status and not self.complete and self._until_close():
             self.complete = True  # a body without a length ends where the connection does
             self._wake()
-        else:
+        elif self.status:
             self.fail(Disconnected("the connection closed before the response was whole"))
+        else:
+            self.fail(NoResponse("the connection closed before the response's head"))
 
     def _until_close(self) -> bool:
         headers = self.headers
@@ -300,7 +306,8 @@ class _Connection(asyncio.Protocol):
         try:
             parser.feed_data(data)
         except httptools.HttpParserError:
-            response.fail(BadResponse("the provider's response is not valid HTTP/1.1"))
+            failure = BadResponse if response.status else NoResponse
+            response.fail(failure("the provider's response is not valid HTTP/1.1"))
 
     def eof_received(self) -> bool:
         return False  # close; connection_lost decides what the response was

@@ -93,6 +93,10 @@ def failure_from(exc: BaseException) -> AttemptFailure:
         return AttemptFailure("stream_error", "the provider's response was cut off")
     if isinstance(exc, http_client.ConnectError):
         return AttemptFailure("connect_error", "could not connect to the provider")
+    if isinstance(exc, http_client.NoResponse):
+        return AttemptFailure(
+            "connect_error", "the provider's connection failed before it answered"
+        )
     return AttemptFailure(
         "connect_error", f"connection to the provider failed ({type(exc).__name__})"
     )

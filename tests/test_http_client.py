@@ -18,9 +18,11 @@ from llmgw.http_client import (
     Disconnected,
     HeadTimeout,
     InvalidRequest,
+    NoResponse,
     Pool,
     ReadTimeout,
 )
+from llmgw.upstream import failure_from
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[bool]]
 
@@ -357,3 +359,25 @@ async def test_https_providers_are_verified(pool: Pool) -> None:
                 await fetch(pool, url)
     finally:
         await verified.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [b"", b"SMTP ready\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Le"],
+    ids=["closed", "not http", "half a head"],
+)
+async def test_no_head_is_a_connection_failure_not_a_cut_answer(pool: Pool, reply: bytes) -> None:
+    """Before the head, nothing was answered: the gateway counts it as a connection
+    failure (``connect_error``, which ``routing.fallback_on`` decides about); after
+    it, a broken body is a cut-off answer (``stream_error``, always falls back)."""
+
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: bytes) -> bool:
+        writer.write(reply)
+        await writer.drain()
+        return False
+
+    async with Server(broken) as server:
+        with pytest.raises(NoResponse) as raised:
+            await fetch(pool, server.url)
+    assert failure_from(raised.value).kind == "connect_error"
+    assert failure_from(Disconnected("cut")).kind == "stream_error"
