@@ -5,6 +5,7 @@ limits and what it refuses to send. The gateway-level faults are in test_faults_
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -381,3 +382,25 @@ async def test_no_head_is_a_connection_failure_not_a_cut_answer(pool: Pool, repl
             await fetch(pool, server.url)
     assert failure_from(raised.value).kind == "connect_error"
     assert failure_from(Disconnected("cut")).kind == "stream_error"
+
+
+async def test_a_request_given_up_before_its_head_leaves_no_stray_error(
+    pool: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The caller goes away (a client disconnect, a deadline) while the head is awaited:
+    the connection closes and its end reaches nobody, not asyncio's "exception was
+    never retrieved" log (the cancelled wait cancels the head's future with it)."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: bytes) -> bool:
+        await asyncio.sleep(5)
+        return False
+
+    async with Server(silent) as server:
+        waiting = asyncio.ensure_future(fetch(pool, server.url))
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await asyncio.sleep(0.05)  # the connection's end arrives
+        gc.collect()
+    assert "never retrieved" not in caplog.text
