@@ -239,8 +239,16 @@ def chat_completion(message: dict[str, Any], model: str) -> bytes:
         read_usage(raw_usage, Usage()), cached=oa.count(raw_usage.get("cache_read_input_tokens"))
     )
     choice = oa.choice(0, "".join(texts) if texts or not calls else None, calls, reason)
+    if reasoning := _thinking(oa.items(message.get("content"))):
+        choice["message"]["reasoning_content"] = reasoning
     ident = str(message.get("id") or "msg")
     return oa.completion(ident, str(message.get("model") or model), [choice], usage)
+
+
+def _thinking(blocks: list[dict[str, Any]]) -> str:
+    """The text of the ``thinking`` blocks (their signatures and redacted blocks left out),
+    for OpenAI clients as ``reasoning_content`` (DeepSeek's, vLLM's and OpenRouter's name)."""
+    return "".join(str(b.get("thinking") or "") for b in blocks if b.get("type") == "thinking")
 
 
 def _error_message(data: dict[str, Any]) -> str:
@@ -258,6 +266,7 @@ class ChatStream:
         self._decoder = Decoder()
         self._out = oa.ChunkWriter(model, oa.wants_usage(call))
         self._tools: dict[int, int] = {}  # content block index → OpenAI tool call index
+        self._with_args: set[int] = set()  # content block indexes of calls with arguments
         self._cached = 0
 
     def feed(self, chunk: bytes) -> bytes:
@@ -278,6 +287,8 @@ class ChatStream:
                 return self._block(data.get("index"), oa.obj(data.get("content_block")))
             case "content_block_delta":
                 return self._delta(data.get("index"), oa.obj(data.get("delta")))
+            case "content_block_stop":
+                return self._stop(data.get("index"))
             case "message_delta":
                 self._track(oa.obj(data.get("usage")))
                 reason = oa.obj(data.get("delta")).get("stop_reason")
@@ -288,7 +299,7 @@ class ChatStream:
             case "error":
                 self.error = _error_message(data)
                 return self._out.error(self.error) if self._out.started else b""
-        return b""  # ping, content_block_stop, and event types added later
+        return b""  # ping, and event types added later
 
     def _track(self, usage: dict[str, Any]) -> None:
         self.usage = read_usage(usage, self.usage)
@@ -297,6 +308,8 @@ class ChatStream:
     def _block(self, index: object, block: dict[str, Any]) -> bytes:
         if block.get("type") == "text":
             return self._out.text(str(block.get("text") or ""))
+        if block.get("type") == "thinking":
+            return self._out.reasoning(str(block.get("thinking") or ""))
         if block.get("type") != "tool_use" or not isinstance(index, int):
             return b""
         position = self._tools[index] = len(self._tools)
@@ -307,8 +320,21 @@ class ChatStream:
             return self._out.text(str(delta.get("text") or ""))
         if delta.get("type") == "input_json_delta" and index in self._tools:
             assert isinstance(index, int)
-            return self._out.tool_args(self._tools[index], str(delta.get("partial_json") or ""))
-        return b""  # thinking, signatures and citations have no OpenAI counterpart
+            fragment = str(delta.get("partial_json") or "")
+            if fragment:
+                self._with_args.add(index)
+            return self._out.tool_args(self._tools[index], fragment)
+        if delta.get("type") == "thinking_delta":
+            return self._out.reasoning(str(delta.get("thinking") or ""))
+        return b""  # signatures and citations have no OpenAI counterpart
+
+    def _stop(self, index: object) -> bytes:
+        """The end of a block: a tool call that got no arguments gets ``{}``, as OpenAI's
+        do, so that what the client assembles is always JSON."""
+        if not isinstance(index, int) or index not in self._tools or index in self._with_args:
+            return b""
+        self._with_args.add(index)
+        return self._out.tool_args(self._tools[index], "{}")
 
 
 class MessagesRelay:

@@ -229,6 +229,10 @@ class ChunkWriter:
     def text(self, text: str, index: int = 0) -> bytes:
         return self.chunk({"content": text}, index=index) if text else b""
 
+    def reasoning(self, text: str, index: int = 0) -> bytes:
+        """Reasoning text, as ``reasoning_content`` (the name DeepSeek, vLLM and others use)."""
+        return self.chunk({"reasoning_content": text}, index=index) if text else b""
+
     def tool_start(
         self, position: int, ident: str, name: str, args: str = "", index: int = 0
     ) -> bytes:

@@ -1,0 +1,194 @@
+"""What used to get lost between the OpenAI and Anthropic formats (issue 14, items 6-8):
+tool calls without arguments, thinking, prompt-caching marks, ids and request ids —
+driven end to end with the official SDKs against fake providers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import PROVIDER_KEY
+from tests.fakes import reply_json
+from tests.provider_fakes import FakeAnthropic, openai_chunks, reply_sse, serve
+
+NOW = {"type": "function", "function": {"name": "get_time"}}  # a tool that takes nothing
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+ASK = [{"role": "user", "content": "What time is it, and the weather in Paris?"}]
+SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+
+
+def claude_config(url: str) -> str:
+    return f"""
+providers:
+  claude:
+    type: anthropic
+    base_url: {url}
+    api_key: {PROVIDER_KEY}
+    models: [claude-haiku-4-5]
+    max_retries: 0
+"""
+
+
+@pytest.fixture
+async def claude(aiohttp_server: Any) -> FakeAnthropic:
+    fake = FakeAnthropic()
+    await serve(aiohttp_server, fake)
+    return fake
+
+
+def anthropic_sse(*events: dict[str, Any]) -> bytes:
+    return b"".join(
+        b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events
+    )
+
+
+def start(input_tokens: int = 30, **usage: int) -> dict[str, Any]:
+    message = {
+        "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5-20251001",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": 1, **usage},
+    }
+    return {"type": "message_start", "message": message}
+
+
+def block(index: int, content: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "content_block_start", "index": index, "content_block": content}
+
+
+def delta(index: int, **fields: Any) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index, "delta": fields}
+
+
+def stop(index: int) -> dict[str, Any]:
+    return {"type": "content_block_stop", "index": index}
+
+
+def end(reason: str, output_tokens: int = 20) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": reason, "stop_sequence": None},
+            "usage": {"output_tokens": output_tokens},
+        },
+        {"type": "message_stop"},
+    ]
+
+
+def tool_use(ident: str, name: str) -> dict[str, Any]:
+    return {"type": "tool_use", "id": ident, "name": name, "input": {}}
+
+
+# 6. Tool calls without arguments ----------------------------------------------------
+
+
+async def test_streamed_tool_calls_without_arguments_assemble_to_json(
+    claude: FakeAnthropic, gateway: Any, sdk: Any
+) -> None:
+    # get_time gets an empty input_json_delta (as Anthropic sends), the second
+    # get_time none at all; get_weather gets real arguments.
+    claude.then(
+        reply_sse(
+            anthropic_sse(
+                start(),
+                block(0, tool_use("toolu_01", "get_time")),
+                delta(0, type="input_json_delta", partial_json=""),
+                stop(0),
+                block(1, tool_use("toolu_02", "get_weather")),
+                delta(1, type="input_json_delta", partial_json='{"city": '),
+                delta(1, type="input_json_delta", partial_json='"Paris"}'),
+                stop(1),
+                block(2, tool_use("toolu_03", "get_time")),
+                stop(2),
+                *end("tool_use"),
+            ),
+            size=11,
+        )
+    )
+    gw = await gateway(claude_config(claude.url))
+    stream = await sdk(gw).chat.completions.create(
+        model="claude-haiku-4-5", messages=ASK, tools=[NOW, WEATHER], stream=True
+    )
+    arguments: dict[int, str] = {}
+    async for chunk in stream:
+        for call in chunk.choices[0].delta.tool_calls or []:
+            fragment = call.function.arguments if call.function else None
+            arguments[call.index] = arguments.get(call.index, "") + (fragment or "")
+    assert [orjson.loads(arguments[i]) for i in range(3)] == [{}, {"city": "Paris"}, {}]
+    assert arguments[0] == "{}"  # as OpenAI itself sends a call without arguments
+    assert claude.problems == []
+
+
+async def test_tool_call_without_arguments_is_json_when_not_streamed(
+    claude: FakeAnthropic, gateway: Any, sdk: Any
+) -> None:
+    message = {
+        **start()["message"],
+        "content": [tool_use("toolu_01", "get_time")],
+        "stop_reason": "tool_use",
+    }
+    claude.then(reply_json(message))
+    gw = await gateway(claude_config(claude.url))
+    completion = await sdk(gw).chat.completions.create(
+        model="claude-haiku-4-5", messages=ASK, tools=[NOW]
+    )
+    call = (completion.choices[0].message.tool_calls or [])[0]
+    assert orjson.loads(call.function.arguments) == {}  # type: ignore[union-attr]
+
+
+# 8. Thinking as reasoning_content ----------------------------------------------------
+
+THINKING_STREAM = anthropic_sse(
+    start(),
+    block(0, {"type": "thinking", "thinking": "", "signature": ""}),
+    delta(0, type="thinking_delta", thinking="Paris is in France; "),
+    delta(0, type="thinking_delta", thinking="it is 3pm there."),
+    delta(0, type="signature_delta", signature=SIGNATURE),
+    stop(0),
+    block(1, {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix"}),
+    stop(1),
+    block(2, {"type": "text", "text": ""}),
+    delta(2, type="text_delta", text="It is 3pm."),
+    stop(2),
+    *end("end_turn"),
+)
+
+
+async def test_thinking_reaches_openai_clients_as_reasoning_content(
+    claude: FakeAnthropic, gateway: Any, sdk: Any
+) -> None:
+    thinking_block = {"type": "thinking", "thinking": "Let me see.", "signature": SIGNATURE}
+    message = {
+        **start()["message"],
+        "content": [thinking_block, {"type": "text", "text": "It is 3pm."}],
+        "stop_reason": "end_turn",
+    }
+    claude.then(reply_json(message), reply_sse(THINKING_STREAM, size=9))
+    gw = await gateway(claude_config(claude.url))
+    client = sdk(gw)
+    completion = await client.chat.completions.create(model="claude-haiku-4-5", messages=ASK)
+    reply = completion.choices[0].message
+    assert (reply.content, reply.reasoning_content) == ("It is 3pm.", "Let me see.")  # type: ignore[attr-defined]
+
+    stream = await client.chat.completions.with_raw_response.create(
+        model="claude-haiku-4-5", messages=ASK, stream=True
+    )
+    raw = await stream.http_response.aread()
+    assert SIGNATURE.encode() not in raw and b"EmwKAhgBEgy3va3pzix" not in raw
+    chunks = openai_chunks(raw)
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    reasoning = "".join(d.get("reasoning_content") or "" for d in deltas)
+    assert reasoning == "Paris is in France; it is 3pm there."
+    assert "".join(d.get("content") or "" for d in deltas) == "It is 3pm."
