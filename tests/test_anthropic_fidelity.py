@@ -192,3 +192,92 @@ async def test_thinking_reaches_openai_clients_as_reasoning_content(
     reasoning = "".join(d.get("reasoning_content") or "" for d in deltas)
     assert reasoning == "Paris is in France; it is 3pm there."
     assert "".join(d.get("content") or "" for d in deltas) == "It is 3pm."
+
+
+# 8. Prompt caching asked for through the OpenAI surface ------------------------------
+
+EPHEMERAL = {"type": "ephemeral"}
+PIXEL = "data:image/png;base64,iVBORw0KGgo="
+
+
+async def test_cache_control_reaches_anthropic_and_cache_reads_come_back(
+    claude: FakeAnthropic, gateway: Any, sdk: Any
+) -> None:
+    claude.then(
+        reply_sse(
+            anthropic_sse(
+                start(input_tokens=4, cache_read_input_tokens=2000, cache_creation_input_tokens=6),
+                block(0, {"type": "text", "text": ""}),
+                delta(0, type="text_delta", text="Hi."),
+                stop(0),
+                *end("end_turn"),
+            )
+        )
+    )
+    gw = await gateway(claude_config(claude.url))
+    messages: Any = [
+        {
+            "role": "system",
+            "content": [
+                {"type": "text", "text": "You are terse."},
+                {"type": "text", "text": "A long manual...", "cache_control": EPHEMERAL},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": PIXEL}, "cache_control": EPHEMERAL},
+                {
+                    "type": "text",
+                    "text": "Describe it.",
+                    "cache_control": {**EPHEMERAL, "ttl": "1h"},
+                },
+                {"type": "text", "text": "Briefly."},
+            ],
+        },
+    ]
+    tools: Any = [{**WEATHER, "cache_control": EPHEMERAL}, NOW]
+    stream = await sdk(gw).chat.completions.create(
+        model="claude-haiku-4-5",
+        messages=messages,
+        tools=tools,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    sent = claude.seen[0].body
+    assert claude.problems == []
+    assert sent["system"] == [
+        {"type": "text", "text": "You are terse."},
+        {"type": "text", "text": "A long manual...", "cache_control": EPHEMERAL},
+    ]
+    image, text, plain = sent["messages"][0]["content"]
+    assert image["type"] == "image" and image["cache_control"] == EPHEMERAL
+    assert text == {
+        "type": "text",
+        "text": "Describe it.",
+        "cache_control": {"type": "ephemeral", "ttl": "1h"},
+    }
+    assert plain == {"type": "text", "text": "Briefly."}
+    assert [tool.get("cache_control") for tool in sent["tools"]] == [EPHEMERAL, None]
+    usage = chunks[-1].usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    assert (usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens) == (2010, 2000)
+
+
+async def test_system_without_cache_control_stays_one_string(
+    claude: FakeAnthropic, gateway: Any, sdk: Any
+) -> None:
+    gw = await gateway(claude_config(claude.url))
+    await sdk(gw).chat.completions.create(
+        model="claude-haiku-4-5",
+        messages=[
+            {
+                "role": "system",
+                "content": [{"type": "text", "text": "Be "}, {"type": "text", "text": "terse."}],
+            },
+            {"role": "developer", "content": "Use French."},
+            *ASK,
+        ],
+    )
+    assert claude.seen[0].body["system"] == "Be terse.\n\nUse French."

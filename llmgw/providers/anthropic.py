@@ -20,6 +20,7 @@ import orjson
 from ..config import AnthropicProvider, ProviderConfig
 from ..sse import Decoder, Event
 from . import openai_chat as oa
+from .anthropic_prompt_cache import cache_mark, mark_tools, system_blocks
 from .anthropic_reverse import content_blocks
 from .base import Adapter, Call, Endpoint, StreamTranslator, Unsupported, UpstreamRequest, Usage
 
@@ -135,6 +136,7 @@ def messages_request(body: dict[str, Any], model: str, default_max: int) -> dict
             out[name] = body[name]
     if tools := oa.function_tools(body):
         out["tools"] = [_tool(function) for function in tools]
+        mark_tools(out["tools"], body)
         if choice := _tool_choice(body):
             out["tool_choice"] = choice
     if isinstance(body.get("user"), str):
@@ -144,20 +146,25 @@ def messages_request(body: dict[str, Any], model: str, default_max: int) -> dict
     return out
 
 
-def _turns(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    system: list[str] = []
+def _turns(
+    messages: list[dict[str, Any]],
+) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
+    system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for message in messages:
         role = message.get("role")
         if role in ("system", "developer"):
-            system.append(oa.text_of(message.get("content")))
+            system.extend(system_blocks(message.get("content")))
         elif role == "assistant":
             _append(turns, "assistant", content_blocks(message))
         elif role == "tool":
             _append(turns, "user", [_tool_result(message)])
         elif role == "user":
-            _append(turns, "user", [_user_block(p) for p in oa.parts_of(message.get("content"))])
-    return "\n\n".join(s for s in system if s), turns
+            parts = oa.parts_of(message.get("content"))
+            _append(turns, "user", [cache_mark(_user_block(p), p) for p in parts])
+    if any("cache_control" in block for block in system):
+        return system, turns
+    return "\n\n".join(block["text"] for block in system), turns
 
 
 def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
