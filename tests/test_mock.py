@@ -6,6 +6,9 @@ import asyncio
 import time
 from typing import Any
 
+import openai
+import pytest
+
 MOCK = """
 providers:
   demo:
@@ -42,6 +45,34 @@ async def test_chat_stream_word_by_word_with_usage(gateway: Any, sdk: Any) -> No
     ]
     assert pieces == ["one ", "two ", "three"]
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+
+
+async def test_n_choices_each_echo_streamed_too(gateway: Any, sdk: Any) -> None:
+    client = sdk(await gateway(MOCK))
+    completion = await client.chat.completions.create(model="echo", messages=MESSAGES, n=3)
+    assert [c.index for c in completion.choices] == [0, 1, 2]
+    assert {c.message.content for c in completion.choices} == {"one two three"}
+    assert completion.usage is not None and completion.usage.completion_tokens == 9
+    stream = await client.chat.completions.create(
+        model="echo", messages=MESSAGES, n=2, stream=True, stream_options={"include_usage": True}
+    )
+    texts = ["", ""]
+    finishes: list[str | None] = [None, None]
+    async for chunk in stream:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            finishes[choice.index] = choice.finish_reason or finishes[choice.index]
+        if chunk.usage is not None:
+            assert chunk.usage.completion_tokens == 6
+    assert texts == ["one two three"] * 2 and finishes == ["stop"] * 2
+
+
+async def test_n_out_of_range_is_a_clear_400(gateway: Any, sdk: Any) -> None:
+    client = sdk(await gateway(MOCK))
+    for n in (0, 129):
+        with pytest.raises(openai.BadRequestError) as raised:
+            await client.chat.completions.create(model="echo", messages=MESSAGES, n=n)
+        assert "'n' must be an integer from 1 to 128" in raised.value.message
 
 
 async def test_max_tokens_cuts_with_length(gateway: Any, sdk: Any) -> None:

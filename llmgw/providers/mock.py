@@ -1,8 +1,9 @@
 """The built-in ``mock`` provider: answers in OpenAI's wire format with no network.
 
-It echoes the last user message (chat) or the prompt (completions), word by word
-when streamed, and returns deterministic unit vectors for embeddings, so the
-gateway works out of the box and tests and benchmarks have a predictable upstream.
+It echoes the last user message (chat; in each of ``n`` choices) or the prompt
+(completions), word by word when streamed, and returns deterministic unit vectors
+for embeddings, so the gateway works out of the box and tests and benchmarks have a
+predictable upstream.
 Pure functions: the pacing (``latency``, ``chunk_delay``) is applied by the
 transport in ``upstream.py``.
 """
@@ -22,6 +23,7 @@ from ..config import MockProvider, ProviderConfig
 from .base import Adapter, Call, UpstreamRequest, estimate_tokens
 
 MOCK_URL = "mock://local"
+MAX_CHOICES = 128  # OpenAI's bound on ``n``
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +68,17 @@ def respond(call: Call, model: str, provider: MockProvider) -> MockReply:
                 "usage": _usage(text, words),
             }
         )
+    n = call.body.get("n")
+    n = 1 if n is None else n
+    if not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
+        message = f"'n' must be an integer from 1 to {MAX_CHOICES}"
+        error = {"message": message, "type": "invalid_request_error", "param": "n", "code": None}
+        return MockReply(400, "application/json", (orjson.dumps({"error": error}),))
     text = _last_user_text(call.body.get("messages"))
     limit = call.body.get("max_completion_tokens", call.body.get("max_tokens"))
     words, finish = _limit(text, limit)
     if call.stream:
-        return _chat_stream(call, model, words, finish, f"chatcmpl-{ident}", created)
+        return _chat_stream(call, model, words, finish, f"chatcmpl-{ident}", created, n)
     return _json(
         {
             "id": f"chatcmpl-{ident}",
@@ -79,13 +87,14 @@ def respond(call: Call, model: str, provider: MockProvider) -> MockReply:
             "model": model,
             "choices": [
                 {
-                    "index": 0,
+                    "index": index,
                     "message": {"role": "assistant", "content": "".join(words), "refusal": None},
                     "logprobs": None,
                     "finish_reason": finish,
                 }
+                for index in range(n)
             ],
-            "usage": _usage(text, words),
+            "usage": _usage(text, words, n),
         }
     )
 
@@ -100,22 +109,25 @@ def _sse(events: list[dict[str, Any]]) -> MockReply:
 
 
 def _chat_stream(
-    call: Call, model: str, words: list[str], finish: str, ident: str, created: int
+    call: Call, model: str, words: list[str], finish: str, ident: str, created: int, n: int
 ) -> MockReply:
-    def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+    """Each step of the answer once per choice, choices in turn (as OpenAI interleaves)."""
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None, index: int) -> dict[str, Any]:
         return {
             "id": ident,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
             "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
             ],
         }
 
-    events = [chunk({"role": "assistant", "content": ""}, None)]
-    events += [chunk({"content": word}, None) for word in words]
-    events.append(chunk({}, finish))
+    choices = range(n)
+    events = [chunk({"role": "assistant", "content": ""}, None, i) for i in choices]
+    events += [chunk({"content": word}, None, i) for word in words for i in choices]
+    events += [chunk({}, finish, i) for i in choices]
     if _wants_usage(call):
         text = _last_user_text(call.body.get("messages"))
         events.append(
@@ -125,7 +137,7 @@ def _chat_stream(
                 "created": created,
                 "model": model,
                 "choices": [],
-                "usage": _usage(text, words),
+                "usage": _usage(text, words, n),
             }
         )
     return _sse(events)
@@ -201,9 +213,9 @@ def _limit(text: str, max_tokens: object) -> tuple[list[str], str]:
     return words, "stop"
 
 
-def _usage(prompt: str, words: list[str]) -> dict[str, int]:
+def _usage(prompt: str, words: list[str], choices: int = 1) -> dict[str, int]:
     prompt_tokens = estimate_tokens(prompt)
-    completion_tokens = len(words)
+    completion_tokens = len(words) * choices
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
