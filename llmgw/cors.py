@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 _EXPOSED = (
-    "X-Request-ID, X-Cache, Age, X-LLMGW-Provider, X-LLMGW-Model, X-LLMGW-Attempts, "
+    "X-Request-ID, request-id, X-Cache, Age, X-LLMGW-Provider, X-LLMGW-Model, X-LLMGW-Attempts, "
     "Retry-After, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
     "x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, "
     "x-ratelimit-reset-tokens"

@@ -98,6 +98,8 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
         return
     headers = response.headers
     headers["X-Request-ID"] = ctx.request_id
+    if ctx.surface == "anthropic":  # Anthropic's name for it; its SDK reads _request_id here
+        headers["request-id"] = ctx.request_id
     cors.apply(request, response, _origins(request))
     if ctx.provider is not None:
         headers["X-LLMGW-Provider"] = ctx.provider
