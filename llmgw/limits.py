@@ -44,7 +44,8 @@ from .errors import RateLimited
 from .limits_memory import Count, MemoryCounters, Scope
 from .metrics import Metrics
 from .providers import Call
-from .usage import Spend, estimate_prompt_tokens
+from .providers.base import estimate_prompt_tokens
+from .usage import Spend
 
 if TYPE_CHECKING:
     from .limits_redis import RedisCounters

@@ -32,7 +32,7 @@ from .config.schema import Price
 from .context import RequestContext
 from .metrics import Metrics
 from .providers import Call
-from .providers.base import CHARS_PER_TOKEN, tokens_for_chars
+from .providers.base import estimate_prompt_tokens, text_length, tokens_for_chars
 
 NANO = 1_000_000_000
 
@@ -77,19 +77,6 @@ DEFAULT_PRICES: Mapping[str, tuple[float, float]] = {
 }
 
 _VERSION_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
-
-
-def estimate_prompt_tokens(call: Call) -> int:
-    """The prompt's tokens, estimated from its text (at least 1)."""
-    body = call.body
-    chars = _text_length(body.get("system")) + _text_length(body.get("prompt"))
-    chars += _text_length(body.get("input"))
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in messages:
-            if isinstance(message, dict):
-                chars += _text_length(message.get("content"))
-    return max(1, tokens_for_chars(chars))
 
 
 def estimate_completion_tokens(ctx: RequestContext, response: web.StreamResponse | None) -> int:
@@ -261,23 +248,6 @@ def _tally(tallies: dict[str, Tally], name: str) -> Tally:
     return tally
 
 
-def _text_length(value: object) -> int:
-    """Characters of text in a message content, prompt or input (strings or parts)."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):
-        total = 0
-        for part in value:
-            if isinstance(part, str):
-                total += len(part)
-            elif isinstance(part, dict):
-                total += _text_length(part.get("text"))
-            elif isinstance(part, int):  # token ids
-                total += CHARS_PER_TOKEN
-        return total
-    return 0
-
-
 def _answer_length(body: bytes) -> int:
     """Characters of answer text in a JSON response (OpenAI or Anthropic shape)."""
     try:
@@ -286,7 +256,7 @@ def _answer_length(body: bytes) -> int:
         return len(body)
     if not isinstance(parsed, dict):
         return 0
-    total = _text_length(parsed.get("content"))  # Anthropic: content blocks
+    total = text_length(parsed.get("content"))  # Anthropic: content blocks
     choices = parsed.get("choices")
     if isinstance(choices, list):
         for choice in choices:
@@ -294,6 +264,6 @@ def _answer_length(body: bytes) -> int:
                 continue
             message = choice.get("message")
             if isinstance(message, dict):
-                total += _text_length(message.get("content"))
-            total += _text_length(choice.get("text"))
+                total += text_length(message.get("content"))
+            total += text_length(choice.get("text"))
     return total

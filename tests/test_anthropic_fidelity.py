@@ -6,12 +6,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import anthropic
 import orjson
 import pytest
 
 from tests.conftest import PROVIDER_KEY
-from tests.fakes import reply_json
-from tests.provider_fakes import FakeAnthropic, openai_chunks, reply_sse, serve
+from tests.fakes import FakeOpenAI, reply_json
+from tests.provider_fakes import (
+    FakeAnthropic,
+    anthropic_client,
+    anthropic_events,
+    openai_chunks,
+    reply_sse,
+    serve,
+)
 
 NOW = {"type": "function", "function": {"name": "get_time"}}  # a tool that takes nothing
 WEATHER = {
@@ -281,3 +289,101 @@ async def test_system_without_cache_control_stays_one_string(
         ],
     )
     assert claude.seen[0].body["system"] == "Be terse.\n\nUse French."
+
+
+# The anthropic SDK on /v1/messages, served by an OpenAI provider ----------------------
+
+QUESTION = "Summarise this: " + "lorem ipsum " * 40  # 496 characters: about 124 tokens
+
+
+def gpt_config(url: str) -> str:
+    return f"""
+providers:
+  gpt:
+    type: openai
+    base_url: {url}
+    api_key: {PROVIDER_KEY}
+    models: [gpt-4o-mini]
+    max_retries: 0
+"""
+
+
+async def test_stream_starts_with_the_prompt_estimate_and_ends_with_the_real_usage(
+    fake: FakeOpenAI, gateway: Any
+) -> None:
+    gw = await gateway(gpt_config(fake.url))
+    request: Any = {
+        "model": "gpt-4o-mini",
+        "max_tokens": 100,
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": QUESTION}],
+    }
+    async with anthropic_client(gw) as client:
+        async with client.messages.with_streaming_response.create(
+            **request, stream=True
+        ) as response:
+            events = anthropic_events(b"".join([part async for part in response.iter_bytes()]))
+        async with client.messages.stream(**request) as stream:
+            final = await stream.get_final_message()
+    first = events[0]["message"]
+    estimate = (len("Be brief.") + len(QUESTION) + 3) // 4
+    assert first["usage"] == {"input_tokens": estimate, "output_tokens": 0}
+    assert events[-2]["usage"] == {"input_tokens": 9, "output_tokens": 3}  # the provider's
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (9, 3)
+    assert first["id"] == final.id == "msg_fake123"
+
+
+async def test_message_ids_request_ids_and_errors_look_like_anthropic(
+    fake: FakeOpenAI, gateway: Any
+) -> None:
+    gw = await gateway(gpt_config(fake.url))
+    async with anthropic_client(gw) as client:
+        raw = await client.messages.with_raw_response.create(
+            model="gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
+        )
+        message = await raw.parse()
+        with pytest.raises(anthropic.NotFoundError) as refused:
+            await client.messages.create(
+                model="no-such-model", max_tokens=5, messages=[{"role": "user", "content": "Hi"}]
+            )
+    assert message.id == "msg_fake123"  # the provider's chatcmpl-fake123
+    assert message._request_id == raw.headers["X-Request-ID"]
+    assert refused.value.request_id == refused.value.response.headers["X-Request-ID"]
+    assert refused.value.request_id
+
+
+async def test_openai_clients_get_no_anthropic_request_id_header(
+    fake: FakeOpenAI, gateway: Any, sdk: Any
+) -> None:
+    gw = await gateway(gpt_config(fake.url))
+    raw = await sdk(gw).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert raw.headers["X-Request-ID"] and "request-id" not in raw.headers
+
+
+@pytest.mark.parametrize(
+    ("thinking", "effort"),
+    [
+        ({"type": "enabled", "budget_tokens": 1024}, "low"),
+        ({"type": "enabled", "budget_tokens": 2048}, "low"),
+        ({"type": "enabled", "budget_tokens": 2049}, "medium"),
+        ({"type": "enabled", "budget_tokens": 8192}, "medium"),
+        ({"type": "enabled", "budget_tokens": 16000}, "high"),
+        ({"type": "disabled"}, None),
+        ({"type": "adaptive"}, None),
+    ],
+)
+async def test_thinking_budget_becomes_reasoning_effort(
+    fake: FakeOpenAI, gateway: Any, thinking: dict[str, Any], effort: str | None
+) -> None:
+    gw = await gateway(gpt_config(fake.url))
+    async with anthropic_client(gw) as client:
+        await client.messages.create(
+            model="gpt-4o-mini",
+            max_tokens=20000,
+            thinking=thinking,  # type: ignore[arg-type]
+            messages=[{"role": "user", "content": "Think."}],
+        )
+    assert fake.seen[0].body.get("reasoning_effort") == effort
+    assert "thinking" not in fake.seen[0].body

@@ -163,7 +163,7 @@ def test_streamed_messages_ask_the_openai_provider_for_usage() -> None:
 def test_openai_completion_becomes_an_anthropic_message() -> None:
     out = OPENAI.response(messages(), "upstream-model", fixture("openai/chat_tool_calls.json"))
     message = Message.model_validate_json(out)
-    assert message.id == "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT"
+    assert message.id == "msg_B9MBs8CjcvOU2jLn4n570S5qMJKcT"  # from chatcmpl-B9MBs8...
     assert message.model == "gpt-4o-2024-08-06"
     assert message.stop_reason == "tool_use"
     assert [block.type for block in message.content] == ["text", "tool_use"]

@@ -73,6 +73,7 @@ def chat_request(body: dict[str, Any]) -> dict[str, Any]:
     if tools:
         out["tools"] = [_function(tool) for tool in tools]
     out.update(_tool_choice(oa.obj(body.get("tool_choice"))))
+    out.update(_reasoning(oa.obj(body.get("thinking"))))
     user = oa.obj(body.get("metadata")).get("user_id")
     if isinstance(user, str):
         out["user"] = user
@@ -161,6 +162,17 @@ def _tool_choice(choice: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _reasoning(thinking: dict[str, Any]) -> dict[str, Any]:
+    """Extended thinking with a budget as OpenAI's ``reasoning_effort``: up to 2048 tokens
+    low, up to 8192 medium, more high. Other settings (disabled, adaptive) are dropped:
+    the provider's default applies."""
+    budget = oa.count(thinking.get("budget_tokens"))
+    if thinking.get("type") != "enabled" or budget <= 0:
+        return {}
+    effort = "low" if budget <= 2048 else "medium" if budget <= 8192 else "high"
+    return {"reasoning_effort": effort}
+
+
 # OpenAI answers → Anthropic answers ------------------------------------------------
 
 
@@ -190,7 +202,7 @@ def message(body: bytes, model: str) -> bytes:
     finish = first[0].get("finish_reason") if first else None
     return orjson.dumps(
         {
-            "id": str(data.get("id") or "msg_llmgw"),
+            "id": message_id(data.get("id")),
             "type": "message",
             "role": "assistant",
             "model": str(data.get("model") or model),
@@ -200,6 +212,12 @@ def message(body: bytes, model: str) -> bytes:
             "usage": _usage(oa.obj(data.get("usage"))),
         }
     )
+
+
+def message_id(ident: object) -> str:
+    """An Anthropic message id (``msg_…``), made from the OpenAI answer's own."""
+    text = str(ident or "")
+    return text if text.startswith("msg_") else "msg_" + (text.removeprefix("chatcmpl-") or "llmgw")
 
 
 def _usage(usage: dict[str, Any]) -> dict[str, int]:
@@ -236,8 +254,11 @@ class MessagesStream:
     the provider's own events.
     """
 
-    def __init__(self, model: str, inner: StreamTranslator | None = None) -> None:
+    def __init__(
+        self, model: str, inner: StreamTranslator | None = None, prompt_estimate: int = 0
+    ) -> None:
         self.usage = Usage()
+        self._estimate = prompt_estimate  # message_start's input_tokens, before the real count
         self.error: str | None = None
         self.done = False
         self._inner = inner
@@ -303,14 +324,16 @@ class MessagesStream:
             return b""
         self._started = True
         message: dict[str, Any] = {
-            "id": str(data.get("id") or "msg_llmgw"),
+            "id": message_id(data.get("id")),
             "type": "message",
             "role": "assistant",
             "model": str(data.get("model") or self._model),
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            # The real count comes at the end, in message_delta; SDKs that read it only
+            # here (the 0.x line) keep the estimate.
+            "usage": {"input_tokens": self._estimate, "output_tokens": 0},
         }
         return _event("message_start", message=message)
 

@@ -78,6 +78,36 @@ def estimate_tokens(text: str) -> int:
     return max(1, tokens_for_chars(len(text))) if text else 0
 
 
+def estimate_prompt_tokens(call: Call) -> int:
+    """The prompt's tokens, estimated from its text (at least 1)."""
+    body = call.body
+    chars = text_length(body.get("system")) + text_length(body.get("prompt"))
+    chars += text_length(body.get("input"))
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict):
+                chars += text_length(message.get("content"))
+    return max(1, tokens_for_chars(chars))
+
+
+def text_length(value: object) -> int:
+    """Characters of text in a message content, prompt or input (strings or parts)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        total = 0
+        for part in value:
+            if isinstance(part, str):
+                total += len(part)
+            elif isinstance(part, dict):
+                total += text_length(part.get("text"))
+            elif isinstance(part, int):  # token ids
+                total += CHARS_PER_TOKEN
+        return total
+    return 0
+
+
 class Unsupported(Exception):
     """This provider type cannot serve this endpoint."""
 
@@ -179,7 +209,8 @@ class Adapter:
         if call.endpoint == "messages":
             from .anthropic_reverse import MessagesStream, chat_call
 
-            return MessagesStream(model, inner=self.stream(chat_call(call), model))
+            inner = self.stream(chat_call(call), model)
+            return MessagesStream(model, inner, prompt_estimate=estimate_prompt_tokens(call))
         return None
 
     def stream_error(self, event: Event) -> str | None:
