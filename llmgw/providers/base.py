@@ -79,7 +79,13 @@ def estimate_tokens(text: str) -> int:
 
 
 class Unsupported(Exception):
-    """This provider type cannot serve this endpoint."""
+    """This provider type cannot serve this request: its endpoint, or ``param`` (a
+    request parameter such as ``n``, or a content part such as
+    ``messages[0].content[1]``). The message is the gateway's own words."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class StreamTranslator(Protocol):
