@@ -128,6 +128,7 @@ async def _attempt(
                 status = adapter.failure_status(upstream.status)
                 raise _status_failure(status, upstream.headers, await _body(upstream))
             ctx.provider, ctx.upstream_model = provider.name, target.model
+            ctx.dropped = upstream_request.dropped
             if relay.is_event_stream(upstream):
                 translator = adapter.stream(call, target.model)
                 if translator is None:

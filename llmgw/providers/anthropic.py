@@ -19,7 +19,9 @@ import orjson
 
 from ..config import AnthropicProvider, ProviderConfig
 from ..sse import Decoder, Event
+from . import anthropic_options as options
 from . import openai_chat as oa
+from . import params
 from .anthropic_reverse import content_blocks
 from .base import Adapter, Call, Endpoint, StreamTranslator, Unsupported, UpstreamRequest, Usage
 
@@ -49,15 +51,20 @@ class AnthropicAdapter(Adapter):
     def request(self, call: Call, model: str, provider: ProviderConfig) -> UpstreamRequest:
         if call.endpoint not in self.endpoints:
             raise Unsupported(f"{self.type} providers do not serve {call.endpoint}")
+        dropped: tuple[str, ...] = ()
         if call.endpoint == "messages":
             body = call.body_for(model)
         else:
             default_max = DEFAULT_MAX_TOKENS
             if isinstance(provider, AnthropicProvider):
                 default_max = provider.default_max_tokens
-            body = orjson.dumps(messages_request(call.body, model, default_max))
+            dropped = params.sort(call.body, "anthropic")
+            out = messages_request(call.body, model, default_max)
+            dropped += options.apply(call.body, out)
+            body = orjson.dumps(out)
         base = (provider.base_url or self.default_base_url).removesuffix("/v1")
-        return UpstreamRequest("POST", base + "/v1/messages", _headers(call, provider), body)
+        headers = _headers(call, provider)
+        return UpstreamRequest("POST", base + "/v1/messages", headers, body, dropped=dropped)
 
     def passes_through(self, call: Call) -> bool:
         return call.endpoint == "messages"
@@ -70,7 +77,8 @@ class AnthropicAdapter(Adapter):
     ) -> bytes:
         if call.endpoint == "messages":
             return body
-        return chat_completion(oa.load(body) if parsed is None else parsed, model)
+        message = oa.load(body) if parsed is None else parsed
+        return chat_completion(options.answer_message(call.body, message), model)
 
     def error_body(self, call: Call, status: int, body: bytes) -> bytes:
         if call.endpoint == "messages":
@@ -80,7 +88,9 @@ class AnthropicAdapter(Adapter):
         return orjson.dumps(oa.error(message, str(error.get("type") or oa.error_type(status))))
 
     def stream(self, call: Call, model: str) -> StreamTranslator | None:
-        return MessagesRelay() if call.endpoint == "messages" else ChatStream(call, model)
+        if call.endpoint == "messages":
+            return MessagesRelay()
+        return options.answer_stream(call.body, ChatStream(call, model))
 
     def usage_of(self, parsed: Mapping[str, Any]) -> Usage:
         return read_usage(oa.obj(parsed.get("usage")), Usage())
@@ -120,9 +130,8 @@ def read_usage(usage: dict[str, Any], known: Usage) -> Usage:
 
 
 def messages_request(body: dict[str, Any], model: str, default_max: int) -> dict[str, Any]:
-    n = body.get("n")
-    if isinstance(n, int) and n > 1:
-        raise Unsupported("anthropic providers answer with one choice only (n > 1)")
+    """The Messages request for ``body``; its structured output and thinking are added
+    by ``anthropic_options.apply`` and its parameters sorted by ``params.sort``."""
     system, turns = _turns(oa.items(body.get("messages")))
     limit = oa.max_tokens(body)
     out: dict[str, Any] = {"model": model, "messages": turns, "max_tokens": limit or default_max}
@@ -137,8 +146,9 @@ def messages_request(body: dict[str, Any], model: str, default_max: int) -> dict
         out["tools"] = [_tool(function) for function in tools]
         if choice := _tool_choice(body):
             out["tool_choice"] = choice
-    if isinstance(body.get("user"), str):
-        out["metadata"] = {"user_id": body["user"]}
+    user = body.get("safety_identifier") or body.get("user")
+    if isinstance(user, str):
+        out["metadata"] = {"user_id": user}
     if body.get("stream") is True:
         out["stream"] = True
     return out
@@ -147,7 +157,7 @@ def messages_request(body: dict[str, Any], model: str, default_max: int) -> dict
 def _turns(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     system: list[str] = []
     turns: list[dict[str, Any]] = []
-    for message in messages:
+    for at, message in enumerate(messages):
         role = message.get("role")
         if role in ("system", "developer"):
             system.append(oa.text_of(message.get("content")))
@@ -156,7 +166,9 @@ def _turns(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
         elif role == "tool":
             _append(turns, "user", [_tool_result(message)])
         elif role == "user":
-            _append(turns, "user", [_user_block(p) for p in oa.parts_of(message.get("content"))])
+            parts = enumerate(oa.parts_of(message.get("content")))
+            blocks = [_user_block(p, f"messages[{at}].content[{n}]") for n, p in parts]
+            _append(turns, "user", blocks)
     return "\n\n".join(s for s in system if s), turns
 
 
@@ -168,7 +180,7 @@ def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]
         turns.append({"role": role, "content": blocks})
 
 
-def _user_block(part: dict[str, Any]) -> dict[str, Any]:
+def _user_block(part: dict[str, Any], where: str) -> dict[str, Any]:
     kind = part.get("type")
     if kind == "text":
         return {"type": "text", "text": str(part.get("text") or "")}
@@ -185,7 +197,7 @@ def _user_block(part: dict[str, Any]) -> dict[str, Any]:
             mime, data = inline
             source = {"type": "base64", "media_type": mime, "data": data}
             return {"type": "document", "source": source}
-    raise Unsupported(f"anthropic providers do not take '{kind}' content parts")
+    raise Unsupported(f"anthropic providers do not support '{kind}' content parts", param=where)
 
 
 def _tool_result(message: dict[str, Any]) -> dict[str, Any]:

@@ -58,6 +58,8 @@ class UpstreamRequest:
     headers: Mapping[str, str]
     body: bytes
     local: bool = False  # answered in-process by a built-in provider, no network
+    # The client's request parameters this translation left out (X-LLMGW-Dropped-Params).
+    dropped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
