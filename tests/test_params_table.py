@@ -114,6 +114,7 @@ def test_defaults_and_nulls_ask_for_nothing() -> None:
 def _answer_stream(partials: list[str]) -> bytes:
     """An Anthropic stream whose one block is a call of the answer tool ``Event``."""
     head = fixture("anthropic/stream_tool_use.sse").split(b"\n\n")[0] + b"\n\n"
+    head = head.replace(b',"message":', b',\ndata: "message":')  # one event, two data lines
 
     def event(kind: str, **data: Any) -> bytes:
         return f"event: {kind}\ndata: ".encode() + orjson.dumps({"type": kind, **data}) + b"\n\n"
@@ -155,3 +156,4 @@ def test_the_answer_tools_stream_becomes_content(size: int, partials: list[str],
     assert out["finish"] == "stop"
     assert translator is not None and translator.done
     assert translator.usage.completion_tokens == 9
+    assert translator.usage.prompt_tokens == 472

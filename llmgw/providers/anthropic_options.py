@@ -210,8 +210,10 @@ class AnswerStream:
             delta = oa.obj(data.get("delta"))
             if delta.get("stop_reason") == "tool_use":
                 data = {**data, "delta": {**delta, "stop_reason": "end_turn"}}
-        else:
-            return encode(event.data, event.event)
+        else:  # unchanged; data lines joined by the decoder are split again
+            lines = event.data.split(b"\n")
+            head = b"" if event.event is None else b"event: " + event.event.encode() + b"\n"
+            return head + b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
         return self._encode(event, data)
 
     @staticmethod
