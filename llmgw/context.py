@@ -17,6 +17,7 @@ class RequestContext:
     model_label: str = "other"
     provider: str | None = None
     upstream_model: str | None = None
+    dropped: tuple[str, ...] = ()  # request parameters the provider's translation left out
     status: int = 0
     cache: str | None = None
     attempts: int = 0

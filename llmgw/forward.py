@@ -105,7 +105,7 @@ async def _attempt(
     try:
         upstream_request = provider.adapter.request(call, target.model, provider.config)
     except Unsupported as exc:
-        raise AttemptFailure("unsupported", str(exc)) from None
+        raise AttemptFailure("unsupported", str(exc), param=exc.param) from None
     state = provider.state
     slots = state.semaphore(provider.config.max_concurrency)
     if slots is not None:
@@ -128,6 +128,7 @@ async def _attempt(
                 status = adapter.failure_status(upstream.status)
                 raise _status_failure(status, upstream.headers, await _body(upstream))
             ctx.provider, ctx.upstream_model = provider.name, target.model
+            ctx.dropped = upstream_request.dropped
             if relay.is_event_stream(upstream):
                 translator = adapter.stream(call, target.model)
                 if translator is None:
@@ -219,6 +220,12 @@ def _final_error(
         reasons = "; ".join(skipped) or "no targets"
         return NoProviderAvailable(f"No provider can serve '{call.model}' right now ({reasons})")
     if all(f.kind == "unsupported" for _, f in failures):
+        named = next((f for _, f in failures if f.param), None)
+        if named is not None:  # a parameter or content part, not the endpoint
+            return InvalidRequest(
+                f"The model '{call.model}' cannot serve this request: {named.message}",
+                param=named.param,
+            )
         return InvalidRequest(
             f"The model '{call.model}' cannot serve {call.endpoint} requests", param="model"
         )

@@ -107,6 +107,8 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
         headers["X-LLMGW-Model"] = ctx.upstream_model
     if ctx.attempts:
         headers["X-LLMGW-Attempts"] = str(ctx.attempts)
+    if ctx.dropped:
+        headers["X-LLMGW-Dropped-Params"] = ", ".join(ctx.dropped)
     if ctx.cache is not None:
         headers["X-Cache"] = ctx.cache
     if ctx.ratelimit is not None:

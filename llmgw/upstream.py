@@ -35,7 +35,8 @@ class AttemptFailure(Exception):
 
     ``kind`` is ``connect_error``, ``timeout``, ``status`` (an HTTP error status in
     ``status``), ``stream_error`` (an error event or a broken stream) or
-    ``unsupported`` (this provider cannot serve the endpoint).
+    ``unsupported`` (this provider cannot serve the endpoint, or the request's
+    ``param``).
     """
 
     def __init__(
@@ -47,8 +48,10 @@ class AttemptFailure(Exception):
         retry_after: float | None = None,
         body: bytes = b"",
         content_type: str = "application/json",
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.param = param
         self.kind = kind
         self.message = message
         self.status = status

@@ -19,7 +19,9 @@ import orjson
 
 from ..config import AnthropicProvider, ProviderConfig
 from ..sse import Decoder, Event
+from . import anthropic_options as options
 from . import openai_chat as oa
+from . import params
 from .anthropic_prompt_cache import cache_mark, mark_tools, system_blocks
 from .anthropic_reverse import content_blocks
 from .base import Adapter, Call, Endpoint, StreamTranslator, Unsupported, UpstreamRequest, Usage
@@ -50,15 +52,20 @@ class AnthropicAdapter(Adapter):
     def request(self, call: Call, model: str, provider: ProviderConfig) -> UpstreamRequest:
         if call.endpoint not in self.endpoints:
             raise Unsupported(f"{self.type} providers do not serve {call.endpoint}")
+        dropped: tuple[str, ...] = ()
         if call.endpoint == "messages":
             body = call.body_for(model)
         else:
             default_max = DEFAULT_MAX_TOKENS
             if isinstance(provider, AnthropicProvider):
                 default_max = provider.default_max_tokens
-            body = orjson.dumps(messages_request(call.body, model, default_max))
+            dropped = params.sort(call.body, "anthropic")
+            out = messages_request(call.body, model, default_max)
+            dropped += options.apply(call.body, out)
+            body = orjson.dumps(out)
         base = (provider.base_url or self.default_base_url).removesuffix("/v1")
-        return UpstreamRequest("POST", base + "/v1/messages", _headers(call, provider), body)
+        headers = _headers(call, provider)
+        return UpstreamRequest("POST", base + "/v1/messages", headers, body, dropped=dropped)
 
     def passes_through(self, call: Call) -> bool:
         return call.endpoint == "messages"
@@ -71,7 +78,8 @@ class AnthropicAdapter(Adapter):
     ) -> bytes:
         if call.endpoint == "messages":
             return body
-        return chat_completion(oa.load(body) if parsed is None else parsed, model)
+        message = oa.load(body) if parsed is None else parsed
+        return chat_completion(options.answer_message(call.body, message), model)
 
     def error_body(self, call: Call, status: int, body: bytes) -> bytes:
         if call.endpoint == "messages":
@@ -81,7 +89,9 @@ class AnthropicAdapter(Adapter):
         return orjson.dumps(oa.error(message, str(error.get("type") or oa.error_type(status))))
 
     def stream(self, call: Call, model: str) -> StreamTranslator | None:
-        return MessagesRelay() if call.endpoint == "messages" else ChatStream(call, model)
+        if call.endpoint == "messages":
+            return MessagesRelay()
+        return options.answer_stream(call.body, ChatStream(call, model))
 
     def usage_of(self, parsed: Mapping[str, Any]) -> Usage:
         return read_usage(oa.obj(parsed.get("usage")), Usage())
@@ -121,9 +131,8 @@ def read_usage(usage: dict[str, Any], known: Usage) -> Usage:
 
 
 def messages_request(body: dict[str, Any], model: str, default_max: int) -> dict[str, Any]:
-    n = body.get("n")
-    if isinstance(n, int) and n > 1:
-        raise Unsupported("anthropic providers answer with one choice only (n > 1)")
+    """The Messages request for ``body``; its structured output and thinking are added
+    by ``anthropic_options.apply`` and its parameters sorted by ``params.sort``."""
     system, turns = _turns(oa.items(body.get("messages")))
     limit = oa.max_tokens(body)
     out: dict[str, Any] = {"model": model, "messages": turns, "max_tokens": limit or default_max}
@@ -139,8 +148,9 @@ def messages_request(body: dict[str, Any], model: str, default_max: int) -> dict
         mark_tools(out["tools"], body)
         if choice := _tool_choice(body):
             out["tool_choice"] = choice
-    if isinstance(body.get("user"), str):
-        out["metadata"] = {"user_id": body["user"]}
+    user = body.get("safety_identifier") or body.get("user")
+    if isinstance(user, str):
+        out["metadata"] = {"user_id": user}
     if body.get("stream") is True:
         out["stream"] = True
     return out
@@ -151,7 +161,7 @@ def _turns(
 ) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
-    for message in messages:
+    for at, message in enumerate(messages):
         role = message.get("role")
         if role in ("system", "developer"):
             system.extend(system_blocks(message.get("content")))
@@ -160,8 +170,11 @@ def _turns(
         elif role == "tool":
             _append(turns, "user", [_tool_result(message)])
         elif role == "user":
-            parts = oa.parts_of(message.get("content"))
-            _append(turns, "user", [cache_mark(_user_block(p), p) for p in parts])
+            parts = enumerate(oa.parts_of(message.get("content")))
+            blocks = [
+                cache_mark(_user_block(p, f"messages[{at}].content[{n}]"), p) for n, p in parts
+            ]
+            _append(turns, "user", blocks)
     if any("cache_control" in block for block in system):
         return system, turns
     return "\n\n".join(block["text"] for block in system), turns
@@ -175,7 +188,7 @@ def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]
         turns.append({"role": role, "content": blocks})
 
 
-def _user_block(part: dict[str, Any]) -> dict[str, Any]:
+def _user_block(part: dict[str, Any], where: str) -> dict[str, Any]:
     kind = part.get("type")
     if kind == "text":
         return {"type": "text", "text": str(part.get("text") or "")}
@@ -192,7 +205,7 @@ def _user_block(part: dict[str, Any]) -> dict[str, Any]:
             mime, data = inline
             source = {"type": "base64", "media_type": mime, "data": data}
             return {"type": "document", "source": source}
-    raise Unsupported(f"anthropic providers do not take '{kind}' content parts")
+    raise Unsupported(f"anthropic providers do not support '{kind}' content parts", param=where)
 
 
 def _tool_result(message: dict[str, Any]) -> dict[str, Any]:

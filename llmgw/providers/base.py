@@ -58,6 +58,8 @@ class UpstreamRequest:
     headers: Mapping[str, str]
     body: bytes
     local: bool = False  # answered in-process by a built-in provider, no network
+    # The client's request parameters this translation left out (X-LLMGW-Dropped-Params).
+    dropped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,13 @@ def text_length(value: object) -> int:
 
 
 class Unsupported(Exception):
-    """This provider type cannot serve this endpoint."""
+    """This provider type cannot serve this request: its endpoint, or ``param`` (a
+    request parameter such as ``n``, or a content part such as
+    ``messages[0].content[1]``). The message is the gateway's own words."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class StreamTranslator(Protocol):

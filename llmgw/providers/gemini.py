@@ -23,6 +23,7 @@ import orjson
 from ..config import ProviderConfig
 from ..sse import Decoder, Event
 from . import openai_chat as oa
+from . import params
 from .base import (
     Adapter,
     Call,
@@ -59,6 +60,9 @@ class GeminiAdapter(Adapter):
         if call.endpoint not in self.endpoints:
             raise Unsupported(f"{self.type} providers do not serve {call.endpoint}")
         name = model.removeprefix("models/")
+        dropped: tuple[str, ...] = ()
+        if call.endpoint == "chat":
+            dropped = params.sort(call.body, "gemini")
         if call.endpoint == "embeddings":
             action, body = "batchEmbedContents", embed_request(call.body, name)
         elif call.stream:
@@ -70,7 +74,7 @@ class GeminiAdapter(Adapter):
             headers["x-goog-api-key"] = provider.api_key
         # Quoted: a client's model name must not reach another path or add a query.
         url = f"{provider.base_url or self.default_base_url}/models/{quote(name, safe='')}:{action}"
-        return UpstreamRequest("POST", url, headers, orjson.dumps(body))
+        return UpstreamRequest("POST", url, headers, orjson.dumps(body), dropped=dropped)
 
     def passes_through(self, call: Call) -> bool:
         return False

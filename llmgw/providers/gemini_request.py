@@ -22,6 +22,11 @@ _CONFIG = MappingProxyType(
     }
 )
 _AUDIO = MappingProxyType({"wav": "audio/wav", "mp3": "audio/mp3"})
+# reasoning_effort → thinkingConfig.thinkingBudget: Google's own OpenAI-compatible
+# endpoint uses 1K / 8K / 24K for low / medium / high and 0 (no thinking) for none.
+BUDGETS = MappingProxyType(
+    {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 24576}
+)
 
 
 # OpenAI request → Gemini request ---------------------------------------------------
@@ -45,7 +50,7 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str,
     system: list[str] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id → function name, for the tool results
-    for message in messages:
+    for at, message in enumerate(messages):
         role = message.get("role")
         if role in ("system", "developer"):
             system.append(oa.text_of(message.get("content")))
@@ -55,7 +60,8 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str,
             ident = str(message.get("tool_call_id") or "")
             _append(contents, "user", [_function_response(message, names.get(ident))])
         elif role == "user":
-            _append(contents, "user", [_part(p) for p in oa.parts_of(message.get("content"))])
+            parts = enumerate(oa.parts_of(message.get("content")))
+            _append(contents, "user", [_part(p, f"messages[{at}].content[{n}]") for n, p in parts])
     return [s for s in system if s], contents
 
 
@@ -68,7 +74,7 @@ def _append(contents: list[dict[str, Any]], role: str, parts: list[dict[str, Any
         contents.append({"role": role, "parts": parts})
 
 
-def _part(part: dict[str, Any]) -> dict[str, Any]:
+def _part(part: dict[str, Any], where: str) -> dict[str, Any]:
     kind = part.get("type")
     if kind == "text":
         return {"text": str(part.get("text") or "")}
@@ -87,7 +93,7 @@ def _part(part: dict[str, Any]) -> dict[str, Any]:
         inline = oa.parse_data_url(str(oa.obj(part.get("file")).get("file_data") or ""))
         if inline is not None:
             return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
-    raise Unsupported(f"gemini providers do not take '{kind}' content parts")
+    raise Unsupported(f"gemini providers do not support '{kind}' content parts", param=where)
 
 
 def _model_parts(message: dict[str, Any], names: dict[str, str]) -> list[dict[str, Any]]:
@@ -124,8 +130,21 @@ def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
         config["responseMimeType"] = "application/json"
         schema = oa.obj(response_format.get("json_schema")).get("schema")
         if isinstance(schema, dict):
-            config["responseJsonSchema"] = schema
+            config["responseJsonSchema"] = schema  # full JSON Schema; responseSchema is a subset
+    if (thinking := _thinking(body.get("reasoning_effort"))) is not None:
+        config["thinkingConfig"] = thinking
     return config
+
+
+def _thinking(effort: object) -> dict[str, Any] | None:
+    if effort is None:
+        return None
+    if not isinstance(effort, str) or effort not in BUDGETS:
+        raise Unsupported(
+            f"gemini providers do not support reasoning_effort {effort!r}",
+            param="reasoning_effort",
+        )
+    return {"thinkingBudget": BUDGETS[effort]}
 
 
 def _declaration(function: dict[str, Any]) -> dict[str, Any]:
