@@ -73,6 +73,7 @@ async def _upstream_pool(app: web.Application) -> AsyncIterator[None]:
     """The one connection pool of the process: keep-alive, closed at shutdown."""
     pool = Pool(user_agent=f"llmgw/{__version__}", max_body=MAX_RESPONSE_BYTES)
     app[POOL] = pool
+    app[METRICS].connections.source = pool.figures
     yield
     await pool.close()
 

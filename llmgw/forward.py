@@ -197,7 +197,8 @@ def _record_failure(
     state.last_error = failure.outcome
     state.breaker.failure(threshold)
     _show_circuit(metrics, provider)
-    log.warning("upstream attempt failed: %s: %s", provider.name, failure.message)
+    detail = f" ({failure.detail})" if failure.detail else ""
+    log.warning("upstream attempt failed: %s: %s%s", provider.name, failure.message, detail)
 
 
 def _record_success(metrics: Metrics, provider: Provider) -> None:

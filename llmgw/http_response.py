@@ -1,59 +1,71 @@
-"""A provider's response as the HTTP/1.1 client hands it over, and the client's errors.
+"""A provider's response as the HTTP/1.1 client hands it over.
 
 ``Response`` is the httptools parser's callback target while the body arrives, and the
 reader's side: ``read()`` for the whole body, ``chunks()`` for pieces as they come.
-The connection and its pool (``http_client``) feed it and take the connection back.
+The connection and its pool (``http_client``) feed it and take the connection back;
+what it needs of them is written down as ``Carrier`` and ``Owner``, so this module
+imports neither (the errors are ``http_errors``).
+
+The head is bounded: ``MAX_HEAD`` bytes received without the head's end fail the
+response with ``HeadTooLarge`` (aiohttp bounds each line at 8190 bytes and the
+fields' count; one bound on the whole is what matters for memory).
+
+A body the server compressed although ``Accept-Encoding: identity`` was asked for
+(``gzip``, ``x-gzip``, ``deflate``) is decoded as it arrives with ``zlib``, so that
+what is relayed is what the adapter parses; the decoded size counts against
+``max_body`` whether read whole or in chunks (a small gzip body can decode to
+gigabytes), and a cut or corrupt stream is ``BadResponse``. Any other coding (``br``,
+``zstd``) fails the attempt with ``BadResponse``: nothing llmgw could relay or parse.
+aiohttp decodes by default too, httpx does as well; both leave a decoded stream
+unbounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
+import zlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from multidict import CIMultiDict
 
-if TYPE_CHECKING:
-    from .http_client import Connection, Pool
+from . import http_tls
+from .http_errors import (
+    BadResponse,
+    BodyTooLarge,
+    ConnectReset,
+    Disconnected,
+    HeadTimeout,
+    HttpError,
+    NoResponse,
+    ReadTimeout,
+)
 
 HIGH_WATER = 256 * 1024  # bytes a slow reader may leave queued before reading pauses
+MAX_HEAD = 64 * 1024  # bytes of a response's head (status line and fields)
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
-class HttpError(Exception):
-    """A request failed below HTTP semantics."""
+class Carrier(Protocol):
+    """The connection a response arrives on (``http_client.Connection``)."""
+
+    transport: asyncio.Transport
+    closed: bool
+    response: Any
+    parser: Any
+
+    def close(self) -> None: ...
 
 
-class ConnectError(HttpError):
-    """No connection could be opened."""
+class Owner(Protocol):
+    """The pool a connection goes back to (``http_client.Pool``)."""
 
+    loop: asyncio.AbstractEventLoop
+    max_body: int
 
-class NoResponse(HttpError):
-    """The connection closed, broke or carried no HTTP/1.1 before the response's head."""
-
-
-class Disconnected(HttpError):
-    """The connection closed or broke after the head, before the body was whole."""
-
-
-class BadResponse(HttpError):
-    """The body's framing was not HTTP/1.1 (a broken chunk, say)."""
-
-
-class InvalidRequest(HttpError):
-    """The request cannot be written: a header holds a line break."""
-
-
-class BodyTooLarge(HttpError):
-    """A body read whole went over the pool's ``max_body``."""
-
-
-class ReadTimeout(HttpError, TimeoutError):
-    """No byte of the body arrived within the read timeout."""
-
-
-class HeadTimeout(HttpError, TimeoutError):
-    """The connection and the response's head took longer than the head timeout."""
+    def release(self, conn: Any) -> None: ...
 
 
 class Response:
@@ -63,7 +75,10 @@ class Response:
 
     __slots__ = (
         "_conn",
+        "_decoded",
+        "_decoder",
         "_error",
+        "_framed",
         "_interval",
         "_keep_alive",
         "_max_body",
@@ -78,13 +93,14 @@ class Response:
         "_watchdog",
         "_whole",
         "complete",
+        "head_bytes",
         "head_ready",
         "headers",
         "status",
     )
 
-    def __init__(self, conn: Connection, pool: Pool, read_timeout: float) -> None:
-        self._conn: Connection | None = conn
+    def __init__(self, conn: Carrier, pool: Owner, read_timeout: float) -> None:
+        self._conn: Carrier | None = conn
         self._pool = pool
         self._max_body = pool.max_body
         self._interval = read_timeout / 2
@@ -97,6 +113,10 @@ class Response:
         self._watchdog: asyncio.TimerHandle | None = None
         self._error: HttpError | None = None
         self._keep_alive = self._paused = self._whole = self.complete = False
+        self._framed = False
+        self._decoder: Any = None  # a zlib decompressobj when the body is compressed
+        self._decoded = 0
+        self.head_bytes = 0  # bytes received before the head was whole
         self.status = 0
         self.headers: Mapping[str, str] = CIMultiDict()
 
@@ -120,10 +140,46 @@ class Response:
             [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._raw]
         )
         self._keep_alive = parser.should_keep_alive()
+        headers = self.headers
+        self._framed = "Content-Length" in headers or "Transfer-Encoding" in headers
+        coding = headers.get("Content-Encoding")
+        if coding is not None and coding.strip().lower() not in ("", "identity"):
+            self._decode_as(coding.strip().lower())
         if not self.head_ready.done():
             self.head_ready.set_result(None)
 
+    def _decode_as(self, coding: str) -> None:
+        wbits = _CODINGS.get(coding)
+        if wbits is None:
+            self.fail(
+                BadResponse(f"the provider answered in a coding llmgw cannot read ({coding[:40]})")
+            )
+            return
+        self._decoder = zlib.decompressobj(wbits)
+        headers = self.headers
+        assert isinstance(headers, CIMultiDict)
+        headers.popall("Content-Encoding")
+        headers.popall("Content-Length", None)  # the encoded length: not the body's
+
+    def _decode(self, body: bytes) -> bytes:
+        try:
+            plain: bytes = self._decoder.decompress(body, self._max_body - self._decoded + 1)
+        except zlib.error:
+            self.fail(BadResponse("the provider's compressed body is corrupt"))
+            return b""
+        self._decoded += len(plain)
+        if self._decoded > self._max_body:
+            self.fail(BodyTooLarge("the decoded body is over the size limit"))
+            return b""
+        return plain
+
     def on_body(self, body: bytes) -> None:
+        if self._decoder is not None:
+            if self._error is not None:
+                return
+            body = self._decode(body)
+            if not body:
+                return
         self._queue.append(body)
         size = len(body)
         self._queued += size
@@ -139,8 +195,15 @@ class Response:
 
     def on_message_complete(self) -> None:
         if self.status and self._error is None:  # not a 1xx, not cut short by a limit
-            self.complete = True
-            self._wake()
+            self._end()
+
+    def _end(self) -> None:
+        decoder = self._decoder
+        if decoder is not None and not decoder.eof:
+            self.fail(BadResponse("the provider's compressed body was cut off"))
+            return
+        self.complete = True
+        self._wake()
 
     # from the connection
     def fail(self, error: HttpError) -> None:
@@ -156,18 +219,21 @@ class Response:
     def head_late(self) -> None:
         self.fail(HeadTimeout("no response head within the head timeout"))
 
-    def connection_lost(self) -> None:
-        if self.status and not self.complete and self._until_close():
-            self.complete = True  # a body without a length ends where the connection does
-            self._wake()
+    def connection_lost(self, exc: BaseException | None = None) -> None:
+        """The connection ended. A body without a length ends where the connection
+        does, but only when it was closed: a reset (``exc``) cut it short."""
+        if self.complete or self._error is not None:
+            return
+        if self.status and not self._framed and exc is None:
+            self._end()
         elif self.status:
             self.fail(Disconnected("the connection closed before the response was whole"))
+        elif isinstance(exc, ssl.SSLError):  # TLS 1.3: a refused client certificate
+            self.fail(http_tls.failure(exc))
+        elif isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+            self.fail(ConnectReset("the provider reset the connection before answering"))
         else:
             self.fail(NoResponse("the connection closed before the response's head"))
-
-    def _until_close(self) -> bool:
-        headers = self.headers
-        return "Content-Length" not in headers and "Transfer-Encoding" not in headers
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -8,10 +8,12 @@ gateway itself answered, cache is hit/miss/bypass.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Self
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # LLM calls span milliseconds to minutes.
@@ -53,6 +55,37 @@ class Gauge(_KeptChildren, prometheus_client.Gauge):
     """Children are kept: a series removed with ``remove`` must not be set again."""
 
 
+PoolFigures = Callable[[], Mapping[str, tuple[int, int, int]]]
+
+
+class UpstreamConnections:
+    """The provider pool's connections per provider, read from the pool at scrape
+    time (nothing is counted on the request path): ``source`` is
+    ``http_client.Pool.figures``, set when the pool is made."""
+
+    def __init__(self) -> None:
+        self.source: PoolFigures | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        held = GaugeMetricFamily(
+            "llmgw_upstream_connections",
+            "Connections to providers by state: open (all), idle (kept for reuse).",
+            labels=["provider", "state"],
+        )
+        created = CounterMetricFamily(
+            "llmgw_upstream_connections_created",
+            "Connections opened to providers.",
+            labels=["provider"],
+        )
+        figures = self.source() if self.source is not None else {}
+        for provider, (open_, idle, made) in sorted(figures.items()):
+            held.add_metric([provider, "open"], open_)
+            held.add_metric([provider, "idle"], idle)
+            created.add_metric([provider], made)
+        yield held
+        yield created
+
+
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
@@ -87,7 +120,8 @@ class Metrics:
         )
         self.upstream_attempts = Counter(
             "llmgw_upstream_attempts",
-            "Upstream attempts by outcome (success, connect_error, timeout, status_NNN, ...).",
+            "Upstream attempts by outcome: success, timeout, status_NNN, stream_error, "
+            "connect_error or which (dns_error, tls_error, connect_refused, connect_reset, ...).",
             ["provider", "outcome"],
             registry=registry,
         )
@@ -139,6 +173,8 @@ class Metrics:
         self.cache_size = Gauge(
             "llmgw_cache_size_bytes", "Bytes held by the memory cache.", registry=registry
         )
+        self.connections = UpstreamConnections()
+        registry.register(self.connections)
         self.config_info = prometheus_client.Gauge(
             "llmgw_config_info",
             "The running config (value 1), by hash.",

@@ -107,8 +107,19 @@ class Runtime:
         )
 
 
+def _route(name: str, settings: ProviderConfig) -> http_client.Route:
+    """How the provider's calls travel (proxy, CA file, client certificate); the
+    files were checked when the config was parsed."""
+    return http_client.Route(
+        name,
+        proxy=settings.proxy,
+        ca_file=settings.ca_file,
+        client_cert=settings.client_cert,
+        client_key=settings.client_key,
+    )
+
+
 def build_runtime(config: GatewayConfig, states: ProviderStates, pool: http_client.Pool) -> Runtime:
-    http = HttpTransport(pool)
     providers: dict[str, Provider] = {}
     for name, settings in config.providers.items():
         adapter = ADAPTERS.get(settings.type)
@@ -119,7 +130,9 @@ def build_runtime(config: GatewayConfig, states: ProviderStates, pool: http_clie
         elif adapter.needs_key(settings) and not settings.api_key:
             disabled = "api_key is empty"
         transport: Transport = (
-            LocalTransport(settings) if isinstance(settings, MockProvider) else http
+            LocalTransport(settings)
+            if isinstance(settings, MockProvider)
+            else HttpTransport(pool, _route(name, settings))
         )
         providers[name] = Provider(
             name=name,

@@ -36,7 +36,9 @@ class AttemptFailure(Exception):
     ``kind`` is ``connect_error``, ``timeout``, ``status`` (an HTTP error status in
     ``status``), ``stream_error`` (an error event or a broken stream) or
     ``unsupported`` (this provider cannot serve the endpoint, or the request's
-    ``param``).
+    ``param``). ``reason`` narrows a kind for operators (``dns_error``,
+    ``tls_error``, ``connect_refused``, ... are ``connect_error``s: see
+    ``http_errors``) and is the metric's ``outcome``.
     """
 
     def __init__(
@@ -49,6 +51,8 @@ class AttemptFailure(Exception):
         body: bytes = b"",
         content_type: str = "application/json",
         param: str | None = None,
+        reason: str | None = None,
+        detail: str = "",
     ) -> None:
         super().__init__(message)
         self.param = param
@@ -58,11 +62,15 @@ class AttemptFailure(Exception):
         self.retry_after = retry_after
         self.body = body
         self.content_type = content_type
+        self.reason = reason
+        self.detail = detail
 
     @property
     def outcome(self) -> str:
         """Low-cardinality metric label."""
-        return f"status_{self.status}" if self.kind == "status" else self.kind
+        if self.kind == "status":
+            return f"status_{self.status}"
+        return self.reason or self.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,18 +96,22 @@ def failure_from(exc: BaseException) -> AttemptFailure:
     """Client / OS / timeout errors → the attempt failure they mean (no secrets in text)."""
     if isinstance(exc, AttemptFailure):
         return exc
+    if isinstance(exc, http_client.HttpError):
+        # ``message`` may reach the client (a stream's error event): the gateway's
+        # words; ``detail`` (the client's own, naming the failed step) is for the log
+        kind, reason = exc.kind, exc.outcome
+        if kind == "stream_error":
+            cut = not isinstance(exc, http_client.BodyTooLarge)
+            message = "the provider's response was " + ("cut off" if cut else "too large")
+        elif kind == "timeout":
+            message = "the provider did not answer in time"
+        elif isinstance(exc, http_client.NoResponse):
+            message = f"the provider's connection failed before it answered ({reason})"
+        else:
+            message = f"could not connect to the provider ({reason})"
+        return AttemptFailure(kind, message, reason=reason, detail=str(exc))
     if isinstance(exc, asyncio.TimeoutError):
         return AttemptFailure("timeout", "the provider did not answer in time")
-    if isinstance(exc, http_client.BodyTooLarge):
-        return AttemptFailure("stream_error", "the provider's response is too large")
-    if isinstance(exc, http_client.Disconnected | http_client.BadResponse):
-        return AttemptFailure("stream_error", "the provider's response was cut off")
-    if isinstance(exc, http_client.ConnectError):
-        return AttemptFailure("connect_error", "could not connect to the provider")
-    if isinstance(exc, http_client.NoResponse):
-        return AttemptFailure(
-            "connect_error", "the provider's connection failed before it answered"
-        )
     return AttemptFailure(
         "connect_error", f"connection to the provider failed ({type(exc).__name__})"
     )
@@ -144,10 +156,11 @@ class HttpTransport:
     """Requests over the process's one connection pool; the connect timeout bounds the
     wait for the response's head, the read timeout each silence after it."""
 
-    __slots__ = ("_pool",)
+    __slots__ = ("_pool", "_route")
 
-    def __init__(self, pool: http_client.Pool) -> None:
+    def __init__(self, pool: http_client.Pool, route: http_client.Route | None = None) -> None:
         self._pool = pool
+        self._route = route
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
         try:
@@ -158,6 +171,7 @@ class HttpTransport:
                 request.body,
                 timeouts.connect,
                 timeouts.read,
+                self._route,
             )
         except TRANSPORT_ERRORS as exc:
             raise failure_from(exc) from None

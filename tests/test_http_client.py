@@ -115,7 +115,7 @@ async def test_one_connection_carries_many_requests_and_the_wire_is_plain(pool: 
         assert first.startswith(b"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1:")
         assert b"Authorization: Bearer sk-1\r\n" in first
         assert b"User-Agent: llmgw-test\r\n" in first and b"Content-Length: 7\r\n" in first
-        assert b"accept-encoding" not in first.lower()  # identity: nothing to decompress
+        assert b"Accept-Encoding: identity\r\n" in first  # asked for: nothing to decompress
 
 
 async def test_a_response_read_halfway_does_not_go_back_to_the_pool(pool: Pool) -> None:

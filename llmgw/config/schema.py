@@ -9,7 +9,9 @@ their errors can be located like any other.
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypeVar
@@ -83,6 +85,27 @@ def _check_url(value: str | None) -> str | None:
     return value.rstrip("/")
 
 
+# The provider client writes these itself (framing, keep-alive, the coding it accepts):
+# a configured copy would make two of them on the wire.
+CLIENT_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "accept-encoding"}
+)
+
+
+def _check_proxy(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not re.fullmatch(r"http://([^@/\s]+@)?[^@/\s:]+(:\d{1,5})?/?", value):
+        raise ValueError("must be an http:// proxy URL: http://[user:pass@]host[:port]")
+    return value
+
+
+def _check_file(value: str | None) -> str | None:
+    if value is not None and not os.path.isfile(value):
+        raise ValueError(f"no such file: {value}")
+    return value
+
+
 class ServerConfig(Frozen):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
@@ -106,8 +129,42 @@ class _ProviderBase(Frozen):
     max_retries: int = Field(1, ge=0, le=10)
     max_concurrency: int = Field(0, ge=0)
     headers: FrozenMap[str, str] = Field(default_factory=_empty_map)
+    proxy: Optional = None
+    ca_file: Optional = None
+    client_cert: Optional = None
+    client_key: Optional = None
 
     _url = field_validator("base_url")(_check_url)
+    _proxy = field_validator("proxy")(_check_proxy)
+    _files = field_validator("ca_file", "client_cert", "client_key")(_check_file)
+
+    @field_validator("headers")
+    @classmethod
+    def _not_the_clients(cls, headers: Mapping[str, str]) -> Mapping[str, str]:
+        owned = sorted(name for name in headers if name.lower() in CLIENT_HEADERS)
+        if owned:
+            raise ValueError(f"{', '.join(owned)}: set by llmgw itself, remove from headers")
+        return headers
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> _ProviderBase:
+        """The CA file and the client certificate must load, not only exist."""
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        tls = ssl.create_default_context()
+        if self.ca_file is not None:
+            try:
+                tls.load_verify_locations(cafile=self.ca_file)
+            except (ssl.SSLError, ValueError, OSError) as exc:
+                raise ValueError(f"ca_file: not a PEM CA bundle ({exc})") from None
+        if self.client_cert is not None:
+            try:
+                tls.load_cert_chain(self.client_cert, self.client_key)
+            except (ssl.SSLError, ValueError, OSError) as exc:
+                raise ValueError(
+                    f"client_cert/client_key: not a PEM certificate and its key ({exc})"
+                ) from None
+        return self
 
     @field_validator("timeout", "read_timeout")
     @classmethod
