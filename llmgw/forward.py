@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 
@@ -23,6 +24,7 @@ from .errors import (
     GatewayError,
     InvalidRequest,
     NoProviderAvailable,
+    RateLimited,
     UpstreamFailed,
     UpstreamTimedOut,
     provider_rejection,
@@ -177,7 +179,8 @@ def _client_error(
     status = failure.status or 400
     body = provider.adapter.error_body(call, status, failure.body)
     body = provider_rejection(status, body, call.client_format, provider_secrets(provider.config))
-    return web.Response(body=body, status=status, content_type="application/json")
+    headers = _retry_after([(provider.name, failure)]) if status == 429 else None
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
 def _record_failure(
@@ -194,8 +197,13 @@ def _record_failure(
         return
     state.errors += 1
     state.last_error = failure.outcome
-    state.breaker.failure(threshold)
-    _show_circuit(metrics, provider)
+    if status == 429:
+        # Up, and saying when to come back: an open circuit would answer 503 without
+        # that wait, so a rate limit neither opens nor closes it.
+        state.breaker.abandon()
+    else:
+        state.breaker.failure(threshold)
+        _show_circuit(metrics, provider)
     log.warning("upstream attempt failed: %s: %s", provider.name, failure.message)
 
 
@@ -225,6 +233,34 @@ def _final_error(
     if all(f.kind == "busy" for _, f in failures):
         return NoProviderAvailable(f"Every provider for '{call.model}' is at its concurrency limit")
     summary = "; ".join(f"{name}: {failure.outcome}" for name, failure in failures)
+    if all(_status(f) == 429 for _, f in failures):
+        return RateLimited(
+            f"Every provider for '{call.model}' is rate limited ({summary})",
+            headers=_retry_after(failures),
+        )
+    if all(_status(f) in OVERLOADED for _, f in failures):
+        return NoProviderAvailable(
+            f"Every provider for '{call.model}' is overloaded ({summary})",
+            headers=_retry_after(failures),
+        )
     if all(f.kind == "timeout" for _, f in failures):
         return UpstreamTimedOut(f"Every provider for '{call.model}' timed out ({summary})")
     return UpstreamFailed(f"Every provider for '{call.model}' failed ({summary})")
+
+
+OVERLOADED = (503, 529)  # Anthropic's 529 is read as 503 by its adapter; others may send it
+
+
+def _status(failure: AttemptFailure) -> int | None:
+    return failure.status if failure.kind == "status" else None
+
+
+def _retry_after(failures: Sequence[tuple[str, AttemptFailure]]) -> dict[str, str]:
+    """``Retry-After`` for the client: the soonest that a provider said it would take
+    requests again (each provider's latest word), whole seconds rounded up; none when no
+    provider said."""
+    latest = {name: failure.retry_at for name, failure in failures}
+    deadlines = [at for at in latest.values() if at is not None]
+    if not deadlines:
+        return {}
+    return {"Retry-After": str(math.ceil(max(0.0, min(deadlines) - time.monotonic())))}
