@@ -8,7 +8,7 @@ from aiohttp import web
 
 _EXPOSED = (
     "X-Request-ID, X-Cache, Age, X-LLMGW-Provider, X-LLMGW-Model, X-LLMGW-Attempts, "
-    "Retry-After, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
+    "Retry-After, x-should-retry, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
     "x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, "
     "x-ratelimit-reset-tokens"
 )

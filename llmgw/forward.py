@@ -58,6 +58,7 @@ async def forward(
     breaker = runtime.config.routing.circuit_breaker
     failures: list[tuple[str, AttemptFailure]] = []
     skipped: list[str] = []
+    circuit_open = False  # a skipped target may serve again soon
     tried_one = False
     for target in targets:
         provider = runtime.providers[target.provider]
@@ -68,6 +69,7 @@ async def forward(
             state = provider.state
             if not state.breaker.allow(breaker.failures, breaker.cooldown):
                 skipped.append(f"{provider.name}: circuit open")
+                circuit_open = True
                 _show_circuit(metrics, provider)
                 break
             if attempt == 0 and tried_one:
@@ -84,7 +86,8 @@ async def forward(
                 if not falls_back(failure, runtime.fallback_on):
                     if failure.kind == "status" and (failure.status or 0) < 500:
                         return _client_error(ctx, provider, call, failure)
-                    raise _final_error(call, failures, skipped) from None
+                    error = _final_error(call, failures, skipped)
+                    raise _advise(error, failures, circuit_open) from None
                 if not retries(failure):
                     break
                 continue
@@ -93,7 +96,7 @@ async def forward(
                 raise
             _record_success(metrics, provider)
             return response
-    raise _final_error(call, failures, skipped)
+    raise _advise(_final_error(call, failures, skipped), failures, circuit_open)
 
 
 async def _attempt(
@@ -249,6 +252,8 @@ def _final_error(
 
 
 OVERLOADED = (503, 529)  # Anthropic's 529 is read as 503 by its adapter; others may send it
+# A provider's 4xx that fell back and that no SDK retries: the same request fails again.
+_LASTING = frozenset(range(400, 500)) - {408, 409, 429}
 
 
 def _status(failure: AttemptFailure) -> int | None:
@@ -264,3 +269,15 @@ def _retry_after(failures: Sequence[tuple[str, AttemptFailure]]) -> dict[str, st
     if not deadlines:
         return {}
     return {"Retry-After": str(math.ceil(max(0.0, min(deadlines) - time.monotonic())))}
+
+
+def _advise(
+    error: GatewayError, failures: Sequence[tuple[str, AttemptFailure]], circuit_open: bool
+) -> GatewayError:
+    """``x-should-retry: false`` (honoured by the openai and anthropic SDKs) on a 5xx that
+    the same request would meet again: every target disabled, or every failure one that
+    lasts (unsupported, a credential or other 4xx), with no circuit that may close."""
+    lasting = all(f.kind == "unsupported" or _status(f) in _LASTING for _, f in failures)
+    if error.status >= 500 and lasting and not circuit_open:
+        error.headers["x-should-retry"] = "false"
+    return error

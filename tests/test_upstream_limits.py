@@ -85,6 +85,7 @@ async def test_every_target_429_is_429_with_the_smallest_retry_after(
     assert (error["type"], error["code"]) == ("rate_limit_error", "rate_limit_exceeded")
     assert "slow down" not in error["message"]
     assert response.headers["Retry-After"] == "3"  # 2.5 s, rounded up to whole seconds
+    assert "x-should-retry" not in response.headers  # the SDKs retry a 429 on their own
 
 
 async def test_every_target_429_without_a_hint_has_no_retry_after(
@@ -126,6 +127,7 @@ async def test_mixed_429_and_500_stays_502(
     response = await gw.post("/v1/chat/completions", json=BODY)
     assert response.status == 502
     assert (await response.json())["error"]["code"] == "upstream_error"
+    assert "x-should-retry" not in response.headers  # a 500 may pass
 
 
 async def test_an_open_circuit_beside_429s_still_answers_429(
@@ -217,6 +219,7 @@ async def test_every_anthropic_target_overloaded_is_503_overloaded_error(
         },
     }
     assert error.response.headers["retry-after"] == "2"
+    assert "x-should-retry" not in error.response.headers
 
     # The OpenAI surface: the same 503, SPEC's code for "no provider can serve now".
     response = await gw.post("/v1/chat/completions", json={**BODY, "model": "claude"})
@@ -244,6 +247,42 @@ async def test_anthropic_sdk_retry_honours_the_overload_wait(
     assert arrivals[1] - arrivals[0] >= 0.9
 
 
+# x-should-retry: false where retrying cannot help ----------------------------------
+
+
+async def test_credentials_refused_everywhere_tells_the_sdk_not_to_retry(
+    pair: tuple[FakeOpenAI, FakeOpenAI], gateway: Any
+) -> None:
+    first, second = pair
+    first.default = reply_error(401, "bad key")
+    second.default = reply_error(403, "forbidden")
+    gw = await gateway(chain(first.url, second.url, retries=1))
+    async with sdk_with_retries(gw) as client:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.chat.completions.create(model="chain", messages=ASK)  # type: ignore[arg-type]
+    assert caught.value.status_code == 502
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    # One SDK request, one attempt per target (401/403 are not retried by the gateway
+    # either): without the header the SDK would have sent three, and six went upstream.
+    assert (len(first.seen), len(second.seen)) == (1, 1)
+
+
+async def test_every_provider_disabled_tells_the_sdk_not_to_retry(gateway: Any) -> None:
+    config = """
+providers:
+  openai: {type: openai, api_key: "", models: [gpt-4o]}
+"""
+    gw = await gateway(config)
+    async with sdk_with_retries(gw) as client:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.chat.completions.create(model="gpt-4o", messages=ASK)  # type: ignore[arg-type]
+    assert caught.value.status_code == 503
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    metrics = await (await gw.get("/metrics")).text()
+    answered = [line for line in metrics.splitlines() if line.startswith("llmgw_requests_total{")]
+    assert len(answered) == 1 and answered[0].endswith(" 1.0"), answered  # one request
+
+
 async def test_sdk_and_gateway_retries_multiply_on_a_failure_that_may_pass(
     fake: FakeOpenAI, gateway: Any
 ) -> None:
@@ -261,4 +300,5 @@ routing:
         with pytest.raises(openai.InternalServerError) as caught:
             await client.chat.completions.create(model="m", messages=ASK)  # type: ignore[arg-type]
     assert caught.value.status_code == 502
+    assert "x-should-retry" not in caught.value.response.headers
     assert len(fake.seen) == 6
