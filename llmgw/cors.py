@@ -9,7 +9,7 @@ from aiohttp import web
 _EXPOSED = (
     "X-Request-ID, request-id, X-Cache, Age, X-LLMGW-Provider, X-LLMGW-Model, X-LLMGW-Attempts, "
     "X-LLMGW-Dropped-Params, "
-    "Retry-After, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
+    "Retry-After, x-should-retry, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
     "x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, "
     "x-ratelimit-reset-tokens"
 )

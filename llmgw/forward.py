@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 
@@ -23,6 +24,7 @@ from .errors import (
     GatewayError,
     InvalidRequest,
     NoProviderAvailable,
+    RateLimited,
     UpstreamFailed,
     UpstreamTimedOut,
     provider_rejection,
@@ -56,6 +58,7 @@ async def forward(
     breaker = runtime.config.routing.circuit_breaker
     failures: list[tuple[str, AttemptFailure]] = []
     skipped: list[str] = []
+    circuit_open = False  # a skipped target may serve again soon
     tried_one = False
     for target in targets:
         provider = runtime.providers[target.provider]
@@ -66,6 +69,7 @@ async def forward(
             state = provider.state
             if not state.breaker.allow(breaker.failures, breaker.cooldown):
                 skipped.append(f"{provider.name}: circuit open")
+                circuit_open = True
                 _show_circuit(metrics, provider)
                 break
             if attempt == 0 and tried_one:
@@ -82,7 +86,8 @@ async def forward(
                 if not falls_back(failure, runtime.fallback_on):
                     if failure.kind == "status" and (failure.status or 0) < 500:
                         return _client_error(ctx, provider, call, failure)
-                    raise _final_error(call, failures, skipped) from None
+                    error = _final_error(call, failures, skipped)
+                    raise _advise(error, failures, circuit_open) from None
                 if not retries(failure):
                     break
                 continue
@@ -91,7 +96,7 @@ async def forward(
                 raise
             _record_success(metrics, provider)
             return response
-    raise _final_error(call, failures, skipped)
+    raise _advise(_final_error(call, failures, skipped), failures, circuit_open)
 
 
 async def _attempt(
@@ -178,7 +183,8 @@ def _client_error(
     status = failure.status or 400
     body = provider.adapter.error_body(call, status, failure.body)
     body = provider_rejection(status, body, call.client_format, provider_secrets(provider.config))
-    return web.Response(body=body, status=status, content_type="application/json")
+    headers = _retry_after([(provider.name, failure)]) if status == 429 else None
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
 def _record_failure(
@@ -195,8 +201,13 @@ def _record_failure(
         return
     state.errors += 1
     state.last_error = failure.outcome
-    state.breaker.failure(threshold)
-    _show_circuit(metrics, provider)
+    if status == 429:
+        # Up, and saying when to come back: an open circuit would answer 503 without
+        # that wait, so a rate limit neither opens nor closes it.
+        state.breaker.abandon()
+    else:
+        state.breaker.failure(threshold)
+        _show_circuit(metrics, provider)
     detail = f" ({failure.detail})" if failure.detail else ""
     log.warning("upstream attempt failed: %s: %s%s", provider.name, failure.message, detail)
 
@@ -233,6 +244,48 @@ def _final_error(
     if all(f.kind == "busy" for _, f in failures):
         return NoProviderAvailable(f"Every provider for '{call.model}' is at its concurrency limit")
     summary = "; ".join(f"{name}: {failure.outcome}" for name, failure in failures)
+    if all(_status(f) == 429 for _, f in failures):
+        return RateLimited(
+            f"Every provider for '{call.model}' is rate limited ({summary})",
+            headers=_retry_after(failures),
+        )
+    if all(_status(f) in OVERLOADED for _, f in failures):
+        return NoProviderAvailable(
+            f"Every provider for '{call.model}' is overloaded ({summary})",
+            headers=_retry_after(failures),
+        )
     if all(f.kind == "timeout" for _, f in failures):
         return UpstreamTimedOut(f"Every provider for '{call.model}' timed out ({summary})")
     return UpstreamFailed(f"Every provider for '{call.model}' failed ({summary})")
+
+
+OVERLOADED = (503, 529)  # Anthropic's 529 is read as 503 by its adapter; others may send it
+# A provider's 4xx that fell back and that no SDK retries: the same request fails again.
+_LASTING = frozenset(range(400, 500)) - {408, 409, 429}
+
+
+def _status(failure: AttemptFailure) -> int | None:
+    return failure.status if failure.kind == "status" else None
+
+
+def _retry_after(failures: Sequence[tuple[str, AttemptFailure]]) -> dict[str, str]:
+    """``Retry-After`` for the client: the soonest that a provider said it would take
+    requests again (each provider's latest word), whole seconds rounded up; none when no
+    provider said."""
+    latest = {name: failure.retry_at for name, failure in failures}
+    deadlines = [at for at in latest.values() if at is not None]
+    if not deadlines:
+        return {}
+    return {"Retry-After": str(math.ceil(max(0.0, min(deadlines) - time.monotonic())))}
+
+
+def _advise(
+    error: GatewayError, failures: Sequence[tuple[str, AttemptFailure]], circuit_open: bool
+) -> GatewayError:
+    """``x-should-retry: false`` (honoured by the openai and anthropic SDKs) on a 5xx that
+    the same request would meet again: every target disabled, or every failure one that
+    lasts (unsupported, a credential or other 4xx), with no circuit that may close."""
+    lasting = all(f.kind == "unsupported" or _status(f) in _LASTING for _, f in failures)
+    if error.status >= 500 and lasting and not circuit_open:
+        error.headers["x-should-retry"] = "false"
+    return error

@@ -114,8 +114,11 @@ def falls_back(failure: AttemptFailure, fallback_on: frozenset[str | int]) -> bo
 
 
 def retries(failure: AttemptFailure) -> bool:
-    """Whether trying the same target again can help."""
+    """Whether trying the same target again can help: not when it asked for a longer
+    wait than the gateway holds a request for (the client is told the wait instead)."""
     if failure.kind in ("unsupported", "busy"):
+        return False
+    if failure.retry_after is not None and failure.retry_after > MAX_RETRY_AFTER:
         return False
     return not (failure.kind == "status" and failure.status in (401, 403))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from .providers.mock import MOCK_URL, respond
 # Errors a transport may raise while a response is read; ``failure_from`` names them.
 TRANSPORT_ERRORS = (http_client.HttpError, asyncio.TimeoutError, OSError)
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_RETRY_AFTER_HINT = 86400.0  # seconds: a longer Retry-After is read as a day
 
 
 class AttemptFailure(Exception):
@@ -38,7 +40,8 @@ class AttemptFailure(Exception):
     ``unsupported`` (this provider cannot serve the endpoint, or the request's
     ``param``). ``reason`` narrows a kind for operators (``dns_error``,
     ``tls_error``, ``connect_refused``, ... are ``connect_error``s: see
-    ``http_errors``) and is the metric's ``outcome``.
+    ``http_errors``) and is the metric's ``outcome``. ``retry_at`` is when the
+    provider's ``Retry-After`` runs out, on the monotonic clock.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class AttemptFailure(Exception):
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        self.retry_at = None if retry_after is None else time.monotonic() + retry_after
         self.body = body
         self.content_type = content_type
         self.reason = reason
@@ -131,25 +135,34 @@ def parse_answer(body: bytes) -> dict[str, Any]:
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``."""
+    """Seconds from ``retry-after-ms``, else ``Retry-After`` (seconds or an HTTP date);
+    a value that is not a finite number is no hint, and a day is the most one asks."""
     millis = headers.get("retry-after-ms")
     if millis:
         try:
-            return max(0.0, float(millis) / 1000)
+            delay = _bounded(float(millis) / 1000)
         except ValueError:
-            pass
+            delay = None
+        if delay is not None:
+            return delay
     value = headers.get("Retry-After")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        return _bounded(float(value))
     except ValueError:
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return _bounded(when.timestamp() - time.time())
+
+
+def _bounded(seconds: float) -> float | None:
+    if not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_HINT)
 
 
 class HttpTransport:

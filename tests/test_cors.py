@@ -47,7 +47,10 @@ async def test_actual_response_carries_cors_headers_streams_included(gateway: An
     await streamed.read()
     for response in (plain, streamed):
         assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
-        assert "X-Request-ID" in response.headers["Access-Control-Expose-Headers"]
+        exposed = response.headers["Access-Control-Expose-Headers"]
+        # Browser SDKs read their retry advice from these.
+        for name in ("X-Request-ID", "Retry-After", "x-should-retry"):
+            assert name in exposed
     other = await gw.post("/v1/chat/completions", json=BODY, headers={"Origin": "https://x.test"})
     assert "Access-Control-Allow-Origin" not in other.headers
 

@@ -68,7 +68,7 @@ def assert_clean_error(text: str, status: int, code: str) -> None:
     """The gateway's own error in OpenAI's shape: no provider text, key or traceback."""
     body = orjson.loads(text)
     assert set(body) == {"error"} and body["error"]["code"] == code, text
-    assert body["error"]["type"] == "api_error"
+    assert body["error"]["type"] == ("rate_limit_error" if status == 429 else "api_error")
     for secret in (LEAK, PROVIDER_KEY, "Traceback", "127.0.0.1"):
         assert secret not in text
 
@@ -113,8 +113,8 @@ BEFORE_FIRST_BYTE: dict[str, tuple[Callable[[], RawBehaviour], bool, int, str]] 
         "upstream_timeout",
     ),
     "500": (lambda: error_status(500), False, 502, "upstream_error"),
-    "503 (stream)": (lambda: error_status(503), True, 502, "upstream_error"),
-    "429 storm": (lambda: error_status(429), False, 502, "upstream_error"),
+    "503 (stream)": (lambda: error_status(503), True, 503, "no_provider_available"),
+    "429 storm": (lambda: error_status(429), False, 429, "rate_limit_exceeded"),
     "malformed JSON": (
         lambda: answer(200, b'{"id": "x", "choices": [}'),
         False,
@@ -280,14 +280,15 @@ async def test_retry_after_is_honoured_between_retries(gateway: Any) -> None:
         assert response.headers["X-LLMGW-Attempts"] == "2"
 
 
-async def test_storm_without_retry_after_backs_off_then_gives_502(gateway: Any) -> None:
+async def test_storm_without_retry_after_backs_off_then_gives_503(gateway: Any) -> None:
     async with raw_upstream() as up:
         up.default = error_status(503)
         gw = await gateway(config(up.url, retries=2))
         began = time.monotonic()
         response = await gw.post("/v1/chat/completions", json=CHAT)
         elapsed = time.monotonic() - began
-        assert_clean_error(await response.text(), 502, "upstream_error")
+        assert_clean_error(await response.text(), 503, "no_provider_available")
+        assert "Retry-After" not in response.headers  # none was sent: none is invented
         assert len(up.requests) == 3
         # Backoff with full jitter: 125-250 ms, then 250-500 ms.
         assert 0.375 <= elapsed < 2.0
