@@ -35,7 +35,15 @@ def test_durations(text: object, seconds: float) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("512KiB", 512 * 1024), ("20MiB", 20 * 1024**2), ("1GB", 10**9), (100, 100), ("1 MB", 10**6)],
+    [
+        ("512KiB", 512 * 1024),
+        ("20MiB", 20 * 1024**2),
+        ("1GB", 10**9),
+        (100, 100),
+        ("1 MB", 10**6),
+        ("512Mi", 512 * 1024**2),
+        ("1ti", 1024**4),
+    ],
 )
 def test_sizes(text: object, size: int) -> None:
     assert parse_size(text) == size

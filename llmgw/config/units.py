@@ -76,4 +76,6 @@ def parse_size(value: object) -> int:
     if match is None:
         raise ValueError(f"invalid size {value!r} (use e.g. 512KiB, 20MiB, 1GB)")
     unit = (match.group(2) or "").upper()
+    if unit.endswith("I"):  # "Ki", "Mi": Kubernetes' spelling of KiB, MiB
+        unit += "B"
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
