@@ -118,7 +118,8 @@ async def assert_complete(
     again = await gw.post(path, json=body, headers=AUTH)
     assert again.status == 200
     assert again.headers["X-Cache"] == "HIT" and "Age" in again.headers
-    await again.read()
+    end = b'data: {"type":"message_stop"}\n\n' if path == "/v1/messages" else b"data: [DONE]\n\n"
+    assert (await again.read()).endswith(end)  # the whole stream was stored
     assert len(up.requests) == 1
 
 
