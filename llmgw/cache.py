@@ -1,8 +1,9 @@
 """Exact-match response cache (SPEC §4): keys, client policy, and the memory store.
 
 The key is a hash of the endpoint, the requested model and the canonical request
-body (keys sorted at every depth; ``stream`` in it; ``user`` and ``stream_options``
-out), plus the client key's name when ``cache.scope`` is ``key``. An entry holds
+body (keys sorted at every depth; ``stream`` and ``stream_options`` in it, since a
+replay must carry exactly the chunks the client asked for; ``user`` out), plus the
+client key's name when ``cache.scope`` is ``key``. An entry holds
 the exact bytes sent to the client (a stream's events joined in one piece), so a hit
 replays them identically.
 
@@ -28,7 +29,7 @@ from .config.schema import CacheConfig
 from .providers import Call
 
 ENTRY_OVERHEAD = 256  # bytes an entry costs beyond its chunks (key, metadata, links)
-_IGNORED_FIELDS = ("user", "stream_options")
+_IGNORED_FIELD = "user"
 _MAX_AGE = re.compile(r"max-age\s*=\s*(\d+)")
 
 
@@ -83,8 +84,8 @@ _DEFAULT_POLICY = Policy()
 def cache_key(call: Call, scope: str | None) -> str:
     """The entry's key; ``scope`` is the client key's name under ``scope: key``."""
     body: Mapping[str, Any] = call.body
-    if any(name in body for name in _IGNORED_FIELDS):
-        body = {k: v for k, v in body.items() if k not in _IGNORED_FIELDS}
+    if _IGNORED_FIELD in body:
+        body = {k: v for k, v in body.items() if k != _IGNORED_FIELD}
     canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     digest = hashlib.sha256(canonical)
     digest.update(b"\x00" + call.endpoint.encode() + b"\x00" + call.model.encode())

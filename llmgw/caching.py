@@ -8,6 +8,7 @@ never an error, a truncated stream or a cancelled one.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -18,7 +19,7 @@ from .coalesce import Flight, Head
 from .context import RequestContext
 from .metrics import Metrics
 from .providers import Call
-from .relay import stream_error_event
+from .relay import delivered, saw_end, stream_error_event
 from .runtime import Runtime
 
 Upstream = Callable[[Flight | None], Awaitable[web.StreamResponse]]
@@ -98,12 +99,24 @@ async def follow(
     out = web.StreamResponse(status=head.status, headers={"Content-Type": head.content_type})
     await out.prepare(request)
     ctx.first_byte = time.perf_counter()
-    async for chunk in flight.follow():
-        await out.write(chunk)
-    if not flight.complete and not flight.error_sent:
-        ctx.error = "stream_interrupted"
-        await out.write(stream_error_event("the upstream stream was interrupted", client_format))
-    await out.write_eof()
+    written = 0  # chunks of the recording this client was sent whole
+    try:
+        async for chunk in flight.follow():
+            await out.write(chunk)
+            written += 1
+        if not flight.complete and not flight.error_sent:
+            ctx.error = "stream_interrupted"
+            event = stream_error_event("the upstream stream was interrupted", client_format)
+            await out.write(event)
+        await out.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left
+        last = flight.chunks[max(0, written - 4) : written]
+        if ctx.error is None and saw_end(last, client_format):
+            delivered(ctx, head.status)
+        else:
+            ctx.error = ctx.error or "client_disconnected"
+        if isinstance(gone, asyncio.CancelledError):
+            raise
     return out
 
 

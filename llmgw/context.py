@@ -27,6 +27,7 @@ class RequestContext:
     completion_tokens: int | None = None
     cost_usd: float | None = None
     error: str | None = None
+    delivered: bool = False  # the client had its whole answer (a stream: its end event)
     prompt: str | None = None  # only when logging.log_prompts is on
     streamed_events: int = 0  # SSE events relayed (estimates tokens when usage never came)
     ratelimit: dict[str, str] | None = None  # x-ratelimit-* headers, written by add_headers

@@ -92,7 +92,10 @@ async def forward(
                     break
                 continue
             except BaseException:
-                state.breaker.abandon()
+                if ctx.delivered:  # the client left, but after its whole answer
+                    _record_success(metrics, provider)
+                else:
+                    state.breaker.abandon()
                 raise
             _record_success(metrics, provider)
             return response

@@ -69,15 +69,17 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.inflight.inc()
     try:
         response = await handler(request)
-        ctx.status = response.status
+        # a write that found the client gone ends the handler without a cancellation
+        ctx.status = 499 if ctx.error == "client_disconnected" else response.status
         return response
     except GatewayError as exc:
         return _render(ctx, exc)
     except web.HTTPException as exc:
         return _render(ctx, _from_http(request, exc))
     except asyncio.CancelledError:
-        ctx.status = 499  # the client went away
-        ctx.error = ctx.error or "client_disconnected"
+        if not ctx.delivered:  # the client went away before its answer was whole
+            ctx.status = 499
+            ctx.error = ctx.error or "client_disconnected"
         raise
     except Exception:
         log.exception("unexpected error (request id %s)", ctx.request_id)

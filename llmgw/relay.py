@@ -4,6 +4,9 @@ JSON bodies are relayed whole. Streams are relayed byte for byte, each chunk
 written as it arrives; before anything is committed the first real event is read
 so that a provider answering ``200`` with an error event can still fall back
 (SPEC §2). After the first byte, a failure ends the stream with an SSE error event.
+A stream is whole once its end event (``data: [DONE]``, or ``message_stop`` on the
+Anthropic surface) went out: a client that hangs up after it (the openai SDK does, if
+the provider's end of body lags) has its answer, and the answer counts as complete.
 Per chunk the pass-through path does one write and one ``deque.append``: usage is
 read once, from the last few chunks, when the stream ends.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import orjson
 from aiohttp import web
@@ -27,6 +30,7 @@ from .upstream import TRANSPORT_ERRORS, AttemptFailure, UpstreamResponse, failur
 
 FIRST_EVENT_LIMIT = 1024 * 1024  # commit anyway once this much arrived without an event
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_END_WINDOW = 4096  # the end of a stream's bytes where its end event is looked for
 
 
 def is_event_stream(response: UpstreamResponse) -> bool:
@@ -120,6 +124,7 @@ async def stream(
 
     clock = time.perf_counter
     next_chunk = chunks.__anext__
+    sent = tail[0]  # the last chunk the client was sent whole
     try:
         while True:
             began = clock()
@@ -138,6 +143,7 @@ async def stream(
             if record is not None:  # before the write: a follower must not miss it
                 record.append(chunk)
             await out.write(chunk)
+            sent = chunk
         if ctx.error is None and adapter.ends_with_done and not _is_done(tail):
             ctx.error = "stream_truncated"
             message = "the provider's stream ended before it was done"
@@ -147,15 +153,47 @@ async def stream(
         if record is not None:
             record.finish(complete=ctx.error is None)
     except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left
-        ctx.error = "client_disconnected"
-        if record is not None and record.followed:
-            await _finish_for_followers(
-                chunks, record, adapter.ends_with_done, tail, None, "openai"
-            )
+        written = tail if tail[-1] is sent else list(tail)[:-1]
+        if ctx.error is None and saw_end(written, "openai"):
+            delivered(ctx, out.status, record)
+        else:
+            ctx.error = "client_disconnected"
+            if record is not None and record.followed:
+                await _finish_for_followers(
+                    chunks, record, adapter.ends_with_done, tail, None, "openai"
+                )
         _read_usage(ctx, adapter, b"".join(tail))
         if isinstance(gone, asyncio.CancelledError):
             raise
     return out
+
+
+def saw_end(written: Iterable[bytes], client_format: str) -> bool:
+    """Whether the last of the bytes a client was sent whole (a few chunks) end with
+    its stream's end event: ``data: [DONE]`` in OpenAI's format, ``message_stop`` in
+    Anthropic's. Looked at only once the client has gone, never per chunk."""
+    events = sse.Decoder().feed(b"".join(written)[-_END_WINDOW:])
+    if not events:
+        return False
+    last = events[-1]
+    if client_format != "anthropic":
+        return last.data.strip() == b"[DONE]"
+    if last.event is not None:
+        return last.event == "message_stop"
+    try:
+        data = orjson.loads(last.data)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and data.get("type") == "message_stop"
+
+
+def delivered(ctx: RequestContext, status: int, record: Flight | None = None) -> None:
+    """The client left after its whole answer: that answer is complete, for the access
+    log and metrics (``status``, no error), the cache and the followers of ``record``."""
+    ctx.delivered = True
+    ctx.status = status
+    if record is not None:
+        record.finish(complete=True)
 
 
 async def _finish_for_followers(
@@ -226,8 +264,10 @@ async def translated_stream(
         raise AttemptFailure("stream_error", "the provider's stream was empty")
 
     out = await _open(request, ctx, "text/event-stream; charset=utf-8", record)
+    written: deque[bytes] = deque(maxlen=4)  # the last outputs the client was sent whole
     try:
         await _write(out, record, pending)
+        written.append(pending)
         while not ended:
             began = clock()
             try:
@@ -243,11 +283,13 @@ async def translated_stream(
                 closing = translator.finish()
                 if closing:
                     await _write(out, record, closing)
+                    written.append(closing)
                 break
             ctx.streamed_events += chunk.count(b"data:")
             output = translator.feed(chunk)
             if output:
                 await _write(out, record, output)
+                written.append(output)
         if ended and translator.error is not None:
             ctx.error = "stream_error"
             if record is not None:
@@ -260,9 +302,14 @@ async def translated_stream(
         if record is not None:
             record.finish(complete=ctx.error is None)
     except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left
-        ctx.error = "client_disconnected"
-        if record is not None and record.followed and not ended:
-            await _finish_for_followers(chunks, record, True, deque(), translator, client_format)
+        if ctx.error is None and translator.error is None and saw_end(written, client_format):
+            delivered(ctx, out.status, record)
+        else:
+            ctx.error = "client_disconnected"
+            if record is not None and record.followed and not ended:
+                await _finish_for_followers(
+                    chunks, record, True, deque(), translator, client_format
+                )
         ctx.prompt_tokens = translator.usage.prompt_tokens
         ctx.completion_tokens = translator.usage.completion_tokens
         if isinstance(gone, asyncio.CancelledError):

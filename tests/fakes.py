@@ -129,6 +129,20 @@ def reply_stream(
     return behave
 
 
+def reply_stream_as_openai(
+    words: Iterable[str] = ("Hel", "lo", "!"), *, gate: asyncio.Event | None = None
+) -> Behaviour:
+    """A chat stream as OpenAI answers it: the usage chunk (``"choices": []``) only when
+    the request's ``stream_options.include_usage`` asked for it."""
+
+    async def behave(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        options = body.get("stream_options") or {}
+        chunks = chat_chunks(words, usage=options.get("include_usage") is True)
+        return await reply_stream(chunks, gate=gate)(request, body)
+
+    return behave
+
+
 def hang(seconds: float = 30.0) -> Behaviour:
     async def behave(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         await asyncio.sleep(seconds)

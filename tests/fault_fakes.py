@@ -241,9 +241,11 @@ def stream(
     delay: float = 0.0,
     end: str = "eof",
     content_type: str = "text/event-stream",
+    linger: float = 0.0,
 ) -> RawBehaviour:
     """A chunked SSE answer, one HTTP chunk per item; ``end`` is ``eof`` (a proper
-    last chunk), ``reset`` (RST after the items) or ``hang`` (silence)."""
+    last chunk, sent ``linger`` seconds after the last item), ``reset`` (RST after the
+    items) or ``hang`` (silence)."""
     items = list(events)
 
     async def behave(conn: Conn, _: RawRequest) -> None:
@@ -258,6 +260,8 @@ def stream(
             return
         if end == "hang":
             await conn.wait(30)
+        if linger:
+            await conn.wait(linger)
         await conn.send(LAST_CHUNK)
         await conn.close()
 

@@ -13,7 +13,15 @@ from aiohttp import web
 
 from llmgw.app import create_app
 from llmgw.config import parse
-from tests.fakes import FakeOpenAI, chat_chunks, reply_error, reply_stream
+from llmgw.keys import CACHE
+from tests.fakes import (
+    FakeOpenAI,
+    chat_chunks,
+    reply_error,
+    reply_stream,
+    reply_stream_as_openai,
+    wait_for,
+)
 
 MESSAGES = [{"role": "user", "content": "cache me"}]
 CHAT = {"model": "m", "messages": MESSAGES}
@@ -51,9 +59,7 @@ async def test_miss_then_hit_with_age(fake: FakeOpenAI, gateway: Any) -> None:
     assert 'cache="hit",endpoint="chat"' in metrics
 
 
-async def test_user_and_stream_options_do_not_change_the_key(
-    fake: FakeOpenAI, gateway: Any
-) -> None:
+async def test_user_does_not_change_the_key(fake: FakeOpenAI, gateway: Any) -> None:
     gw = await gateway(cached(fake.url))
     await post(gw, {**CHAT, "user": "alice"})
     response, _ = await post(gw, {**CHAT, "user": "bob"})
@@ -102,6 +108,61 @@ async def test_stream_replayed_whole_with_identical_bytes(
         "one two three"
     )
     assert len(fake.seen) == 1
+
+
+async def _sdk_stream(client: Any, usage: bool) -> tuple[Any, list[Any]]:
+    """One streamed chat through the openai SDK: its response headers and its chunks."""
+    extra = {"stream_options": {"include_usage": True}} if usage else {}
+    raw = await client.chat.completions.with_raw_response.create(**STREAM, **extra)
+    return raw.headers, [chunk async for chunk in raw.parse()]
+
+
+def _check_chunks(chunks: list[Any], usage: bool) -> None:
+    """What a client gets is what it asked for: the usage chunk (no choices) only with
+    ``include_usage``, so the common ``chunk.choices[0]`` loop never breaks."""
+    if usage:
+        *chunks, last = chunks
+        assert last.choices == [] and last.usage.completion_tokens == 3
+    assert all(chunk.choices and chunk.usage is None for chunk in chunks)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == "Hello!"
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["usage-first", "plain-first"])
+async def test_stream_options_are_part_of_the_key(
+    fake: FakeOpenAI, gateway: Any, sdk: Any, first: bool
+) -> None:
+    fake.default = reply_stream_as_openai()
+    gw = await gateway(cached(fake.url))
+    client = sdk(gw)
+    for usage, expected in (
+        (first, "MISS"),
+        (not first, "MISS"),
+        (first, "HIT"),
+        (not first, "HIT"),
+    ):
+        headers, chunks = await _sdk_stream(client, usage)
+        assert headers["X-Cache"] == expected, (usage, expected)
+        assert ("Age" in headers) == (expected == "HIT")
+        _check_chunks(chunks, usage)
+    assert [bool(seen.body.get("stream_options")) for seen in fake.seen] == [first, not first]
+
+
+async def test_coalescing_keeps_stream_options_apart(
+    fake: FakeOpenAI, gateway: Any, sdk: Any
+) -> None:
+    gate = asyncio.Event()
+    fake.default = reply_stream_as_openai(gate=gate)
+    gw = await gateway(cached(fake.url))
+    client = sdk(gw)
+    asks = [asyncio.ensure_future(_sdk_stream(client, usage)) for usage in (True, True, False)]
+    cache = gw.app[CACHE]
+    await wait_for(lambda: len(fake.seen) == 2 and cache.hits == 1)  # one follows a flight
+    gate.set()
+    answers = await asyncio.gather(*asks)
+    assert sorted(headers["X-Cache"] for headers, _ in answers) == ["HIT", "MISS", "MISS"]
+    for (_, chunks), usage in zip(answers, (True, True, False), strict=True):
+        _check_chunks(chunks, usage)
+    assert len(fake.seen) == 2
 
 
 @pytest.mark.parametrize(

@@ -189,13 +189,19 @@ async def test_disconnect_while_the_provider_thinks(serve: Serve) -> None:
         assert status["providers"]["up"]["circuit"] == "closed"
 
 
-async def test_disconnect_mid_stream_cancels_upstream_and_counts_usage(serve: Serve) -> None:
+async def test_disconnect_mid_stream_cancels_upstream_and_counts_usage(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that leaves before the stream's end event: 499, client_disconnected,
+    nothing cached (one that leaves right after it: ``test_faults_client_done.py``)."""
     events = chat_chunks([f"w{i} " for i in range(40)], usage=False)
     async with raw_upstream(stream(events, delay=0.05)) as up:
-        gw = await serve(config(up.url))
+        gw = await serve(config(up.url, "cache: {enabled: true}"))
         async with aiohttp.ClientSession() as session:
             response = await session.post(
-                gw.make_url("/v1/chat/completions"), json=STREAM, headers=AUTH
+                gw.make_url("/v1/chat/completions"),
+                json=STREAM,
+                headers={**AUTH, "X-Request-ID": "leaves-early"},
             )
             for _ in range(4):
                 await response.content.readuntil(b"\n\n")
@@ -204,6 +210,13 @@ async def test_disconnect_mid_stream_cancels_upstream_and_counts_usage(serve: Se
         await healthy(gw)
         usage = await (await gw.get("/api/v1/usage")).json()
         assert usage["keys"]["team"]["completion_tokens"] >= 3  # what was streamed counts
+        [line] = [r for r in caplog.records if getattr(r, "request_id", None) == "leaves-early"]
+        assert (line.status, line.error) == (499, "client_disconnected")
+        metrics = await (await gw.get("/metrics")).text()
+        assert 'status="499"' in metrics
+        again = await gw.post("/v1/chat/completions", json=STREAM, headers=AUTH)
+        assert again.headers["X-Cache"] == "MISS"  # the cut stream was not stored
+        await again.read()
 
 
 async def _closed(up: RawUpstream) -> None:
