@@ -9,7 +9,7 @@ import os
 import sys
 
 from . import __version__, logs
-from .app import create_app
+from .app import create_app, create_metrics_app
 from .config import ConfigError, parse, read_text
 from .lifecycle import MANAGE_LOGGING, serve
 
@@ -46,9 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     log.info("llmgw %s starting (config %s)", __version__, args.config)
     app = create_app(config, config_path=os.path.abspath(args.config), config_text=text)
     app[MANAGE_LOGGING] = True
+    metrics_port = config.server.metrics_port
+    metrics = None if metrics_port is None else (create_metrics_app(app), metrics_port)
     loop = _new_loop()
     try:
-        loop.run_until_complete(serve(app, host, port, config.server.shutdown_timeout))
+        loop.run_until_complete(serve(app, host, port, config.server.shutdown_timeout, metrics))
     except OSError as exc:  # e.g. the port is taken
         log.error("cannot serve on %s:%s: %s", host, port, exc)
         return 1

@@ -14,8 +14,20 @@ from .api import anthropic, openai, openapi, ops, usage
 from .auth import Keyring
 from .cache import ResponseCache
 from .config import GatewayConfig
+from .errors import NotFound
 from .http_client import Pool
-from .keys import ACCOUNTING, CACHE, KEYRING, LIMITER, METRICS, POOL, STATES, STORE, USAGE
+from .keys import (
+    ACCOUNTING,
+    CACHE,
+    KEYRING,
+    LIMITER,
+    METRICS,
+    METRICS_LISTENER,
+    POOL,
+    STATES,
+    STORE,
+    USAGE,
+)
 from .limits import Limiter
 from .metrics import Metrics
 from .middleware import IDS, RequestIds, add_headers, gateway_middleware
@@ -42,6 +54,8 @@ def create_app(
     app[USAGE] = UsageBook(app[METRICS])
     app[CACHE] = ResponseCache()
     app[IDS] = RequestIds()
+    # Listeners are fixed for the life of the process, like server.port.
+    app[METRICS_LISTENER] = config.server.metrics_port is not None
     app.cleanup_ctx.append(_upstream_pool)
     app.cleanup_ctx.append(_config_store(config, config_path, config_text))
     app.cleanup_ctx.append(lifecycle.config_watcher)
@@ -66,6 +80,22 @@ def create_app(
     app.router.add_post("/api/v1/cache/clear", ops.cache_clear)
     app.router.add_get("/api/v1/config", ops.config)
     app.router.add_post("/api/v1/config/reload", ops.config_reload)
+    return app
+
+
+def create_metrics_app(main: web.Application) -> web.Application:
+    """The ``server.metrics_port`` listener: ``GET /metrics`` of ``main``, nothing else."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        return await ops.render_metrics(main)
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        body = NotFound(f"Unknown path {request.path}").openai_body()
+        return web.Response(body=body, status=404, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_route("*", "/{tail:.*}", elsewhere)
     return app
 
 

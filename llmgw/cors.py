@@ -1,4 +1,9 @@
-"""CORS for browser clients, from ``server.cors_origins`` (exact origins or ``*``)."""
+"""CORS for browser clients, from ``server.cors_origins`` (exact origins or ``*``).
+
+CORS never applies to the admin API (``/api/...``) nor to ``/metrics``: no
+Access-Control-* header is sent there and their preflights are refused, whatever
+``cors_origins`` says, so no web page can read them or send them an admin key.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +20,18 @@ _EXPOSED = (
 )
 
 
+_NEVER_SHARED = ("/api/", "/metrics")
+
+
+def applies(path: str) -> bool:
+    """Whether a page of another origin may ever be allowed to read ``path``."""
+    return not path.startswith(_NEVER_SHARED)
+
+
 def allowed_origin(request: web.Request, origins: Sequence[str]) -> str | None:
     """The value for Access-Control-Allow-Origin, or None when CORS does not apply."""
     origin = request.headers.get("Origin")
-    if not origin or not origins:
+    if not origin or not origins or not applies(request.path):
         return None
     if "*" in origins:
         return "*"

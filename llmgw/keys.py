@@ -24,4 +24,6 @@ KEYRING = web.AppKey("keyring", Keyring)
 LIMITER = web.AppKey("limiter", Limiter)
 USAGE = web.AppKey("usage", UsageBook)
 CACHE = web.AppKey("cache", ResponseCache)
+# True when /metrics has a listener of its own (server.metrics_port, fixed at start).
+METRICS_LISTENER = web.AppKey("metrics_listener", bool)
 CONTEXT = web.RequestKey("context", RequestContext)

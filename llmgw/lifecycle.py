@@ -75,7 +75,17 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
-async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> None:
+@contextlib.asynccontextmanager
+async def listening(
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    metrics: tuple[web.Application, int] | None = None,
+) -> AsyncIterator[list[tuple[str, int]]]:
+    """Serve ``app`` on host:port and, given ``metrics`` (its app and port), the metrics
+    listener on the same host; yield the addresses bound (main first). The metrics
+    runner starts after the main app, whose state it reads, and stops before it."""
     runner = web.AppRunner(
         app,
         handler_cancellation=True,
@@ -84,7 +94,27 @@ async def serve(app: web.Application, host: str, port: int, shutdown_timeout: fl
         keepalive_timeout=KEEPALIVE_TIMEOUT,
     )
     await runner.setup()
-    settle_garbage_collector()
+    runners = [runner]
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        if metrics is not None:
+            side = web.AppRunner(metrics[0], access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT)
+            await side.setup()
+            runners.insert(0, side)
+            await web.TCPSite(side, host, metrics[1], reuse_address=True).start()
+        yield [address for r in reversed(runners) for address in r.addresses]
+    finally:
+        for each in runners:
+            await each.cleanup()
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    metrics: tuple[web.Application, int] | None = None,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -98,18 +128,19 @@ async def serve(app: web.Application, host: str, port: int, shutdown_timeout: fl
         app[STORE].stopping = True
         stop.set()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_stop, signum)
-    loop.add_signal_handler(
-        signal.SIGHUP, lambda: asyncio.ensure_future(reload_config(app, "sighup"))
-    )
     try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
-        log.info("listening on %s:%s", host, port)
-        await stop.wait()
+        async with listening(app, host, port, shutdown_timeout, metrics):
+            settle_garbage_collector()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, on_stop, signum)
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: asyncio.ensure_future(reload_config(app, "sighup"))
+            )
+            log.info("listening on %s:%s", host, port)
+            if metrics is not None:
+                log.info("serving /metrics on %s:%s", host, metrics[1])
+            await stop.wait()
     finally:
-        await runner.cleanup()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     log.info("stopped")

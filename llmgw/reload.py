@@ -91,11 +91,17 @@ class ConfigStore:
 
 
 def _note_restart_needed(old: GatewayConfig, new: GatewayConfig) -> None:
-    if (old.server.host, old.server.port) != (new.server.host, new.server.port):
+    if (old.server.host, old.server.port, old.server.metrics_port) != (
+        new.server.host,
+        new.server.port,
+        new.server.metrics_port,
+    ):
         log.warning(
-            "server.host/server.port changed to %s:%s: this needs a restart to take effect",
+            "server.host/port/metrics_port changed to %s:%s (metrics %s): this needs a "
+            "restart to take effect",
             new.server.host,
             new.server.port,
+            new.server.metrics_port,
         )
 
 

@@ -18,10 +18,12 @@ them all. Every process started here listens on 127.0.0.1 only and is ended by i
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -100,6 +102,7 @@ VALID_CASES: dict[str, dict[str, Any] | None] = {
         "podAnnotations": {"example.com/team": "platform"},
         "config": {"server": {"shutdown_timeout": "1m30s"}},
     },
+    "given-admin-key": {"secret": {"env": {"LLMGW_ADMIN_KEY": "adm-given-0123456789"}}},
     "existing-secrets": {
         "replicaCount": 2,
         "secret": {"existingSecret": "llmgw-keys"},
@@ -122,6 +125,11 @@ INVALID_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "unparseable-shutdown-timeout": (
         {"config": {"server": {"shutdown_timeout": "soon"}}},
         "invalid duration",
+    ),
+    # Off its own port /metrics needs the admin key, which the ServiceMonitor lacks.
+    "service-monitor-without-metrics-port": (
+        {"serviceMonitor": {"enabled": True}, "config": {"server": {"metrics_port": None}}},
+        "metrics_port",
     ),
 }
 
@@ -186,6 +194,11 @@ def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return matching[0]
 
 
+def secret_env(secret: dict[str, Any]) -> dict[str, str]:
+    """A Secret's data, decoded: the variables its envFrom gives the container."""
+    return {name: base64.b64decode(value).decode() for name, value in secret["data"].items()}
+
+
 def container_env(deployment: dict[str, Any]) -> dict[str, str]:
     """The container's literal environment (values from Secrets cannot be known here)."""
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -247,7 +260,7 @@ def test_manifests_match_the_kubernetes_schemas(
             except kubernetes_validate.SchemaNotFoundError:
                 assert (obj["apiVersion"], obj["kind"]) in CRD_KINDS, f"no schema for {where}"
                 (endpoint,) = obj["spec"]["endpoints"]
-                assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics"), where
+                assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics"), where
                 assert obj["spec"]["selector"]["matchLabels"], where
             except kubernetes_validate.ValidationError as exc:
                 path = ".".join(str(p) for p in exc.path)
@@ -276,8 +289,11 @@ def test_rendered_gateway_yaml_passes_llmgw_check(
     objects = rendered(helm_results, case)
     config_text = only(objects, "ConfigMap")["data"]["gateway.yaml"]
     env = container_env(only(objects, "Deployment"))
-    if case == "existing-secrets":  # REDIS_URL comes from a Secret: stand in for it
+    if case == "existing-secrets":  # these come from the user's Secrets: stand in for them
         env["REDIS_URL"] = "redis://redis.example:6379/0"
+        env["LLMGW_ADMIN_KEY"] = "adm-stand-in"
+    else:
+        env.update(secret_env(only(objects, "Secret")))
     code, output = llmgw_check(config_text, env, tmp_path)
     assert (code, output.strip()) == (0, "ok")
 
@@ -302,8 +318,11 @@ def test_deployment_mounts_config_hot_reloadably_and_probes(
 
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
-    (port,) = container["ports"]
-    assert port["containerPort"] == config["server"]["port"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    server = config["server"]
+    assert ports == {"http": server["port"], "metrics": server["metrics_port"]}
+    service_ports = {p["name"]: p["targetPort"] for p in only(objects, "Service")["spec"]["ports"]}
+    assert service_ports == {"http": "http", "metrics": "metrics"}
     assert config["server"]["host"] == "0.0.0.0"
 
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -351,11 +370,43 @@ def test_default_values_render_only_the_core(helm_results: dict[str, dict[str, A
     assert sorted(o["kind"] for o in objects) == [
         "ConfigMap",
         "Deployment",
+        "Secret",  # the generated admin key, alone
         "Service",
         "ServiceAccount",
     ]
+    # No provider keys: providers that need one are disabled.
+    assert set(secret_env(only(objects, "Secret"))) == {"LLMGW_ADMIN_KEY"}
+
+
+@pytest.mark.parametrize("case", ["default", "all-optional-templates"])
+def test_chart_generates_an_admin_key_and_wires_it_in(
+    helm_results: dict[str, dict[str, Any]], case: str
+) -> None:
+    """No LLMGW_ADMIN_KEY in the values: the chart's Secret holds a generated one, the
+    Deployment reads that Secret, gateway.yaml requires the variable, and NOTES.txt
+    says how to read it back."""
+    objects = rendered(helm_results, case)
+    secret = only(objects, "Secret")
+    key = secret_env(secret)["LLMGW_ADMIN_KEY"]
+    assert re.fullmatch(r"[A-Za-z0-9]{40}", key)
     (container,) = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
-    assert "envFrom" not in container  # no keys: providers that need one are disabled
+    assert {"secretRef": {"name": secret["metadata"]["name"]}} in container["envFrom"]
+    config = yaml.safe_load(only(objects, "ConfigMap")["data"]["gateway.yaml"])
+    assert config["auth"]["admin_key"] == "${LLMGW_ADMIN_KEY}"  # required: no default
+    # Kept on upgrade: the template reads the key back from the release's Secret.
+    template = (CHART / "templates" / "secret.yaml").read_text(encoding="utf-8")
+    assert 'lookup "v1" "Secret"' in template and "randAlphaNum 40" in template
+    notes = helm_results[case]["manifests"]["llmgw/templates/NOTES.txt"]
+    name = secret["metadata"]["name"]
+    assert (
+        f"kubectl -n {NAMESPACE} get secret {name} -o jsonpath='{{.data.LLMGW_ADMIN_KEY}}'"
+        " | base64 -d"
+    ) in notes
+
+
+def test_chart_keeps_a_given_admin_key(helm_results: dict[str, dict[str, Any]]) -> None:
+    objects = rendered(helm_results, "given-admin-key")
+    assert secret_env(only(objects, "Secret"))["LLMGW_ADMIN_KEY"] == "adm-given-0123456789"
 
 
 # ---------------------------------------------------------------------------------------
@@ -422,9 +473,9 @@ def test_systemd_unit_contract() -> None:
         key, sep, value = line.partition("=")
         if sep and not line.startswith(("#", ";")):
             settings.setdefault(key.strip(), []).append(value.strip())
-    assert settings["ExecStartPre"] == [
-        "/usr/local/bin/llmgw --check --config /etc/llmgw/gateway.yaml"
-    ]
+    guard, check = settings["ExecStartPre"]
+    assert check == "/usr/local/bin/llmgw --check --config /etc/llmgw/gateway.yaml"
+    assert guard.startswith("/bin/sh -c ") and '"$${LLMGW_ADMIN_KEY}"' in guard
     assert settings["ExecStart"] == ["/usr/local/bin/llmgw --config /etc/llmgw/gateway.yaml"]
     assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert settings["Restart"] == ["on-failure"]
@@ -433,6 +484,25 @@ def test_systemd_unit_contract() -> None:
     assert parse_duration(settings["TimeoutStopSec"][0]) > parse_duration("30s")
     assert int(settings["LimitNOFILE"][0]) >= 65536
     assert settings["MemoryDenyWriteExecute"] == ["yes"]
+
+
+def test_systemd_unit_refuses_to_start_without_an_admin_key() -> None:
+    """The unit's first ExecStartPre, run as systemd would ($$ unescaped to $), with
+    and without the key; and the env file template names the key."""
+    (guard, _) = [
+        line.partition("=")[2]
+        for line in UNIT.read_text(encoding="utf-8").splitlines()
+        if line.startswith("ExecStartPre=")
+    ]
+    argv = shlex.split(guard.replace("$$", "$"))
+    path = {"PATH": os.environ.get("PATH", "")}
+    refused = subprocess.run(argv, env=path, capture_output=True, text=True, timeout=10)
+    assert refused.returncode != 0 and "LLMGW_ADMIN_KEY" in refused.stderr
+    admitted = subprocess.run(argv, env={**path, "LLMGW_ADMIN_KEY": "k"}, timeout=10)
+    assert admitted.returncode == 0
+    example = (UNIT.parent / "llmgw.env.example").read_text(encoding="utf-8")
+    assert re.search(r"^LLMGW_ADMIN_KEY=$", example, re.MULTILINE)
+    assert "install -m 0600 deploy/systemd/llmgw.env.example" in UNIT.read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------
@@ -882,7 +952,12 @@ def test_compose_stack_is_wired_together() -> None:
     scrape = yaml.safe_load(prometheus_config.read_text(encoding="utf-8"))["scrape_configs"]
     (job,) = [job for job in scrape if job["job_name"] == "llmgw"]
     assert job.get("metrics_path", "/metrics") == "/metrics"
-    assert job["static_configs"][0]["targets"] == [f"gateway:{config['server']['port']}"]
+    # /metrics lives on its own port, which Prometheus reaches and the host does not.
+    metrics_port = config["server"]["metrics_port"]
+    assert job["static_configs"][0]["targets"] == [f"gateway:{metrics_port}"]
+    assert not any(str(metrics_port) in str(p) for p in gateway.get("ports", []))
+    # No admin key, no stack: compose stops with a message (${VAR:?message}).
+    assert re.fullmatch(r"\$\{LLMGW_ADMIN_KEY:\?.+\}", gateway["environment"]["LLMGW_ADMIN_KEY"])
 
     grafana = bind_mounts(services["grafana"])
     assert grafana["/etc/grafana/dashboards/llmgw.json"] == DASHBOARD.resolve()
@@ -900,8 +975,14 @@ def test_compose_stack_is_wired_together() -> None:
 def test_compose_gateway_config_passes_llmgw_check(tmp_path: Path) -> None:
     compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     gateway = compose["services"]["gateway"]
-    # ${VAR:-} in the compose file is the user's shell: treat those as unset.
+    # ${VAR:-} in the compose file is the user's shell: treat those as unset, and give
+    # the ones compose requires (${VAR:?...}) a value, as compose would insist on.
     env = {k: v for k, v in gateway["environment"].items() if "${" not in str(v)}
-    config = bind_mounts(gateway)["/etc/llmgw"] / "gateway.yaml"
-    code, output = llmgw_check(config.read_text(encoding="utf-8"), env, tmp_path)
+    required = [k for k, v in gateway["environment"].items() if re.match(r"\$\{\w+:\?", str(v))]
+    assert required == ["LLMGW_ADMIN_KEY"]
+    text = (bind_mounts(gateway)["/etc/llmgw"] / "gateway.yaml").read_text(encoding="utf-8")
+    code, output = llmgw_check(text, {**env, "LLMGW_ADMIN_KEY": "adm-stand-in"}, tmp_path)
     assert (code, output.strip()) == (0, "ok")
+    # The gateway insists too, should the compose file's guard be lost.
+    code, output = llmgw_check(text, env, tmp_path)
+    assert code != 0 and "LLMGW_ADMIN_KEY" in output

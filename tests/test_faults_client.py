@@ -98,7 +98,7 @@ async def healthy(gw: TestClient[Any, Any]) -> None:
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     status = await (await gw.get("/api/v1/providers/status", headers=admin)).json()
     assert all(p["in_flight"] == 0 for p in status["providers"].values())
-    metrics = await (await gw.get("/metrics")).text()
+    metrics = await (await gw.get("/metrics", headers=admin)).text()
     assert "llmgw_inflight_requests 0.0" in metrics
 
 

@@ -106,7 +106,9 @@ def _request_from(remote: str, admin_key: str | None, token: str | None = None) 
         def get_extra_info(self, name: str, default: Any = None) -> Any:
             return (remote, 5555) if name == "peername" else default
 
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {"Host": "localhost:8080"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     return make_mocked_request(
         "GET", "/api/v1/providers/status", app=app, headers=headers, transport=Transport()
     )

@@ -175,7 +175,7 @@ async def run_full_of_failures(base: str, up: RawUpstream, tmp_path: Path) -> li
         for path in ("/api/v1/config", "/api/v1/providers/status", "/api/v1/usage"):
             await call("GET", path, headers=admin)
         await call("GET", "/api/v1/cache/stats", headers=admin)
-        await call("GET", "/metrics")
+        await call("GET", "/metrics", headers=admin)
         # A config with a key in the wrong place: the reload fails and says why.
         path = tmp_path / "gateway.yaml"
         good = path.read_text()

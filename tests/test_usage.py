@@ -79,7 +79,8 @@ async def test_metrics_and_log_carry_tokens_and_cost(
     cost = round((9 * inp + 3 * out) / 1e6, 9)
     assert (record.key, record.prompt_tokens, record.completion_tokens) == ("team-a", 9, 3)
     assert record.cost_usd == pytest.approx(cost)
-    metrics = await (await gw.get("/metrics")).text()
+    admin = {"Authorization": f"Bearer {ADMIN}"}  # /metrics is admin-only on the main port
+    metrics = await (await gw.get("/metrics", headers=admin)).text()
     labels = 'model="gpt-4o-mini",provider="up"'
     assert f'llmgw_tokens_total{{key="team-a",kind="prompt",{labels}}} 9.0' in metrics
     assert f'llmgw_tokens_total{{key="team-a",kind="completion",{labels}}} 3.0' in metrics

@@ -275,12 +275,14 @@ DOCUMENT: Schema = {
         },
         "/metrics": {
             "get": {
-                "summary": "Prometheus metrics",
+                "summary": "Prometheus metrics (admin only; 404 when on server.metrics_port)",
+                "security": [{"admin": []}],
                 "responses": {
                     "200": {
                         "description": "Prometheus text format",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
+                    },
+                    **_errors("OpenAIError", 404, *_ADMIN_ERRORS),
                 },
             }
         },

@@ -1,23 +1,24 @@
 """Operations endpoints: liveness, readiness, metrics and the admin API (SPEC §3).
 
-``/api/v1/*`` needs ``Authorization: Bearer <auth.admin_key>``; with no admin key
-configured it answers only clients on loopback.
+``/api/v1/*`` is guarded by ``guard.require_admin``. ``/metrics`` is too, unless
+``server.metrics_port`` gives it a listener of its own: then it is served there, open,
+and is 404 on the main port.
 """
 
 from __future__ import annotations
-
-import hmac
-import ipaddress
 
 import orjson
 from aiohttp import web
 
 from ..cache import MemoryStore
 from ..config.redact import redacted
-from ..errors import AuthenticationFailed, Forbidden
-from ..keys import ACCOUNTING, CACHE, METRICS, STORE
+from ..errors import NotFound
+from ..keys import ACCOUNTING, CACHE, METRICS, METRICS_LISTENER, STORE
 from ..lifecycle import reload_config
 from ..metrics import CIRCUIT_STATES
+from .guard import require_admin
+
+__all__ = ["require_admin"]  # re-exported: api.usage and callers guard with it
 
 
 async def health(request: web.Request) -> web.Response:
@@ -34,37 +35,28 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    request.app[ACCOUNTING].drain()  # requests that ended in this turn of the loop
-    registry = request.app[METRICS]
-    store = request.app[STORE]
+    """``/metrics`` on the main listener: admin only, or 404 when it has its own port."""
+    if request.app[METRICS_LISTENER]:
+        raise NotFound(f"Unknown path {request.path}")
+    require_admin(request)
+    return await render_metrics(request.app)
+
+
+async def render_metrics(app: web.Application) -> web.Response:
+    """The Prometheus exposition of ``app``, on whichever listener asked."""
+    app[ACCOUNTING].drain()  # requests that ended in this turn of the loop
+    registry = app[METRICS]
+    store = app[STORE]
     for provider in store.current.providers.values():
         state = CIRCUIT_STATES[provider.state.breaker.state]
         registry.circuit_state.labels(provider.name).set(state)
-    cache = request.app[CACHE].current()
+    cache = app[CACHE].current()
     if isinstance(cache, MemoryStore):
         registry.cache_size.set((await cache.sizes())[1])
     response = web.Response(body=registry.render())
     response.content_type = "text/plain"
     response.headers["Content-Type"] = registry.content_type
     return response
-
-
-def require_admin(request: web.Request) -> None:
-    """Raise 401/403 unless the caller may use the admin API."""
-    admin_key = request.app[STORE].current.config.auth.admin_key
-    if admin_key is None:
-        if not _is_loopback(request.remote):
-            raise Forbidden(
-                "The admin API answers only loopback clients while auth.admin_key is unset"
-            )
-        return
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode("utf-8", "surrogateescape"),
-        admin_key.encode("utf-8", "surrogateescape"),
-    ):
-        raise AuthenticationFailed("A valid admin key is required (Authorization: Bearer ...)")
 
 
 async def providers_status(request: web.Request) -> web.Response:
@@ -142,12 +134,3 @@ async def cache_clear(request: web.Request) -> web.Response:
     if store is not None:
         await store.clear()
     return web.Response(body=orjson.dumps({"cleared": cleared}), content_type="application/json")
-
-
-def _is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
-    try:
-        return ipaddress.ip_address(remote).is_loopback
-    except ValueError:
-        return False

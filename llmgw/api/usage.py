@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from ..keys import LIMITER, STORE, USAGE
-from .ops import require_admin
+from .guard import require_admin
 
 
 async def usage(request: web.Request) -> web.Response:

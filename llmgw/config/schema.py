@@ -112,6 +112,17 @@ class ServerConfig(Frozen):
     max_body_size: Size = 20 * 1024**2
     shutdown_timeout: Duration = 30.0
     cors_origins: Names = ()
+    # A second listener, on the same host, that serves /metrics only (and the main
+    # port then answers 404 there). Unset: /metrics is on the main port, admin only.
+    metrics_port: Annotated[int | None, BeforeValidator(_empty_to_none)] = Field(
+        None, ge=1, le=65535
+    )
+
+    @model_validator(mode="after")
+    def _two_ports(self) -> ServerConfig:
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError("metrics_port must differ from port")
+        return self
 
 
 class LoggingConfig(Frozen):

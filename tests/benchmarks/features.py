@@ -12,6 +12,8 @@ from .client import Connection, Result, build_request, get
 from .procs import HOST
 from .targets import Target
 
+ADMIN_KEY = "sk-bench-admin"  # auth.admin_key in tests/benchmarks/llmgw.yaml
+
 
 async def _post(target: Target, key: str, body: bytes) -> Result:
     connection = await Connection.open(HOST, target.port)
@@ -27,7 +29,8 @@ async def probe(target: Target) -> dict[str, str]:
     anonymous = await _post(target, "", body)
     first = await _post(target, target.key, body)
     second = await _post(target, target.key, body)
-    metrics = await get(HOST, target.port, "/metrics")
+    # /metrics is admin-only on the main port: tests/benchmarks/llmgw.yaml's admin key.
+    metrics = await get(HOST, target.port, "/metrics", f"Authorization: Bearer {ADMIN_KEY}\r\n")
     cache = [r.headers.get("x-cache", "-") for r in (first, second)]
     limits = {k: v for k, v in first.headers.items() if k.startswith("x-ratelimit")}
     return {

@@ -45,11 +45,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* The Secret whose keys become environment variables, or "" for none. */}}
+{{/* The Secret whose keys become environment variables: the user's, or the chart's
+(which always exists, holding at least the admin key). */}}
 {{- define "llmgw.secretName" -}}
 {{- if .Values.secret.existingSecret -}}
 {{- .Values.secret.existingSecret -}}
-{{- else if .Values.secret.env -}}
+{{- else -}}
 {{- include "llmgw.fullname" . -}}
 {{- end -}}
 {{- end -}}
@@ -57,6 +58,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "llmgw.port" -}}
 {{- $server := .Values.config.server | default dict -}}
 {{- $server.port | default 8080 | int -}}
+{{- end -}}
+
+{{/* server.metrics_port, or "" when /metrics stays on the main port. */}}
+{{- define "llmgw.metricsPort" -}}
+{{- $server := .Values.config.server | default dict -}}
+{{- with $server.metrics_port -}}{{- . | int -}}{{- end -}}
 {{- end -}}
 
 {{/*
@@ -100,6 +107,9 @@ server.shutdown_timeout for requests and streams in flight.
 {{/* Refuse values that would deploy a gateway that cannot start or cannot share state. */}}
 {{- define "llmgw.validate" -}}
 {{- $config := .Values.config | default dict -}}
+{{- if and .Values.serviceMonitor.enabled (not (include "llmgw.metricsPort" .)) -}}
+{{- fail "serviceMonitor.enabled needs config.server.metrics_port (/metrics on the main port is for the admin key only)" -}}
+{{- end -}}
 {{- $haveRedis := or .Values.redis.url .Values.redis.existingSecret (hasKey (.Values.secret.env | default dict) "REDIS_URL") .Values.secret.existingSecret -}}
 {{- range $section := list "cache" "limits" -}}
 {{- $part := get $config $section | default dict -}}
