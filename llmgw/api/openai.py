@@ -61,6 +61,7 @@ async def handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
             app[CACHE],
             metrics,
             lambda record: forward(request, ctx, runtime, call, targets, metrics, record),
+            refresh=principal.cache_refresh,
         )
         return response
     finally:  # also on errors and when the client went away
