@@ -8,7 +8,9 @@ neither the lookup nor the comparison depends on how much of a guess was right.
 Only the key's configured *name* ever leaves this module.
 
 With no keys configured the gateway is open: every caller is the anonymous
-principal (``Runtime.announce`` warns about it at every load).
+principal (``Runtime.announce`` warns about it at every load). It has one tenant, so
+the anonymous principal may refresh shared cache entries; with keys, only those with
+``cache_refresh: true`` may.
 
 A key's ``models`` allowlist names what clients send: an alias, a provider's model
 name or ``provider/model``; ``*`` allows every model and ``provider/*`` every
@@ -34,6 +36,7 @@ class Principal:
     name: str | None  # the key's configured name; None on an open gateway
     models: frozenset[str] | None = None  # allowlist; None = every model
     limits: LimitSpec | None = None
+    cache_refresh: bool = False  # its no-cache may replace shared cache entries
 
     @property
     def label(self) -> str:
@@ -41,7 +44,7 @@ class Principal:
         return self.name or ANONYMOUS_LABEL
 
 
-ANONYMOUS = Principal(None)
+ANONYMOUS = Principal(None, cache_refresh=True)
 
 
 class Keyring:
@@ -122,4 +125,4 @@ def _digest_of(client: ClientKey) -> bytes:
 
 def _principal(client: ClientKey) -> Principal:
     models = frozenset(client.models) if client.models is not None else None
-    return Principal(client.name, models, client.limits)
+    return Principal(client.name, models, client.limits, client.cache_refresh)

@@ -7,6 +7,10 @@ client key's name when ``cache.scope`` is ``key``. An entry holds
 the exact bytes sent to the client (a stream's events joined in one piece), so a hit
 replays them identically.
 
+Every client header the gateway forwards upstream (``Call.headers``, e.g.
+``anthropic-beta``) is part of the key too: names lower-cased, values as sent. What
+can change the provider's answer must change the key.
+
 The memory store is bounded by bytes (entries counted by their real size), evicts
 the least recently used first, enforces the TTL, and is O(1) per operation.
 """
@@ -89,6 +93,9 @@ def cache_key(call: Call, scope: str | None) -> str:
     canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     digest = hashlib.sha256(canonical)
     digest.update(b"\x00" + call.endpoint.encode() + b"\x00" + call.model.encode())
+    if call.headers:  # what reaches the provider besides the body (e.g. anthropic-beta)
+        sent = sorted((name.lower(), value) for name, value in call.headers.items())
+        digest.update(b"\x00headers:" + orjson.dumps(sent))
     if scope is not None:
         digest.update(b"\x00key:" + scope.encode())
     return "llmgw:cache:" + digest.hexdigest()

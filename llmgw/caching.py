@@ -4,6 +4,11 @@
 that went upstream, ``BYPASS`` when the cache is off for it (disabled, or the
 client sent ``Cache-Control: no-cache``). Only complete ``200`` answers are stored:
 never an error, a truncated stream or a cancelled one.
+
+A ``no-cache`` (or ``max-age=0``) answer replaces the stored entry only when the
+caller may refresh it: always under ``scope: key`` (the entry is its own), else only
+a principal with ``cache_refresh``. Anyone else's skips the cache both ways, so no key
+can overwrite what every other key is served.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ async def serve(
     cache: ResponseCache,
     metrics: Metrics,
     upstream: Upstream,
+    refresh: bool = False,
 ) -> web.StreamResponse:
-    """Answer ``call`` from the cache or from ``upstream``, recording what is cacheable."""
+    """Answer ``call`` from the cache or from ``upstream``, recording what is cacheable;
+    ``refresh``: the caller may replace shared entries (``Principal.cache_refresh``)."""
     settings = runtime.config.cache
     if not settings.enabled or call.endpoint not in CACHEABLE:
         return await _bypass(ctx, metrics, upstream, None)
@@ -43,7 +50,8 @@ async def serve(
     store = cache.store(settings)
     key = cache_key(call, ctx.key if settings.scope == "key" else None)
     if not policy.read:
-        recorder = Flight(settings.max_size) if policy.write else None
+        writes = policy.write and (refresh or settings.scope == "key")
+        recorder = Flight(settings.max_size) if writes else None
         response = await _bypass(ctx, metrics, upstream, recorder)
         await _keep(store, key, recorder, ctx, settings.ttl)
         return response

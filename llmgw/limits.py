@@ -1,9 +1,17 @@
 """rpm / tpm / concurrency, per key, per model and globally (SPEC §5).
 
 A request is checked against every *scope* that has a limit for it — its key
-(``auth.keys[].limits``), the model name the client sent (``limits.models``) and
+(``auth.keys[].limits``), every ``limits.models`` entry that applies to it, and
 ``limits.global`` — all at once: either it fits in all of them and is recorded in
 all of them, or it is refused (429) and recorded in none.
+
+A ``limits.models`` entry applies when it names the model the client sent (an alias,
+say) or one of the request's resolved targets, as ``model`` or ``provider/model``: a
+limit on ``gpt-4o`` holds whether clients write ``gpt-4o``, ``openai/gpt-4o`` or an
+alias leading to it. Admission comes before the fallback loop (a refusal is a 429
+before anything goes upstream), so which target will answer is not known yet: every
+distinct limited model among the targets is charged, each once. A fallback chain
+over two limited models counts against both; exact and conservative.
 
 - ``rpm``: requests in the last 60 s: a sliding window, not fixed minutes, counted in
   tenths of a second (a request leaves it at most 0.1 s before its 60 s are up), so
@@ -33,7 +41,7 @@ import itertools
 import math
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +53,7 @@ from .limits_memory import Count, MemoryCounters, Scope
 from .metrics import Metrics
 from .providers import Call
 from .providers.base import estimate_prompt_tokens
+from .routing import Target
 from .usage import Spend
 
 if TYPE_CHECKING:
@@ -67,13 +76,26 @@ class Admission:
     in_shared: bool = False  # the scopes were recorded in Redis
 
 
-def scopes_for(limits: LimitsConfig, principal: Principal, model: str) -> tuple[Scope, ...]:
+def limited_models(limits: LimitsConfig, model: str, targets: Iterable[Target]) -> tuple[str, ...]:
+    """The ``limits.models`` entries that apply: the name sent, then each target's
+    ``model`` and ``provider/model``, each entry once."""
+    configured = limits.models
+    if not configured:
+        return ()
+    names = [model]
+    for target in targets:
+        names += (target.model, f"{target.provider}/{target.model}")
+    return tuple(dict.fromkeys(name for name in names if name in configured))
+
+
+def scopes_for(
+    limits: LimitsConfig, principal: Principal, models: tuple[str, ...]
+) -> tuple[Scope, ...]:
+    """The scopes of a request by ``principal`` whose limited models are ``models``."""
     scopes: list[Scope] = []
     if principal.limits is not None and principal.name is not None:
         scopes.append(Scope("key", f"key:{principal.name}", principal.limits))
-    spec = limits.models.get(model)
-    if spec is not None:
-        scopes.append(Scope("model", f"model:{model}", spec))
+    scopes += (Scope("model", f"model:{name}", limits.models[name]) for name in models)
     if limits.global_ is not None:
         scopes.append(Scope("global", "global", limits.global_))
     return tuple(s for s in scopes if s.spec.rpm or s.spec.tpm or s.spec.concurrency)
@@ -93,10 +115,15 @@ class Limiter:
         self._prefix = secrets.token_hex(6)
 
     async def admit(
-        self, limits: LimitsConfig, principal: Principal, call: Call, ctx: RequestContext
+        self,
+        limits: LimitsConfig,
+        principal: Principal,
+        call: Call,
+        targets: Iterable[Target],
+        ctx: RequestContext,
     ) -> Admission:
         """Record the request in every scope that limits it, or raise 429."""
-        scopes = self._scopes(limits, principal, call.model)
+        scopes = self._scopes(limits, principal, limited_models(limits, call.model, targets))
         shared = self._shared_for(limits)
         if not scopes:
             return Admission(shared=shared)
@@ -164,17 +191,18 @@ class Limiter:
             await shared.close()
         self._shared.clear()
 
-    def _scopes(self, limits: LimitsConfig, principal: Principal, model: str) -> tuple[Scope, ...]:
-        """``scopes_for``, remembered per config snapshot, key and configured model (a
-        bounded set: models without a limit of their own share one entry)."""
-        limited_model = model if model in limits.models else None
-        memo = (id(limits), principal.name, id(principal.limits), limited_model)
+    def _scopes(
+        self, limits: LimitsConfig, principal: Principal, models: tuple[str, ...]
+    ) -> tuple[Scope, ...]:
+        """``scopes_for``, remembered per config snapshot, key and limited models (a
+        bounded set: requests to models without a limit share one entry)."""
+        memo = (id(limits), principal.name, id(principal.limits), models)
         found = self._memo.get(memo)
         if found is not None and found[0] is limits:
             return found[1]
         if len(self._memo) > 4096:  # old snapshots' entries: start afresh
             self._memo.clear()
-        scopes = scopes_for(limits, principal, model)
+        scopes = scopes_for(limits, principal, models)
         self._memo[memo] = (limits, scopes)
         return scopes
 

@@ -49,7 +49,7 @@ async def handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         ctx.prompt = prompt_excerpt(call)
     allow_model(principal, call.model)
     targets = runtime.router.resolve(call.model)  # 404 before limits and cache
-    admission = await app[LIMITER].admit(config.limits, principal, call, ctx)
+    admission = await app[LIMITER].admit(config.limits, principal, call, targets, ctx)
     metrics = app[METRICS]
     response = None
     try:
@@ -61,6 +61,7 @@ async def handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
             app[CACHE],
             metrics,
             lambda record: forward(request, ctx, runtime, call, targets, metrics, record),
+            refresh=principal.cache_refresh,
         )
         return response
     finally:  # also on errors and when the client went away

@@ -297,6 +297,10 @@ class ClientKey(Frozen):
     key_sha256: str | None = None
     models: Names | None = None
     limits: LimitSpec | None = None
+    # May this key's ``Cache-Control: no-cache`` (or ``max-age=0``) replace an entry
+    # other keys share (``cache.scope: global``)? Without it, such a request still
+    # skips reading the cache but stores nothing.
+    cache_refresh: bool = False
 
     @field_validator("key_sha256")
     @classmethod
