@@ -89,7 +89,11 @@ async def forward(
             except BaseException:
                 state.breaker.abandon()
                 raise
-            _record_success(metrics, provider)
+            broken = _broken_stream(ctx)
+            if broken is None:
+                _record_success(metrics, provider)
+            else:  # too late to fall back, not too late to count against the provider
+                _record_failure(metrics, provider, broken, breaker.failures)
             return response
     raise _final_error(call, failures, skipped)
 
@@ -229,6 +233,20 @@ def _record_failure(
         _show_circuit(metrics, provider)
     detail = f" ({failure.detail})" if failure.detail else ""
     log.warning("upstream attempt failed: %s: %s%s", provider.name, failure.message, detail)
+
+
+# How a stream the provider broke after its first byte left ``ctx.error`` (relay).
+_BROKEN = {"timeout": "timeout", "stream_error": "stream_error", "stream_truncated": "stream_error"}
+
+
+def _broken_stream(ctx: RequestContext) -> AttemptFailure | None:
+    """The provider's failure of a stream already relayed in part (silent past
+    read_timeout, cut, an error event, no end), or None: such a stream is not a success."""
+    kind = _BROKEN.get(ctx.error or "")
+    if kind is None:
+        return None
+    message = "the provider's stream broke after its first byte"
+    return AttemptFailure(kind, message, reason=ctx.error)
 
 
 def _record_success(metrics: Metrics, provider: Provider) -> None:
