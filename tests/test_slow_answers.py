@@ -15,6 +15,7 @@ import anthropic
 import openai
 import pytest
 
+from llmgw.config import ConfigError, parse
 from tests.conftest import PROVIDER_KEY
 from tests.fakes import FakeOpenAI, chat_chunks, free_port, hang, reply_error, reply_stream
 from tests.provider_fakes import FakeAnthropic, serve
@@ -213,3 +214,15 @@ async def test_stream_silent_after_its_first_byte_is_charged(
     assert await circuit(gw) == "open"
     metrics = await (await gw.get("/metrics")).text()
     assert 'llmgw_upstream_attempts_total{outcome="timeout",provider="up"} 1.0' in metrics
+
+
+def test_the_timeouts_defaults_fit_reasoning_models_and_must_be_positive() -> None:
+    provider = parse(config("http://127.0.0.1:1/v1"), environ={}).providers["up"]
+    assert (provider.timeout, provider.read_timeout) == (30.0, 120.0)
+    assert (provider.connect_timeout, provider.response_timeout) == (10.0, 600.0)
+    for key in ("connect_timeout", "response_timeout"):
+        with pytest.raises(ConfigError) as caught:
+            parse(config("http://127.0.0.1:1/v1", extra=f"\n    {key}: 0s"), environ={})
+        assert caught.value.errors == [
+            f"gateway.yaml:9:{len(key) + 7}: providers.up.{key}: must be greater than 0"
+        ]
