@@ -97,7 +97,11 @@ async def forward(
                 else:
                     state.breaker.abandon()
                 raise
-            _record_success(metrics, provider)
+            broken = _broken_stream(ctx)
+            if broken is None:
+                _record_success(metrics, provider)
+            else:  # too late to fall back, not too late to count against the provider
+                _record_failure(metrics, provider, broken, breaker.failures)
             return response
     raise _advise(_final_error(call, failures, skipped), failures, circuit_open)
 
@@ -118,15 +122,24 @@ async def _attempt(
     slots = state.semaphore(provider.config.max_concurrency)
     if slots is not None:
         try:
-            async with asyncio.timeout(provider.timeouts.connect):
+            async with asyncio.timeout(provider.timeouts.head):
                 await slots.acquire()
         except TimeoutError:
             raise AttemptFailure("busy", "the provider is at max_concurrency") from None
     state.inflight += 1
     state.requests += 1
+    # A stream's head comes at its first token; a whole answer's when it is done, so
+    # it may take response_timeout (head and body), and taking long is not a fault.
+    timeouts = provider.timeouts.for_answer(call.stream)
+    deadline = None if call.stream else asyncio.get_running_loop().time() + timeouts.head
     try:
         began = time.perf_counter()
-        upstream = await provider.transport.send(upstream_request, provider.timeouts)
+        try:
+            upstream = await provider.transport.send(upstream_request, timeouts)
+        except AttemptFailure as failure:
+            if deadline is None or failure.kind != "timeout" or failure.reason != "timeout":
+                raise
+            raise _late_answer(failure.detail) from None
         waited = time.perf_counter() - began
         ctx.upstream_wait += waited
         state.observe_latency(waited)
@@ -134,7 +147,7 @@ async def _attempt(
         try:
             if upstream.status >= 400:
                 status = adapter.failure_status(upstream.status)
-                raise _status_failure(status, upstream.headers, await _body(upstream))
+                raise _status_failure(status, upstream.headers, await _body(upstream, deadline))
             ctx.provider, ctx.upstream_model = provider.name, target.model
             ctx.dropped = upstream_request.dropped
             if relay.is_event_stream(upstream):
@@ -144,7 +157,7 @@ async def _attempt(
                 return await relay.translated_stream(
                     request, ctx, translator, upstream, call.client_format, record
                 )
-            body = await _body(upstream)
+            body = await _body(upstream, deadline)
             parsed = parse_answer(body)
             usage = adapter.usage_of(parsed)
             body = adapter.response(call, target.model, body, parsed)
@@ -157,12 +170,28 @@ async def _attempt(
             slots.release()
 
 
-async def _body(upstream: UpstreamResponse) -> bytes:
-    """The whole body; a read that breaks is the attempt's failure."""
+async def _body(upstream: UpstreamResponse, deadline: float | None) -> bytes:
+    """The whole body, by ``deadline`` (loop time) when given; a read that breaks is
+    the attempt's failure."""
+    timer = asyncio.timeout_at(deadline)
     try:
-        return await upstream.read()
+        async with timer:
+            return await upstream.read()
     except TRANSPORT_ERRORS as exc:
+        if timer.expired():
+            raise _late_answer("the body was not whole within response_timeout") from None
         raise failure_from(exc) from None
+
+
+def _late_answer(detail: str) -> AttemptFailure:
+    """A non-streamed answer not done within ``response_timeout``: the request was long,
+    which says nothing about the provider's health (a connect that timed out does)."""
+    return AttemptFailure(
+        "timeout",
+        "the provider did not finish its answer in time",
+        reason="response_timeout",
+        detail=detail,
+    )
 
 
 def _status_failure(status: int, headers: Mapping[str, str], body: bytes) -> AttemptFailure:
@@ -199,20 +228,34 @@ def _record_failure(
         state.breaker.abandon()
         return
     status = failure.status or 0
-    if failure.kind == "status" and not (status in (401, 403) or status >= 429):
+    if failure.kind == "status" and status < 500 and status not in (401, 403, 429):
         state.breaker.success()  # the provider is up; the request was at fault
         return
     state.errors += 1
     state.last_error = failure.outcome
-    if status == 429:
-        # Up, and saying when to come back: an open circuit would answer 503 without
-        # that wait, so a rate limit neither opens nor closes it.
+    if status == 429 or failure.reason == "response_timeout":
+        # Rate limited, or a long generation: the provider is up, and one client's
+        # requests must not open the circuit for every other client.
         state.breaker.abandon()
-    else:
+    else:  # refused, reset, DNS, TLS, 5xx, 401/403, a stream's timeout, a broken body
         state.breaker.failure(threshold)
         _show_circuit(metrics, provider)
     detail = f" ({failure.detail})" if failure.detail else ""
     log.warning("upstream attempt failed: %s: %s%s", provider.name, failure.message, detail)
+
+
+# How a stream the provider broke after its first byte left ``ctx.error`` (relay).
+_BROKEN = {"timeout": "timeout", "stream_error": "stream_error", "stream_truncated": "stream_error"}
+
+
+def _broken_stream(ctx: RequestContext) -> AttemptFailure | None:
+    """The provider's failure of a stream already relayed in part (silent past
+    read_timeout, cut, an error event, no end), or None: such a stream is not a success."""
+    kind = _BROKEN.get(ctx.error or "")
+    if kind is None:
+        return None
+    message = "the provider's stream broke after its first byte"
+    return AttemptFailure(kind, message, reason=ctx.error)
 
 
 def _record_success(metrics: Metrics, provider: Provider) -> None:

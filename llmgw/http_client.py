@@ -37,6 +37,7 @@ from .http_errors import (
     ConnectError,
     ConnectRefused,
     ConnectReset,
+    ConnectTimeout,
     Disconnected,
     DnsError,
     HeadTimeout,
@@ -58,6 +59,7 @@ __all__ = [
     "ConnectError",
     "ConnectRefused",
     "ConnectReset",
+    "ConnectTimeout",
     "Disconnected",
     "DnsError",
     "HeadTimeout",
@@ -167,10 +169,13 @@ class Pool:
         head_timeout: float,
         read_timeout: float,
         route: Route | None = None,
+        *,
+        connect_timeout: float | None = None,
     ) -> Response:
         """Send one request and wait for the response's head: connecting (when no idle
         connection is at hand) and the head together within ``head_timeout``, or
-        ``HeadTimeout``. The body follows through the response, each silence in it
+        ``HeadTimeout``; connecting alone within ``connect_timeout`` too, or
+        ``ConnectTimeout``. The body follows through the response, each silence in it
         shorter than ``read_timeout``, or ``ReadTimeout``."""
         target = (route or self.route).target(url)
         lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
@@ -180,16 +185,21 @@ class Pool:
             lines += self._agent
         wire = f"{method} {target.head}{lines}{ACCEPT}Content-Length: {len(body)}\r\n\r\n"
         data = wire.encode() + body
-        deadline = self.loop.time() + head_timeout
+        now = self.loop.time()
+        deadline = now + head_timeout
+        if connect_timeout is not None and connect_timeout < head_timeout:
+            connected_by = now + connect_timeout
+        else:
+            connected_by = deadline
         conn = self._idle_connection(target.key)
         reused = conn is not None
         while True:  # twice at most: a reused connection found closed is replaced once
             if conn is None:
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout_at(connected_by):
                         conn = await self._connect(target)
                 except TimeoutError:
-                    raise HeadTimeout("no connection within the head timeout") from None
+                    raise ConnectTimeout("no connection within the connect timeout") from None
             response = conn.response = Response(conn, self, read_timeout)
             conn.parser = httptools.HttpResponseParser(response)
             conn.transport.write(data)

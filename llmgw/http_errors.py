@@ -20,6 +20,7 @@
     ├── InvalidRequest             connect_error    connect_error
     ├── ReadTimeout (TimeoutError) timeout          timeout
     └── HeadTimeout (TimeoutError) timeout          timeout
+        └── ConnectTimeout                          connect_timeout
 
 ``kind`` is the fallback condition (``routing.fallback_on``) an error matches, so
 ``connect_error`` keeps matching every way a connection can fail; ``outcome`` says
@@ -116,3 +117,10 @@ class HeadTimeout(HttpError, TimeoutError):
     """The connection and the response's head took longer than the head timeout."""
 
     kind = outcome = "timeout"
+
+
+class ConnectTimeout(HeadTimeout):
+    """No connection (name, TCP, a proxy's tunnel, TLS) within the connect timeout:
+    unlike a slow head, evidence that the provider cannot be reached."""
+
+    outcome = "connect_timeout"

@@ -140,7 +140,12 @@ def build_runtime(config: GatewayConfig, states: ProviderStates, pool: http_clie
             adapter=adapter,
             transport=transport,
             state=states.get(name),
-            timeouts=Timeouts(settings.timeout, settings.read_timeout),
+            timeouts=Timeouts(
+                connect=settings.connect_timeout,
+                head=settings.timeout,
+                read=settings.read_timeout,
+                response=settings.response_timeout,
+            ),
             disabled=disabled,
         )
     enabled = {name: p.disabled is None for name, p in providers.items()}

@@ -14,7 +14,7 @@ import email.utils
 import math
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import orjson
@@ -79,8 +79,18 @@ class AttemptFailure(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    connect: float  # connect + response headers
+    """One attempt's clocks. ``head`` bounds connecting and the response's head: a
+    stream's time to first byte, or (``for_answer(stream=False)``) a non-streamed
+    answer's whole generation, whose head comes only when it is done."""
+
+    connect: float  # name, TCP, a proxy's tunnel and TLS (providers.<name>.connect_timeout)
+    head: float  # connect + response headers of a stream (providers.<name>.timeout)
     read: float  # longest silence between bytes (kept by the response's watchdog)
+    response: float  # a non-streamed answer, head to last byte (response_timeout)
+
+    def for_answer(self, stream: bool) -> Timeouts:
+        """The clocks of a request for a stream, or for a whole answer at once."""
+        return self if stream else replace(self, head=self.response)
 
 
 class UpstreamResponse(Protocol):
@@ -166,8 +176,9 @@ def _bounded(seconds: float) -> float | None:
 
 
 class HttpTransport:
-    """Requests over the process's one connection pool; the connect timeout bounds the
-    wait for the response's head, the read timeout each silence after it."""
+    """Requests over the process's one connection pool; the head timeout bounds the
+    wait for the response's head (connecting included, itself within the connect
+    timeout), the read timeout each silence after it."""
 
     __slots__ = ("_pool", "_route")
 
@@ -182,9 +193,10 @@ class HttpTransport:
                 request.url,
                 request.headers,
                 request.body,
-                timeouts.connect,
+                timeouts.head,
                 timeouts.read,
                 self._route,
+                connect_timeout=timeouts.connect,
             )
         except TRANSPORT_ERRORS as exc:
             raise failure_from(exc) from None

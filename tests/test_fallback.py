@@ -58,7 +58,8 @@ async def test_falls_back_on_503(make_fake: Any, gateway: Any) -> None:
 async def test_falls_back_when_first_hangs_past_timeout(make_fake: Any, gateway: Any) -> None:
     first, second = await make_fake(), await make_fake()
     first.then(hang(10))
-    gw = await gateway(chain(first.url, second.url, first_extra="\n    timeout: 200ms"))
+    extra = "\n    response_timeout: 200ms"
+    gw = await gateway(chain(first.url, second.url, first_extra=extra))
     response = await gw.post("/v1/chat/completions", json=BODY)
     assert response.status == 200
     assert response.headers["X-LLMGW-Provider"] == "second"
@@ -127,8 +128,8 @@ async def test_every_target_timing_out_is_504(make_fake: Any, gateway: Any) -> N
     first, second = await make_fake(), await make_fake()
     first.then(hang(10))
     second.then(hang(10))
-    config = chain(first.url, second.url, first_extra="\n    timeout: 100ms").replace(
-        "max_retries: 0\nmodels", "max_retries: 0\n    timeout: 100ms\nmodels"
+    config = chain(first.url, second.url, first_extra="\n    response_timeout: 100ms").replace(
+        "max_retries: 0\nmodels", "max_retries: 0\n    response_timeout: 100ms\nmodels"
     )
     gw = await gateway(config)
     response = await gw.post("/v1/chat/completions", json=BODY)

@@ -54,7 +54,8 @@ providers:
     models: [gpt-4o-mini]
     max_retries: {retries}
     timeout: {timeout}
-    read_timeout: {timeout}{extra}
+    read_timeout: {timeout}
+    response_timeout: {timeout}{extra}
   backup:
     type: mock
 models:

@@ -39,6 +39,7 @@ providers:
     max_retries: 0
     timeout: 250ms
     read_timeout: 250ms
+    response_timeout: 250ms
   backup:
     type: mock
 models:

@@ -63,6 +63,7 @@ providers:
     max_retries: 0
     timeout: 300ms
     read_timeout: 300ms
+    response_timeout: 300ms
     headers: {{X-Custom-Token: "${{H_TOK}}"}}
   claude:
     type: anthropic
@@ -71,6 +72,7 @@ providers:
     models: [claude-x]
     max_retries: 0
     timeout: 300ms
+    response_timeout: 300ms
 models:
   chain: [up/gpt-4o-mini, claude/claude-x]
 cache: {{enabled: true}}

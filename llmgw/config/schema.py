@@ -135,8 +135,10 @@ class _ProviderBase(Frozen):
     api_key: Optional = None
     base_url: Optional = None
     models: Names | None = None
-    timeout: Duration = 30.0
-    read_timeout: Duration = 120.0
+    timeout: Duration = 30.0  # a stream: connect + response headers (time to first byte)
+    read_timeout: Duration = 120.0  # longest silence between bytes of a response
+    connect_timeout: Duration = 10.0  # name, TCP, a proxy's tunnel, TLS
+    response_timeout: Duration = 600.0  # a non-streamed answer, whole (reasoning takes minutes)
     max_retries: int = Field(1, ge=0, le=10)
     max_concurrency: int = Field(0, ge=0)
     headers: FrozenMap[str, str] = Field(default_factory=_empty_map)
@@ -177,7 +179,7 @@ class _ProviderBase(Frozen):
                 ) from None
         return self
 
-    @field_validator("timeout", "read_timeout")
+    @field_validator("timeout", "read_timeout", "connect_timeout", "response_timeout")
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:
