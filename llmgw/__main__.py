@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     app[MANAGE_LOGGING] = True
     loop = _new_loop()
     try:
-        loop.run_until_complete(serve(app, host, port, config.server.shutdown_timeout))
+        loop.run_until_complete(
+            serve(app, host, port, config.server.shutdown_timeout, config.server.max_connections)
+        )
     except OSError as exc:  # e.g. the port is taken
         log.error("cannot serve on %s:%s: %s", host, port, exc)
         return 1

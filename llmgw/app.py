@@ -11,11 +11,12 @@ from aiohttp import web
 from . import __version__, lifecycle
 from .accounting import Accounting
 from .api import anthropic, openai, openapi, ops, usage
+from .api.body import Bodies
 from .auth import Keyring
 from .cache import ResponseCache
 from .config import GatewayConfig
 from .http_client import Pool
-from .keys import ACCOUNTING, CACHE, KEYRING, LIMITER, METRICS, POOL, STATES, STORE, USAGE
+from .keys import ACCOUNTING, BODIES, CACHE, KEYRING, LIMITER, METRICS, POOL, STATES, STORE, USAGE
 from .limits import Limiter
 from .metrics import Metrics
 from .middleware import IDS, RequestIds, add_headers, gateway_middleware
@@ -42,6 +43,7 @@ def create_app(
     app[USAGE] = UsageBook(app[METRICS])
     app[CACHE] = ResponseCache()
     app[IDS] = RequestIds()
+    app[BODIES] = Bodies()
     app.cleanup_ctx.append(_upstream_pool)
     app.cleanup_ctx.append(_config_store(config, config_path, config_text))
     app.cleanup_ctx.append(lifecycle.config_watcher)

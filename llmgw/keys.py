@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .accounting import Accounting
+from .api.body import Bodies
 from .auth import Keyring
 from .cache import ResponseCache
 from .context import RequestContext
@@ -24,4 +25,5 @@ KEYRING = web.AppKey("keyring", Keyring)
 LIMITER = web.AppKey("limiter", Limiter)
 USAGE = web.AppKey("usage", UsageBook)
 CACHE = web.AppKey("cache", ResponseCache)
+BODIES = web.AppKey("bodies", Bodies)
 CONTEXT = web.RequestKey("context", RequestContext)

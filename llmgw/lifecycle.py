@@ -16,10 +16,12 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from . import logs
+from .connections import ConnectionCap
 from .keys import METRICS, POOL, STATES, STORE
 from .reload import ReloadResult, watch
 from .runtime import build_runtime
@@ -30,6 +32,12 @@ MANAGE_LOGGING = web.AppKey("manage_logging", bool)
 # How long a connection may sit idle, or take to send a request's head (slowloris): the
 # same 75 s as nginx and aiohttp's run_app (aiohttp's own default is an hour).
 KEEPALIVE_TIMEOUT = 75.0
+
+
+def handler_options() -> dict[str, Any]:
+    """How every connection is handled (the tests' servers too): request bodies are
+    never inflated (a compressed body is refused with 415, see api/body.py)."""
+    return {"access_log": None, "keepalive_timeout": KEEPALIVE_TIMEOUT, "auto_decompress": False}
 
 
 async def reload_config(app: web.Application, trigger: str) -> ReloadResult:
@@ -75,15 +83,16 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
-async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> None:
+async def serve(
+    app: web.Application, host: str, port: int, shutdown_timeout: float, max_connections: int = 0
+) -> None:
+    options = handler_options()
     runner = web.AppRunner(
-        app,
-        handler_cancellation=True,
-        access_log=None,
-        shutdown_timeout=shutdown_timeout,
-        keepalive_timeout=KEEPALIVE_TIMEOUT,
+        app, handler_cancellation=True, shutdown_timeout=shutdown_timeout, **options
     )
     await runner.setup()
+    assert runner.server is not None
+    accept = ConnectionCap(runner.server, max_connections, options)
     settle_garbage_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -103,12 +112,16 @@ async def serve(app: web.Application, host: str, port: int, shutdown_timeout: fl
     loop.add_signal_handler(
         signal.SIGHUP, lambda: asyncio.ensure_future(reload_config(app, "sighup"))
     )
+    listener: asyncio.AbstractServer | None = None
     try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
+        listener = await loop.create_server(
+            accept, host, port, reuse_address=True, backlog=max(128, min(max_connections, 4096))
+        )
         log.info("listening on %s:%s", host, port)
         await stop.wait()
     finally:
+        if listener is not None:
+            listener.close()  # stop accepting; connections in flight drain below
         await runner.cleanup()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
