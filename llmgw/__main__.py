@@ -50,7 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     metrics = None if metrics_port is None else (create_metrics_app(app), metrics_port)
     loop = _new_loop()
     try:
-        loop.run_until_complete(serve(app, host, port, config.server.shutdown_timeout, metrics))
+        loop.run_until_complete(
+            serve(
+                app,
+                host,
+                port,
+                config.server.shutdown_timeout,
+                metrics,
+                config.server.max_connections,
+            )
+        )
     except OSError as exc:  # e.g. the port is taken
         log.error("cannot serve on %s:%s: %s", host, port, exc)
         return 1

@@ -11,6 +11,7 @@ from aiohttp import web
 from . import __version__, lifecycle
 from .accounting import Accounting
 from .api import anthropic, openai, openapi, ops, usage
+from .api.body import Bodies
 from .auth import Keyring
 from .cache import ResponseCache
 from .config import GatewayConfig
@@ -18,6 +19,7 @@ from .errors import NotFound
 from .http_client import Pool
 from .keys import (
     ACCOUNTING,
+    BODIES,
     CACHE,
     KEYRING,
     LIMITER,
@@ -56,6 +58,7 @@ def create_app(
     app[IDS] = RequestIds()
     # Listeners are fixed for the life of the process, like server.port.
     app[METRICS_LISTENER] = config.server.metrics_port is not None
+    app[BODIES] = Bodies()
     app.cleanup_ctx.append(_upstream_pool)
     app.cleanup_ctx.append(_config_store(config, config_path, config_text))
     app.cleanup_ctx.append(lifecycle.config_watcher)

@@ -4,6 +4,7 @@
     ├── InvalidRequest                400     invalid_request_error  invalid_request
     │   └── RequestTimedOut           408     invalid_request_error  request_timeout
     ├── RequestTooLarge               413     invalid_request_error  request_too_large
+    ├── UnsupportedEncoding           415     invalid_request_error  unsupported_content_encoding
     ├── AuthenticationFailed          401     authentication_error   invalid_api_key
     ├── Forbidden                     403     permission_error       permission_denied
     │   └── ModelNotAllowed           403     permission_error       model_not_allowed
@@ -13,6 +14,7 @@
     ├── InternalError                 500     api_error              internal_error
     ├── UpstreamFailed                502     api_error              upstream_error
     ├── NoProviderAvailable           503     api_error              no_provider_available
+    ├── Overloaded                    503     api_error              overloaded
     └── UpstreamTimedOut              504     api_error              upstream_timeout
 
 Each error knows how it looks on the wire in both client dialects (OpenAI's and
@@ -37,6 +39,7 @@ _ANTHROPIC_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
+    415: "invalid_request_error",
     429: "rate_limit_error",
     500: "api_error",
     502: "api_error",
@@ -85,6 +88,12 @@ class RequestTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class UnsupportedEncoding(GatewayError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_content_encoding"
 
 
 class RequestTimedOut(InvalidRequest):
@@ -138,6 +147,13 @@ class NoProviderAvailable(GatewayError):
     code = "no_provider_available"
 
 
+class Overloaded(GatewayError):
+    """The gateway itself is at a bound it keeps (request bodies held, connections)."""
+
+    status = 503
+    code = "overloaded"
+
+
 class UpstreamTimedOut(GatewayError):
     status = 504
     code = "upstream_timeout"
@@ -145,16 +161,44 @@ class UpstreamTimedOut(GatewayError):
 
 def provider_rejection(status: int, body: bytes, dialect: str, secrets: Iterable[str]) -> bytes:
     """A provider's 4xx error body as the client receives it: the provider's secrets
-    struck out, and a body that is not a JSON object (an HTML page, plain text) replaced
-    by an error of the gateway's own, in the client's dialect."""
-    for secret in secrets:
-        if secret and secret.encode() in body:
-            body = body.replace(secret.encode(), b"[redacted]")
+    struck out (from the raw bytes, and from every string of the decoded JSON, where
+    the provider may have escaped them), and a body that is not a JSON object (an HTML
+    page, plain text) replaced by an error of the gateway's own, in the client's dialect."""
+    hidden = tuple(secret for secret in secrets if secret)
+    for secret in hidden:
+        if secret.encode() in body:
+            body = body.replace(secret.encode(), REDACTED.encode())
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         parsed = None
     if isinstance(parsed, dict):
-        return body
+        try:
+            cleaned = _strike(parsed, hidden) if hidden else parsed
+            return body if cleaned is parsed else orjson.dumps(cleaned)
+        except (RecursionError, TypeError):  # nested too deeply to walk or write back
+            pass
     error = InvalidRequest(f"The provider refused the request (HTTP {status})")
     return error.anthropic_body() if dialect == "anthropic" else error.openai_body()
+
+
+REDACTED = "[redacted]"
+
+
+def _strike(value: object, secrets: tuple[str, ...]) -> object:
+    """``value`` with every secret replaced in its strings (keys too); the very same
+    object when there was nothing to replace."""
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, list):
+        items = [_strike(item, secrets) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if isinstance(value, dict):
+        pairs = [(_strike(k, secrets), _strike(v, secrets)) for k, v in value.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items(), strict=True)):
+            return value
+        return dict(pairs)
+    return value

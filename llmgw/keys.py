@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .accounting import Accounting
+from .api.body import Bodies
 from .auth import Keyring
 from .cache import ResponseCache
 from .context import RequestContext
@@ -26,4 +27,5 @@ USAGE = web.AppKey("usage", UsageBook)
 CACHE = web.AppKey("cache", ResponseCache)
 # True when /metrics has a listener of its own (server.metrics_port, fixed at start).
 METRICS_LISTENER = web.AppKey("metrics_listener", bool)
+BODIES = web.AppKey("bodies", Bodies)
 CONTEXT = web.RequestKey("context", RequestContext)

@@ -16,10 +16,12 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from . import logs
+from .connections import ConnectionCap
 from .keys import METRICS, POOL, STATES, STORE
 from .reload import ReloadResult, watch
 from .runtime import build_runtime
@@ -30,6 +32,12 @@ MANAGE_LOGGING = web.AppKey("manage_logging", bool)
 # How long a connection may sit idle, or take to send a request's head (slowloris): the
 # same 75 s as nginx and aiohttp's run_app (aiohttp's own default is an hour).
 KEEPALIVE_TIMEOUT = 75.0
+
+
+def handler_options() -> dict[str, Any]:
+    """How every connection is handled (the tests' servers too): request bodies are
+    never inflated (a compressed body is refused with 415, see api/body.py)."""
+    return {"access_log": None, "keepalive_timeout": KEEPALIVE_TIMEOUT, "auto_decompress": False}
 
 
 async def reload_config(app: web.Application, trigger: str) -> ReloadResult:
@@ -82,28 +90,37 @@ async def listening(
     port: int,
     shutdown_timeout: float,
     metrics: tuple[web.Application, int] | None = None,
+    max_connections: int = 0,
 ) -> AsyncIterator[list[tuple[str, int]]]:
-    """Serve ``app`` on host:port and, given ``metrics`` (its app and port), the metrics
-    listener on the same host; yield the addresses bound (main first). The metrics
-    runner starts after the main app, whose state it reads, and stops before it."""
+    """Serve ``app`` on host:port (at most ``max_connections`` open, 0 = unbounded)
+    and, given ``metrics`` (its app and port), the metrics listener on the same host;
+    yield the addresses bound (main first). The metrics runner starts after the main
+    app, whose state it reads, and stops before it."""
+    options = handler_options()
     runner = web.AppRunner(
-        app,
-        handler_cancellation=True,
-        access_log=None,
-        shutdown_timeout=shutdown_timeout,
-        keepalive_timeout=KEEPALIVE_TIMEOUT,
+        app, handler_cancellation=True, shutdown_timeout=shutdown_timeout, **options
     )
     await runner.setup()
+    assert runner.server is not None
+    accept = ConnectionCap(runner.server, max_connections, options)
+    loop = asyncio.get_running_loop()
     runners = [runner]
+    listener: asyncio.AbstractServer | None = None
     try:
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        listener = await loop.create_server(
+            accept, host, port, reuse_address=True, backlog=max(128, min(max_connections, 4096))
+        )
+        bound = [sock.getsockname()[:2] for sock in listener.sockets]
         if metrics is not None:
-            side = web.AppRunner(metrics[0], access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT)
+            side = web.AppRunner(metrics[0], **options)
             await side.setup()
             runners.insert(0, side)
             await web.TCPSite(side, host, metrics[1], reuse_address=True).start()
-        yield [address for r in reversed(runners) for address in r.addresses]
+            bound += [address for address in side.addresses]
+        yield bound
     finally:
+        if listener is not None:
+            listener.close()  # stop accepting; connections in flight drain below
         for each in runners:
             await each.cleanup()
 
@@ -114,6 +131,7 @@ async def serve(
     port: int,
     shutdown_timeout: float,
     metrics: tuple[web.Application, int] | None = None,
+    max_connections: int = 0,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -129,7 +147,7 @@ async def serve(
         stop.set()
 
     try:
-        async with listening(app, host, port, shutdown_timeout, metrics):
+        async with listening(app, host, port, shutdown_timeout, metrics, max_connections):
             settle_garbage_collector()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, on_stop, signum)

@@ -25,6 +25,8 @@ from .keys import ACCOUNTING, CONTEXT, METRICS, STORE
 log = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# What a header value may not carry (CR/LF would split the response head).
+_UNSAFE_HEADER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class RequestIds:
@@ -103,9 +105,9 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
     if ctx.surface == "anthropic":  # Anthropic's name for it; its SDK reads _request_id here
         headers["request-id"] = ctx.request_id
     cors.apply(request, response, _origins(request))
-    if ctx.provider is not None:
+    if ctx.provider is not None and not _UNSAFE_HEADER.search(ctx.provider):
         headers["X-LLMGW-Provider"] = ctx.provider
-    if ctx.upstream_model is not None:
+    if ctx.upstream_model is not None and not _UNSAFE_HEADER.search(ctx.upstream_model):
         headers["X-LLMGW-Model"] = ctx.upstream_model
     if ctx.attempts:
         headers["X-LLMGW-Attempts"] = str(ctx.attempts)

@@ -9,11 +9,12 @@ from typing import Any
 import openai
 import pytest
 import redis
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import settings
 
 from llmgw.app import create_app
 from llmgw.config import parse
+from llmgw.lifecycle import handler_options
 from tests.fakes import FakeOpenAI
 from tests.redis_server import redis_server
 
@@ -51,7 +52,9 @@ async def gateway(aiohttp_client: Any) -> GatewayFactory:
 
     async def start(text: str, environ: dict[str, str] | None = None) -> Any:
         config = parse(text, environ=environ or {})
-        return await aiohttp_client(create_app(config))
+        server = TestServer(create_app(config))
+        await server.start_server(**handler_options())  # as `llmgw` serves (lifecycle.serve)
+        return await aiohttp_client(server)
 
     return start
 

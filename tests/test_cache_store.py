@@ -77,7 +77,7 @@ async def test_lru_eviction_order_and_byte_bound() -> None:
     assert store.keys() == ["c", "a", "d"]
     assert await store.get("b") is None
     assert await store.sizes() == (3, 3 * size)
-    await store.put("big", entry(600, "e"), ttl=60)  # with the others, over: evicts all three
+    await store.put("big", entry(1500, "e"), ttl=60)  # with the others, over: evicts all three
     assert store.keys() == ["big"]
     assert (await store.sizes())[1] <= store.max_bytes
     assert store.stats.evictions == 4
@@ -186,3 +186,43 @@ async def test_a_recording_too_big_to_store_is_dropped_unless_followed() -> None
     for _ in range(5):
         followed.append(b"x" * 4)
     assert not followed.dropped and len(followed.chunks) == 5  # its follower needs them
+
+
+@pytest.mark.parametrize("payload", [60, 300, 4000])
+async def test_memory_store_counts_the_memory_its_entries_take(payload: int) -> None:
+    """Filled past ``max_bytes`` with entries as the gateway stores them (a fresh key,
+    content type and model string each), the store's traced memory stays within 1.2x
+    of its bound, and is not far under it either (the accounting is not a guess)."""
+    import hashlib
+    import tracemalloc
+
+    bound = 2 * 1024**2
+    store = MemoryStore(max_bytes=bound)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(3 * bound // payload):
+            key = "llmgw:cache:" + hashlib.sha256(str(i).encode()).hexdigest()
+            body = f"{i:012d}".encode() * (payload // 12)
+            await store.put(
+                key,
+                Entry(
+                    200,
+                    "application/json; " + str(i % 7),
+                    (body,),
+                    False,
+                    1000.0 + i,
+                    "up",
+                    "gpt-4o-mini-" + str(i % 5),
+                    prompt_tokens=1000 + i,
+                    completion_tokens=2000 + i,
+                ),
+                3600,
+            )
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert store.stats.evictions > 0
+    assert (await store.sizes())[1] <= bound
+    assert grown <= 1.2 * bound, (grown, bound)
+    assert grown >= 0.7 * bound, (grown, bound)

@@ -141,9 +141,9 @@ async def test_a_body_that_stops_arriving_is_408(
 ) -> None:
     """Like nginx's client_body_timeout: a client that stalls mid-body is answered and let
     go, not kept with its connection and task for ever."""
-    from llmgw.api import calls
+    from llmgw.api import body
 
-    monkeypatch.setattr(calls, "BODY_IDLE_TIMEOUT", 0.2)
+    monkeypatch.setattr(body, "BODY_IDLE_TIMEOUT", 0.2)
     gw = await gateway(one_provider(fake.url))
     assert gw.port is not None
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)

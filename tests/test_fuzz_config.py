@@ -174,7 +174,15 @@ PROVIDER_KEYS = [
     "modles",
 ]
 SECTIONS: dict[str, list[str]] = {
-    "server": ["host", "port", "max_body_size", "shutdown_timeout", "cors_origins"],
+    "server": [
+        "host",
+        "port",
+        "max_body_size",
+        "max_pending_body_bytes",
+        "max_connections",
+        "shutdown_timeout",
+        "cors_origins",
+    ],
     "logging": ["level", "format", "log_prompts"],
     "routing": ["fallback_on", "circuit_breaker"],
     "cache": ["enabled", "backend", "redis_url", "ttl", "max_size", "scope"],

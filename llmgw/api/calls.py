@@ -6,51 +6,15 @@ provider's to judge, and is passed on untouched.
 
 from __future__ import annotations
 
-import asyncio
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 import orjson
-from aiohttp import web
 
-from ..errors import InvalidRequest, RequestTimedOut, RequestTooLarge
+from ..errors import InvalidRequest
 from ..providers import Call, Endpoint
-
-# Like nginx's client_body_timeout: the longest silence while a body is arriving.
-BODY_IDLE_TIMEOUT = 60.0
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refusing (413) anything over ``limit`` bytes before reading it all,
-    and (408) a client that sends nothing for ``BODY_IDLE_TIMEOUT`` before it is done."""
-    idle = BODY_IDLE_TIMEOUT
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        raise RequestTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes")
-    content = request.content
-    body = bytearray()
-    if content.is_eof():  # usual: the whole body came with the headers, no waiting
-        body += content.read_nowait()
-        if len(body) > limit:
-            raise RequestTooLarge(f"Request body is over the limit of {limit} bytes")
-    while not content.is_eof():
-        try:
-            async with asyncio.timeout(idle):
-                chunk = await content.readany()
-        except TimeoutError:
-            raise RequestTimedOut(
-                f"The request body stopped arriving for {idle:g}s before it was complete"
-            ) from None
-        if not chunk:
-            break
-        body += chunk
-        if len(body) > limit:
-            raise RequestTooLarge(f"Request body is over the limit of {limit} bytes")
-    if declared is not None and len(body) != declared:
-        raise InvalidRequest("The request body ended before its Content-Length")
-    return bytes(body)
-
 
 # Client headers that describe the request rather than authenticate it, passed on to
 # providers that understand them (the Anthropic API's version and beta flags).
@@ -59,6 +23,21 @@ FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 # on (a cache key, a renamed model, a translated request) must stay writable.
 MAX_DEPTH = 200
 _WRITABLE_DEPTH = 254
+# A model name goes into access lines and the X-LLMGW-Model header: no control
+# characters (C0, DEL, C1, Unicode line and paragraph separators), and a sane length.
+MAX_MODEL_LENGTH = 256
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_model(model: str) -> None:
+    """400 ``param: model`` for a name that may not travel into logs and headers."""
+    if len(model) > MAX_MODEL_LENGTH:
+        raise InvalidRequest(
+            f"'model' is {len(model)} characters; at most {MAX_MODEL_LENGTH} are allowed",
+            param="model",
+        )
+    if _UNPRINTABLE.search(model):
+        raise InvalidRequest("'model' must not contain control characters", param="model")
 
 
 def parse_call(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str] | None = None) -> Call:
@@ -72,6 +51,7 @@ def parse_call(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str] | None
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("'model' is required and must be a non-empty string", param="model")
+    check_model(model)
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be a boolean", param="stream")

@@ -12,12 +12,13 @@ import orjson
 from aiohttp import web
 
 from .. import caching
-from ..auth import allow_model, authenticate, may_use
+from ..auth import Principal, allow_model, authenticate, may_use
 from ..errors import ModelNotFound
 from ..forward import forward
-from ..keys import CACHE, CONTEXT, KEYRING, LIMITER, METRICS, STORE, USAGE
-from ..providers import Endpoint
-from .calls import parse_call, prompt_excerpt, read_body
+from ..keys import BODIES, CACHE, CONTEXT, KEYRING, LIMITER, METRICS, STORE, USAGE
+from ..providers import Call, Endpoint
+from ..runtime import Runtime
+from .calls import check_model, parse_call, prompt_excerpt
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -41,8 +42,17 @@ async def handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     config = runtime.config
     principal = authenticate(request.headers, config.auth, app[KEYRING])
     ctx.key = principal.name
-    raw = await read_body(request, config.server.max_body_size)
-    call = parse_call(endpoint, raw, request.headers)
+    async with app[BODIES].receive(request, config.server) as raw:
+        call = parse_call(endpoint, raw, request.headers)
+        return await _serve(request, runtime, principal, call)
+
+
+async def _serve(
+    request: web.Request, runtime: Runtime, principal: Principal, call: Call
+) -> web.StreamResponse:
+    ctx = request[CONTEXT]
+    app = request.app
+    config = runtime.config
     ctx.model = call.model
     ctx.model_label = runtime.router.label(call.model)
     if config.logging.log_prompts:
@@ -89,6 +99,7 @@ async def get_model(request: web.Request) -> web.Response:
     runtime = request.app[STORE].current
     principal = authenticate(request.headers, runtime.config.auth, request.app[KEYRING])
     model = request.match_info["model"]
+    check_model(model)
     router = runtime.router
     provider, _, upstream_model = model.partition("/")
     known = model in router.names() or (

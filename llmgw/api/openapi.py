@@ -34,9 +34,13 @@ _REASONS = {
     404: "Unknown model or path",
     405: "Method not allowed",
     413: "Body over server.max_body_size",
+    415: "A compressed body (Content-Encoding other than identity)",
     429: "A limit is reached",
     502: "Every target failed",
-    503: "No provider can serve (all disabled or circuits open)",
+    503: (
+        "No provider can serve (all disabled or circuits open), or the gateway holds"
+        " server.max_pending_body_bytes of unfinished bodies"
+    ),
     504: "Every target timed out",
 }
 # A provider's own 4xx about the request is relayed as it sent it (a JSON object).
@@ -50,7 +54,7 @@ def _errors(schema: str, *statuses: int) -> dict[str, Schema]:
 def _client_errors(schema: str) -> dict[str, Schema]:
     either = {"anyOf": [_ref(schema), _ref("RelayedError")]}
     return {
-        **_errors(schema, 401, 403, 405, 413, 429, 502, 503, 504),
+        **_errors(schema, 401, 403, 405, 413, 415, 429, 502, 503, 504),
         "400": _json(either, f"{_REASONS[400]}; or {_RELAYED}"),
         "404": _json(either, f"{_REASONS[404]}; or {_RELAYED}"),
         "4XX": _json(_ref("RelayedError"), _RELAYED),
@@ -257,6 +261,10 @@ DOCUMENT: Schema = {
                 ],
                 "responses": {
                     "200": _json(_ref("Model"), "The model"),
+                    "400": _json(
+                        _ref("OpenAIError"),
+                        "A model name over 256 characters or with control characters",
+                    ),
                     **_errors("OpenAIError", 401, 404),
                 },
             }

@@ -15,6 +15,8 @@ Path = tuple[str | int, ...]
 Problem = tuple[Path, str]
 
 _PROVIDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Model names travel into log lines and the X-LLMGW-Model header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def check(data: dict[str, object]) -> list[Problem]:
@@ -55,6 +57,8 @@ def _alias_targets(aliases: dict[str, object], providers: dict[str, object]) -> 
             path: Path = ("models", alias, index)
             if not sep or not model:
                 yield path, f"target {target!r} must be written provider/model"
+            elif _CONTROL.search(target) or _CONTROL.search(str(alias)):
+                yield path, f"target {target!r} holds a control character"
             elif provider not in providers:
                 known = ", ".join(providers) or "none"
                 yield (

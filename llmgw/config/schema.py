@@ -110,6 +110,11 @@ class ServerConfig(Frozen):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
     max_body_size: Size = 20 * 1024**2
+    # Bytes held by request bodies still arriving, all together (0 = unbounded; never
+    # less than max_body_size, so that one body of the largest size can always arrive).
+    max_pending_body_bytes: Size = 128 * 1024**2
+    # Open client connections (0 = unbounded); a change needs a restart.
+    max_connections: int = Field(10_000, ge=0)
     shutdown_timeout: Duration = 30.0
     cors_origins: Names = ()
     # A second listener, on the same host, that serves /metrics only (and the main
