@@ -168,3 +168,15 @@ def test_rejections(text: str, expected: str) -> None:
     joined = "\n".join(errors_of(text))
     assert expected in joined
     assert joined.startswith("gw.yaml:")
+
+
+def test_error_lines_are_counted_as_editors_count_them() -> None:
+    """YAML also breaks lines at NEL, U+2028 and U+2029; an editor shows those inside a
+    line, so the error must point where the editor shows the key (found by fuzzing)."""
+    for breaker in ("\x85", "\u2028", "\u2029"):
+        text = f"providers: {{demo: {{type: mock}}}}\nserver:\n  port: 80{breaker}  # x\nlogging:\n  level: bogus\n"
+        with pytest.raises(ConfigError) as raised:
+            parse(text)
+        assert raised.value.errors == [
+            "gateway.yaml:5:10: logging.level: Input should be 'debug', 'info', 'warning' or 'error'"
+        ]

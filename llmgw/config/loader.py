@@ -51,6 +51,7 @@ class _Document:
 
     filename: str
     environ: Mapping[str, str]
+    text: str = ""
     values: dict[Path, yaml.Mark] = field(default_factory=dict)
     keys: dict[Path, yaml.Mark] = field(default_factory=dict)
     problems: list[tuple[Path, str]] = field(default_factory=list)
@@ -131,31 +132,38 @@ class _Document:
             prefix = path[:depth]
             mark = (self.keys.get(prefix) if key else None) or self.values.get(prefix)
             if mark is not None:
-                return f"{self.filename}:{mark.line + 1}:{mark.column + 1}"
+                return where(self.filename, self.text, mark)
             key = False
         return f"{self.filename}:1:1"
+
+
+def where(filename: str, text: str, mark: yaml.Mark) -> str:
+    """``file:line:col`` as an editor counts lines: YAML also breaks lines at NEL,
+    U+2028 and U+2029, which editors show inside a line."""
+    index = min(mark.index, len(text))
+    line_start = text.rfind("\n", 0, index) + 1
+    return f"{filename}:{text.count(chr(10), 0, index) + 1}:{index - line_start + 1}"
 
 
 def parse(
     text: str, filename: str = "gateway.yaml", environ: Mapping[str, str] | None = None
 ) -> GatewayConfig:
     """Validate ``text`` completely; raise ``ConfigError`` naming every problem."""
-    doc = _Document(filename, os.environ if environ is None else environ)
+    doc = _Document(filename, os.environ if environ is None else environ, text)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = {} if root is None else doc.build(root, ())  # tags and merge keys may fail
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else f"{filename}:1:1"
-        raise ConfigError([f"{where}: invalid YAML: {exc.problem or exc.context}"]) from None
+        at = where(filename, text, mark) if mark else f"{filename}:1:1"
+        raise ConfigError([f"{at}: invalid YAML: {exc.problem or exc.context}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{filename}:1:1: invalid YAML: {exc}"]) from None
     except RecursionError:
         raise ConfigError([f"{filename}:1:1: invalid YAML: nested too deeply"]) from None
     except _TooLarge as exc:
-        where = f"{filename}:{exc.mark.line + 1}:{exc.mark.column + 1}"
         message = f"the document is too large: over {MAX_VALUES} values once aliases expand"
-        raise ConfigError([f"{where}: {message}"]) from None
+        raise ConfigError([f"{where(filename, text, exc.mark)}: {message}"]) from None
     if not isinstance(data, dict):
         raise ConfigError([f"{filename}:1:1: the config must be a mapping of sections"])
 
