@@ -8,10 +8,11 @@ import logging
 import os
 import sys
 
-from . import __version__, logs
-from .app import create_app, create_metrics_app
-from .config import ConfigError, parse, read_text
-from .lifecycle import MANAGE_LOGGING, serve
+from llmgw import __version__
+from llmgw.app import create_app, create_metrics_app
+from llmgw.config import ConfigError, parse, read_text
+from llmgw.observe import logs
+from llmgw.server.lifecycle import MANAGE_LOGGING, serve
 
 log = logging.getLogger("llmgw")
 

@@ -8,16 +8,21 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from . import __version__, lifecycle
-from .accounting import Accounting
-from .api import anthropic, openai, openapi, ops, usage
-from .api.body import Bodies
-from .auth import Keyring
-from .cache import ResponseCache
-from .config import GatewayConfig
-from .errors import NotFound
-from .http_client import Pool
-from .keys import (
+from llmgw import __version__
+from llmgw.api import anthropic, openai, openapi, ops, usage
+from llmgw.api.body import Bodies
+from llmgw.auth.keys import Keyring
+from llmgw.cache.front import ResponseCache
+from llmgw.config import GatewayConfig
+from llmgw.errors import NotFound
+from llmgw.http.client import Pool
+from llmgw.limits.front import Limiter
+from llmgw.observe.accounting import Accounting
+from llmgw.observe.metrics import Metrics
+from llmgw.observe.usage import UsageBook
+from llmgw.runtime import ProviderStates, build_runtime
+from llmgw.server import lifecycle
+from llmgw.server.appkeys import (
     ACCOUNTING,
     BODIES,
     CACHE,
@@ -30,13 +35,9 @@ from .keys import (
     STORE,
     USAGE,
 )
-from .limits import Limiter
-from .metrics import Metrics
-from .middleware import IDS, RequestIds, add_headers, gateway_middleware
-from .reload import ConfigStore
-from .runtime import ProviderStates, build_runtime
-from .upstream import MAX_RESPONSE_BYTES
-from .usage import UsageBook
+from llmgw.server.middleware import IDS, RequestIds, add_headers, gateway_middleware
+from llmgw.server.reload import ConfigStore
+from llmgw.upstream import MAX_RESPONSE_BYTES
 
 
 def create_app(

@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
-from . import relay
-from .coalesce import Flight
-from .config.redact import provider_secrets
-from .context import RequestContext
-from .errors import (
+from llmgw import relay
+from llmgw.cache.coalesce import Flight
+from llmgw.config.redact import provider_secrets
+from llmgw.core import Call, RequestContext, Unsupported
+from llmgw.errors import (
     GatewayError,
     InvalidRequest,
     NoProviderAvailable,
@@ -29,11 +29,10 @@ from .errors import (
     UpstreamTimedOut,
     provider_rejection,
 )
-from .metrics import CIRCUIT_STATES, Metrics
-from .providers import Call, Unsupported
-from .routing import Target, backoff, falls_back, retries
-from .runtime import Provider, Runtime
-from .upstream import (
+from llmgw.observe.metrics import CIRCUIT_STATES, Metrics
+from llmgw.routing.router import Target, backoff, falls_back, retries
+from llmgw.runtime import Provider, Runtime
+from llmgw.upstream import (
     TRANSPORT_ERRORS,
     AttemptFailure,
     UpstreamResponse,

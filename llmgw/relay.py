@@ -21,12 +21,11 @@ from collections.abc import AsyncIterator, Iterable
 import orjson
 from aiohttp import web
 
-from . import sse
-from .coalesce import Flight, Head
-from .context import RequestContext
-from .providers import Adapter
-from .providers.base import StreamTranslator, Usage
-from .upstream import TRANSPORT_ERRORS, AttemptFailure, UpstreamResponse, failure_from
+from llmgw import sse
+from llmgw.cache.coalesce import Flight, Head
+from llmgw.core import RequestContext, StreamTranslator, Usage
+from llmgw.providers import Adapter
+from llmgw.upstream import TRANSPORT_ERRORS, AttemptFailure, UpstreamResponse, failure_from
 
 FIRST_EVENT_LIMIT = 1024 * 1024  # commit anyway once this much arrived without an event
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from . import http_client
-from .config import GatewayConfig, MockProvider, ProviderConfig, digest
-from .providers import ADAPTERS, Adapter
-from .routing import CircuitBreaker, Router
-from .upstream import HttpTransport, LocalTransport, Timeouts, Transport
+from llmgw.config import GatewayConfig, MockProvider, ProviderConfig, digest
+from llmgw.http import client as http_client
+from llmgw.providers import ADAPTERS, Adapter
+from llmgw.routing.router import CircuitBreaker, Router
+from llmgw.upstream import HttpTransport, LocalTransport, Timeouts, Transport
 
 log = logging.getLogger(__name__)
 

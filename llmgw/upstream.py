@@ -20,11 +20,10 @@ from typing import Any, Protocol
 import orjson
 from multidict import CIMultiDict
 
-from . import http_client
-from .config import MockProvider
-from .providers import Call
-from .providers.base import UpstreamRequest
-from .providers.mock import MOCK_URL, respond
+from llmgw.config import MockProvider
+from llmgw.core import Call, UpstreamRequest
+from llmgw.http import client as http_client
+from llmgw.providers.mock import MOCK_URL, respond
 
 # Errors a transport may raise while a response is read; ``failure_from`` names them.
 TRANSPORT_ERRORS = (http_client.HttpError, asyncio.TimeoutError, OSError)

@@ -14,7 +14,7 @@ from hypothesis import settings
 
 from llmgw.app import create_app
 from llmgw.config import parse
-from llmgw.lifecycle import handler_options
+from llmgw.server.lifecycle import handler_options
 from tests.fakes import FakeOpenAI
 from tests.redis_server import redis_server
 

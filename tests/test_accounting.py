@@ -1,5 +1,5 @@
 """Access lines and request metrics are written together at the end of the event
-loop's turn (``llmgw.accounting``): none is lost, none waits longer, order is kept."""
+loop's turn (``llmgw.observe.accounting``): none is lost, none waits longer, order is kept."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from llmgw.accounting import Accounting
-from llmgw.context import RequestContext
-from llmgw.metrics import Metrics
+from llmgw.core import RequestContext
+from llmgw.observe.accounting import Accounting
+from llmgw.observe.metrics import Metrics
 
 
 def ended(request_id: str, cache: object = "MISS") -> RequestContext:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from llmgw.app import create_app, create_metrics_app
 from llmgw.config import ConfigError, parse
-from llmgw.lifecycle import listening
+from llmgw.server.lifecycle import listening
 
 OPEN = "providers:\n  demo: {type: mock, models: [echo]}\n"  # no admin key, as shipped
 KEYED = OPEN + "auth: {admin_key: adm-secret-1234}\n"

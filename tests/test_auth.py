@@ -9,8 +9,9 @@ import openai
 import orjson
 import pytest
 
-from llmgw.auth import ANONYMOUS, Keyring, allow_model, authenticate
+from llmgw.auth.keys import Keyring, allow_model, authenticate
 from llmgw.config import parse
+from llmgw.core import ANONYMOUS
 from llmgw.errors import AuthenticationFailed, ModelNotAllowed
 from tests.conftest import CLIENT_KEY, PROVIDER_KEY, one_provider
 from tests.fakes import FakeOpenAI, wait_for

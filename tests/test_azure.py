@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from llmgw.config import parse
-from llmgw.providers import ADAPTERS, Call
+from llmgw.core import Call
+from llmgw.providers import ADAPTERS
 from tests.conftest import PROVIDER_KEY
 from tests.fakes import reply_json
 from tests.provider_fakes import FakeAzure, anthropic_client, serve

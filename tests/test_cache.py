@@ -13,7 +13,7 @@ from aiohttp import web
 
 from llmgw.app import create_app
 from llmgw.config import parse
-from llmgw.keys import CACHE
+from llmgw.server.appkeys import CACHE
 from tests.fakes import (
     FakeOpenAI,
     chat_chunks,

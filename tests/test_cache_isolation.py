@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from llmgw.cache import cache_key
-from llmgw.providers import Call
+from llmgw.cache.keys import cache_key
+from llmgw.core import Call
 from tests.fakes import FakeOpenAI, chat_completion, reply_json
 from tests.provider_fakes import (
     FakeAnthropic,

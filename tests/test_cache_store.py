@@ -6,9 +6,11 @@ import asyncio
 
 import pytest
 
-from llmgw.cache import Entry, MemoryStore, Policy, cache_key, decode_entry, encode_entry
-from llmgw.coalesce import Flights, Head
-from llmgw.providers import Call
+from llmgw.cache.coalesce import Flights, Head
+from llmgw.cache.entry import Entry, decode_entry, encode_entry
+from llmgw.cache.keys import Policy, cache_key
+from llmgw.cache.memory import MemoryStore
+from llmgw.core import Call
 
 
 def call(body: dict[str, object], endpoint: str = "chat") -> Call:

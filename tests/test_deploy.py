@@ -43,7 +43,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmgw.config.units import parse_duration
-from llmgw.metrics import Metrics
+from llmgw.observe.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
-from llmgw import logs
+from llmgw.observe import logs
 from tests.conftest import CLIENT_KEY
 from tests.fakes import free_port
 from tests.test_faults_client import (
@@ -79,7 +79,7 @@ def test_slowloris_head_is_cut_off_by_the_keepalive_timeout(tmp_path: Path) -> N
     path.write_text("providers:\n  demo: {type: mock}\n")
     port = free_port()
     script = (
-        "import sys, llmgw.lifecycle as l; l.KEEPALIVE_TIMEOUT = 0.5\n"
+        "import sys, llmgw.server.lifecycle as l; l.KEEPALIVE_TIMEOUT = 0.5\n"
         "from llmgw.__main__ import main; sys.exit(main(sys.argv[1:]))"
     )
     argv = [sys.executable, "-c", script, "--config", str(path), "--port", str(port)]

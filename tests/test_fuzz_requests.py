@@ -23,12 +23,13 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from llmgw.api.calls import parse_call, prompt_excerpt
-from llmgw.cache import cache_key
+from llmgw.cache.keys import cache_key
 from llmgw.config import parse
+from llmgw.core import Call, Unsupported
 from llmgw.errors import InvalidRequest
-from llmgw.providers import ADAPTERS, Call, Unsupported
+from llmgw.observe.usage import estimate_prompt_tokens
+from llmgw.providers import ADAPTERS
 from llmgw.upstream import retry_after
-from llmgw.usage import estimate_prompt_tokens
 
 EXAMPLES = int(os.environ.get("LLMGW_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(

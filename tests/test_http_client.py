@@ -1,4 +1,4 @@
-"""The provider client (``llmgw.http_client``) against raw HTTP/1.1 servers on 127.0.0.1:
+"""The provider client (``llmgw.http.client``) against raw HTTP/1.1 servers on 127.0.0.1:
 keep-alive, the body framings, streaming as bytes arrive, flow control, timeouts,
 limits and what it refuses to send. The gateway-level faults are in test_faults_*."""
 
@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import trustme
 
-from llmgw import http_client
-from llmgw.http_client import (
+from llmgw.http import client as http_client
+from llmgw.http.client import (
     BodyTooLarge,
     ConnectError,
     Disconnected,

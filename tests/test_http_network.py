@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from llmgw.http_client import (
+from llmgw.http.client import (
     BadResponse,
     BodyTooLarge,
     ConnectRefused,

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from llmgw.config import ConfigError, parse
-from llmgw.keys import BODIES
+from llmgw.server.appkeys import BODIES
 from tests.conftest import CLIENT_KEY, one_provider
 from tests.fakes import FakeOpenAI, chat_completion, reply_json, wait_for
 from tests.provider_fakes import anthropic_client

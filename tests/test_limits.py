@@ -14,9 +14,10 @@ from aiohttp import web
 from llmgw.app import create_app
 from llmgw.config import parse
 from llmgw.config.schema import LimitSpec
-from llmgw.keys import LIMITER
-from llmgw.limits import format_reset
-from llmgw.limits_memory import TICKS, MemoryCounters, Scope
+from llmgw.limits.front import format_reset
+from llmgw.limits.memory import MemoryCounters
+from llmgw.limits.types import TICKS, Scope
+from llmgw.server.appkeys import LIMITER
 from tests.conftest import CLIENT_KEY, one_provider
 from tests.fakes import FakeOpenAI, chat_chunks, chat_completion, reply_stream
 

@@ -14,8 +14,8 @@ import redis
 from aiohttp import web
 
 from llmgw.config import ConfigError, LimitSpec, parse
-from llmgw.limits import Scope
-from llmgw.limits_redis import PREFIX, RedisCounters
+from llmgw.limits.redis import PREFIX, RedisCounters
+from llmgw.limits.types import Scope
 from tests.conftest import CLIENT_KEY, one_provider
 from tests.fakes import FakeOpenAI, chat_completion, free_port
 from tests.redis_server import gateway_process, redis_server
@@ -201,7 +201,7 @@ async def test_lease_of_a_dead_replica_expires(redis_url: str) -> None:
 async def test_redis_outage_policy(
     fake: FakeOpenAI, gateway: Any, caplog: Any, policy: str, statuses: list[int]
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="llmgw.limits_redis")
+    caplog.set_level(logging.WARNING, logger="llmgw.limits.redis")
     nowhere = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
     gw = await gateway(shared(fake.url, nowhere, key="{rpm: 2}", on_error=policy))
     assert [(await post(gw)).status for _ in statuses] == statuses
@@ -214,7 +214,7 @@ async def test_redis_outage_policy(
 async def test_redis_recovery_is_logged(
     fake: FakeOpenAI, gateway: Any, caplog: Any, tmp_path: Path
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="llmgw.limits_redis")
+    caplog.set_level(logging.WARNING, logger="llmgw.limits.redis")
     port = free_port()
     gw = await gateway(shared(fake.url, f"redis://127.0.0.1:{port}/0", key="{rpm: 100}"))
     assert (await post(gw)).status == 200  # admitted locally while Redis is down

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from llmgw import logs
+from llmgw.observe import logs
 from tests.conftest import CLIENT_KEY, PROVIDER_KEY, one_provider
 from tests.fakes import FakeOpenAI, wait_for
 

@@ -12,8 +12,8 @@ from aiohttp.test_utils import make_mocked_request
 from llmgw.api.ops import require_admin
 from llmgw.config import parse
 from llmgw.errors import AuthenticationFailed, Forbidden
-from llmgw.keys import STORE
-from llmgw.reload import ConfigStore
+from llmgw.server.appkeys import STORE
+from llmgw.server.reload import ConfigStore
 from tests.conftest import one_provider
 from tests.fakes import FakeOpenAI, reply_error
 

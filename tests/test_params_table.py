@@ -10,8 +10,9 @@ import orjson
 import pytest
 
 from llmgw.config import parse
-from llmgw.providers import ADAPTERS, Call, Unsupported
-from llmgw.providers import params as p
+from llmgw.core import Call, Unsupported
+from llmgw.providers import ADAPTERS
+from llmgw.translate import params as p
 from tests.provider_fakes import SPLITS, collect_chat, fixture, openai_chunks, translate
 
 README = Path(__file__).parent.parent / "README.md"

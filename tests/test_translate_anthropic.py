@@ -10,7 +10,8 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 from llmgw.config import parse
-from llmgw.providers import ADAPTERS, Call, Unsupported, Usage
+from llmgw.core import Call, Unsupported, Usage
+from llmgw.providers import ADAPTERS
 from tests.provider_fakes import (
     SPLITS,
     collect_chat,

@@ -10,7 +10,8 @@ import pytest
 from anthropic.types import Message
 
 from llmgw.config import parse
-from llmgw.providers import ADAPTERS, Call, Usage
+from llmgw.core import Call, Usage
+from llmgw.providers import ADAPTERS
 from tests.provider_fakes import SPLITS, anthropic_events, fixture, translate
 
 CONFIG = parse(

@@ -9,9 +9,8 @@ import aiohttp
 import pytest
 
 from llmgw.config import parse
-from llmgw.keys import LIMITER
-from llmgw.providers import Call
-from llmgw.usage import (
+from llmgw.core import Call
+from llmgw.observe.usage import (
     DEFAULT_PRICES,
     Spend,
     UsageBook,
@@ -19,6 +18,7 @@ from llmgw.usage import (
     price_for,
     usage_from_fields,
 )
+from llmgw.server.appkeys import LIMITER
 from tests.conftest import CLIENT_KEY, one_provider
 from tests.fakes import FakeOpenAI, chat_chunks, reply_json, reply_stream, wait_for
 

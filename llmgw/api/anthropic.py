@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .openai import handle
+from llmgw.api.openai import handle
 
 
 async def messages(request: web.Request) -> web.StreamResponse:

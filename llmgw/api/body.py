@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..config.schema import ServerConfig
-from ..errors import (
+from llmgw.config.schema import ServerConfig
+from llmgw.errors import (
     InvalidRequest,
     Overloaded,
     RequestTimedOut,

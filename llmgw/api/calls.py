@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from ..errors import InvalidRequest
-from ..providers import Call, Endpoint
+from llmgw.core import Call, Endpoint
+from llmgw.errors import InvalidRequest
 
 # Client headers that describe the request rather than authenticate it, passed on to
 # providers that understand them (the Anthropic API's version and beta flags).

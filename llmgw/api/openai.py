@@ -11,14 +11,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .. import caching
-from ..auth import Principal, allow_model, authenticate, may_use
-from ..errors import ModelNotFound
-from ..forward import forward
-from ..keys import BODIES, CACHE, CONTEXT, KEYRING, LIMITER, METRICS, STORE, USAGE
-from ..providers import Call, Endpoint
-from ..runtime import Runtime
-from .calls import check_model, parse_call, prompt_excerpt
+from llmgw.api.calls import check_model, parse_call, prompt_excerpt
+from llmgw.auth.keys import allow_model, authenticate, may_use
+from llmgw.cache import serve as caching
+from llmgw.core import Call, Endpoint, Principal
+from llmgw.errors import ModelNotFound
+from llmgw.forward import forward
+from llmgw.runtime import Runtime
+from llmgw.server.appkeys import BODIES, CACHE, CONTEXT, KEYRING, LIMITER, METRICS, STORE, USAGE
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

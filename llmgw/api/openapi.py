@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .. import __version__
+from llmgw import __version__
 
 JSON = "application/json"
 Schema = dict[str, Any]

@@ -10,13 +10,13 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from ..cache import MemoryStore
-from ..config.redact import redacted
-from ..errors import NotFound
-from ..keys import ACCOUNTING, CACHE, METRICS, METRICS_LISTENER, STORE
-from ..lifecycle import reload_config
-from ..metrics import CIRCUIT_STATES
-from .guard import require_admin
+from llmgw.auth.admin import require_admin
+from llmgw.cache.memory import MemoryStore
+from llmgw.config.redact import redacted
+from llmgw.errors import NotFound
+from llmgw.observe.metrics import CIRCUIT_STATES
+from llmgw.server.appkeys import ACCOUNTING, CACHE, METRICS, METRICS_LISTENER, STORE
+from llmgw.server.lifecycle import reload_config
 
 __all__ = ["require_admin"]  # re-exported: api.usage and callers guard with it
 

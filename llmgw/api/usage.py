@@ -10,8 +10,8 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from ..keys import LIMITER, STORE, USAGE
-from .guard import require_admin
+from llmgw.auth.admin import require_admin
+from llmgw.server.appkeys import LIMITER, STORE, USAGE
 
 
 async def usage(request: web.Request) -> web.Response:

@@ -3,8 +3,8 @@
 This package depends on nothing else in llmgw.
 """
 
-from .loader import ConfigError, digest, load, parse, read_text
-from .schema import (
+from llmgw.config.loader import ConfigError, digest, load, parse, read_text
+from llmgw.config.schema import (
     AnthropicProvider,
     AzureProvider,
     GatewayConfig,

@@ -6,7 +6,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .schema import GatewayConfig, ProviderConfig
+from llmgw.config.schema import GatewayConfig, ProviderConfig
 
 REDACTED = "[redacted]"
 _SECRET_KEYS = frozenset({"api_key", "key", "admin_key"})

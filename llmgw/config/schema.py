@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from .units import parse_duration, parse_size
+from llmgw.config.units import parse_duration, parse_size
 
 K = TypeVar("K")
 V = TypeVar("V")

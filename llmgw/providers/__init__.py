@@ -6,11 +6,12 @@ Adding a provider type is one module and one line in ``ADAPTERS``.
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from .anthropic import AnthropicAdapter
-from .azure import AzureAdapter
-from .base import Adapter, Call, Endpoint, Unsupported, UpstreamRequest, Usage
-from .gemini import GeminiAdapter
-from .mock import MOCK_URL, MockAdapter
+from llmgw.core import Call, Endpoint, Unsupported, UpstreamRequest, Usage
+from llmgw.providers.anthropic import AnthropicAdapter
+from llmgw.providers.azure import AzureAdapter
+from llmgw.providers.base import Adapter
+from llmgw.providers.gemini import GeminiAdapter
+from llmgw.providers.mock import MOCK_URL, MockAdapter
 
 ADAPTERS: Mapping[str, Adapter] = MappingProxyType(
     {

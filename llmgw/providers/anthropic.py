@@ -17,14 +17,15 @@ from typing import Any
 
 import orjson
 
-from ..config import AnthropicProvider, ProviderConfig
-from ..sse import Decoder, Event
-from . import anthropic_options as options
-from . import openai_chat as oa
-from . import params
-from .anthropic_prompt_cache import cache_mark, mark_tools, system_blocks
-from .anthropic_reverse import content_blocks
-from .base import Adapter, Call, Endpoint, StreamTranslator, Unsupported, UpstreamRequest, Usage
+from llmgw.config import AnthropicProvider, ProviderConfig
+from llmgw.core import Call, Endpoint, StreamTranslator, Unsupported, UpstreamRequest, Usage
+from llmgw.providers.base import Adapter
+from llmgw.sse import Decoder, Event
+from llmgw.translate import anthropic_options as options
+from llmgw.translate import openai_chat as oa
+from llmgw.translate import params
+from llmgw.translate.anthropic_chat import content_blocks
+from llmgw.translate.anthropic_prompt_cache import cache_mark, mark_tools, system_blocks
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from ..config import AzureProvider, ProviderConfig
-from .base import OPENAI_PATHS, Adapter, Call, Unsupported, UpstreamRequest
+from llmgw.config import AzureProvider, ProviderConfig
+from llmgw.core import Call, Unsupported, UpstreamRequest
+from llmgw.providers.base import OPENAI_PATHS, Adapter
 
 DEFAULT_API_VERSION = "2024-10-21"
 

@@ -10,134 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import orjson
 
-from ..config import ProviderConfig
-from ..sse import Event
+from llmgw.config import ProviderConfig
+from llmgw.core import (
+    Call,
+    Endpoint,
+    StreamTranslator,
+    Unsupported,
+    UpstreamRequest,
+    Usage,
+    estimate_prompt_tokens,
+)
+from llmgw.sse import Event
 
-Endpoint = Literal["chat", "completions", "embeddings", "messages"]
 OPENAI_PATHS: Mapping[Endpoint, str] = {
     "chat": "/chat/completions",
     "completions": "/completions",
     "embeddings": "/embeddings",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """What a client asked for, parsed once at ingress."""
-
-    endpoint: Endpoint
-    model: str
-    stream: bool
-    body: dict[str, Any]
-    raw: bytes  # the exact bytes the client sent
-    # Client headers an adapter may pass on (e.g. anthropic-version, anthropic-beta);
-    # never credentials.
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-    @property
-    def client_format(self) -> Literal["openai", "anthropic"]:
-        """The wire format the client speaks and must be answered in."""
-        return "anthropic" if self.endpoint == "messages" else "openai"
-
-    def body_for(self, model: str) -> bytes:
-        """The request body naming ``model``: the client's own bytes when unchanged."""
-        if model == self.model:
-            return self.raw
-        return orjson.dumps({**self.body, "model": model})
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamRequest:
-    method: str
-    url: str
-    headers: Mapping[str, str]
-    body: bytes
-    local: bool = False  # answered in-process by a built-in provider, no network
-    # The client's request parameters this translation left out (X-LLMGW-Dropped-Params).
-    dropped: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-
-
-CHARS_PER_TOKEN = 4  # OpenAI's own rule of thumb for English text
-
-
-def tokens_for_chars(chars: int) -> int:
-    return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
-
-
-def estimate_tokens(text: str) -> int:
-    """A text's tokens, estimated (at least 1 for any text)."""
-    return max(1, tokens_for_chars(len(text))) if text else 0
-
-
-def estimate_prompt_tokens(call: Call) -> int:
-    """The prompt's tokens, estimated from its text (at least 1)."""
-    body = call.body
-    chars = text_length(body.get("system")) + text_length(body.get("prompt"))
-    chars += text_length(body.get("input"))
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in messages:
-            if isinstance(message, dict):
-                chars += text_length(message.get("content"))
-    return max(1, tokens_for_chars(chars))
-
-
-def text_length(value: object) -> int:
-    """Characters of text in a message content, prompt or input (strings or parts)."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):
-        total = 0
-        for part in value:
-            if isinstance(part, str):
-                total += len(part)
-            elif isinstance(part, dict):
-                total += text_length(part.get("text"))
-            elif isinstance(part, int):  # token ids
-                total += CHARS_PER_TOKEN
-        return total
-    return 0
-
-
-class Unsupported(Exception):
-    """This provider type cannot serve this request: its endpoint, or ``param`` (a
-    request parameter such as ``n``, or a content part such as
-    ``messages[0].content[1]``). The message is the gateway's own words."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
-
-
-class StreamTranslator(Protocol):
-    """Per-request state of one translated stream: provider SSE bytes in, client SSE
-    bytes out. Created by ``Adapter.stream`` for each streamed call; pure (no I/O).
-
-    ``feed`` takes network chunks exactly as they arrive (events may be split across
-    chunks or several may share one) and returns the client bytes to write now, which
-    may be empty. ``finish`` is called once at the provider's end of stream and
-    returns the closing bytes (e.g. ``data: [DONE]``). ``error`` is set when the
-    provider sent an error event; if that happens before any output, the gateway
-    falls back. ``done`` tells whether the provider ended its stream properly.
-    """
-
-    usage: Usage
-    error: str | None
-    done: bool
-
-    def feed(self, chunk: bytes) -> bytes: ...
-    def finish(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -173,7 +66,7 @@ class Adapter:
 
     def request(self, call: Call, model: str, provider: ProviderConfig) -> UpstreamRequest:
         if call.endpoint == "messages":
-            from .anthropic_reverse import chat_call
+            from llmgw.translate.anthropic_chat import chat_call
 
             return self.request(chat_call(call), model, provider)
         path = OPENAI_PATHS.get(call.endpoint)
@@ -199,7 +92,7 @@ class Adapter:
         """A successful non-streamed body, in the client's format; ``parsed`` is the body
         already parsed (by the caller, once), when it was."""
         if call.endpoint == "messages":
-            from .anthropic_reverse import chat_call, message
+            from llmgw.translate.anthropic_chat import chat_call, message
 
             return message(self.response(chat_call(call), model, body, parsed), model)
         return body
@@ -207,7 +100,7 @@ class Adapter:
     def error_body(self, call: Call, status: int, body: bytes) -> bytes:
         """A provider's 4xx body about the request, in the client's error dialect."""
         if call.endpoint == "messages":
-            from .anthropic_reverse import chat_call, error
+            from llmgw.translate.anthropic_chat import chat_call, error
 
             return error(status, self.error_body(chat_call(call), status, body))
         return body
@@ -215,7 +108,7 @@ class Adapter:
     def stream(self, call: Call, model: str) -> StreamTranslator | None:
         """A translator for this streamed call, or None to relay bytes unchanged."""
         if call.endpoint == "messages":
-            from .anthropic_reverse import MessagesStream, chat_call
+            from llmgw.translate.anthropic_chat import MessagesStream, chat_call
 
             inner = self.stream(chat_call(call), model)
             return MessagesStream(model, inner, prompt_estimate=estimate_prompt_tokens(call))

@@ -20,12 +20,8 @@ from urllib.parse import quote
 
 import orjson
 
-from ..config import ProviderConfig
-from ..sse import Decoder, Event
-from . import openai_chat as oa
-from . import params
-from .base import (
-    Adapter,
+from llmgw.config import ProviderConfig
+from llmgw.core import (
     Call,
     Endpoint,
     StreamTranslator,
@@ -34,7 +30,11 @@ from .base import (
     Usage,
     estimate_tokens,
 )
-from .gemini_request import embed_request, generate_request
+from llmgw.providers.base import Adapter
+from llmgw.sse import Decoder, Event
+from llmgw.translate import openai_chat as oa
+from llmgw.translate import params
+from llmgw.translate.gemini_request import embed_request, generate_request
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 FINISH_REASONS = MappingProxyType(

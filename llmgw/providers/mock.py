@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 
-from ..config import MockProvider, ProviderConfig
-from .base import Adapter, Call, UpstreamRequest, estimate_tokens
+from llmgw.config import MockProvider, ProviderConfig
+from llmgw.core import Call, UpstreamRequest, estimate_tokens
+from llmgw.providers.base import Adapter
 
 MOCK_URL = "mock://local"
 MAX_CHOICES = 128  # OpenAI's bound on ``n``

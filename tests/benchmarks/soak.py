@@ -58,7 +58,7 @@ SLACK = 2  # descriptors or tasks of noise allowed between idle samples
 
 async def _state(request: web.Request) -> web.Response:
     """Tasks, and the upstream connections the pool keeps alive (each holds a descriptor)."""
-    from llmgw.keys import POOL
+    from llmgw.server.appkeys import POOL
 
     pooled = len(request.app[POOL].connections)
     return web.json_response({"tasks": len(asyncio.all_tasks()), "pooled": pooled})
@@ -86,11 +86,11 @@ def serve(config_path: str, port: int, trace: bool = False) -> int:
     with ``trace``, ``POST /__soak/snapshot`` (where memory grew)."""
     import uvloop
 
-    from llmgw import logs
     from llmgw.app import create_app
     from llmgw.config import load
-    from llmgw.lifecycle import MANAGE_LOGGING
-    from llmgw.lifecycle import serve as run
+    from llmgw.observe import logs
+    from llmgw.server.lifecycle import MANAGE_LOGGING
+    from llmgw.server.lifecycle import serve as run
 
     config = load(config_path)
     logs.configure(config.logging.level, config.logging.format)

@@ -1,0 +1,2 @@
+"""Who is asking: client keys → ``Principal`` (``keys``), and who may use the admin
+API (``admin``)."""

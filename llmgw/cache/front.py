@@ -1,0 +1,55 @@
+"""The cache of the process: which store serves (memory or Redis, kept across
+reloads while the backend settings stay the same), and the flights in progress."""
+
+from __future__ import annotations
+
+import asyncio
+
+from llmgw.cache.coalesce import Flights
+from llmgw.cache.entry import Store
+from llmgw.cache.memory import MemoryStore
+from llmgw.cache.redis import RedisStore
+from llmgw.config.schema import CacheConfig
+
+
+class ResponseCache:
+    """The cache of the process: its store (kept across reloads while the backend
+    settings stay the same) and the flights of identical requests in progress."""
+
+    def __init__(self) -> None:
+        self.flights = Flights()
+        self.hits = 0
+        self.misses = 0
+        self._closing: set[asyncio.Future[None]] = set()
+        self._store: Store | None = None
+        self._backend: tuple[str, str | None] | None = None
+
+    def store(self, settings: CacheConfig) -> Store:
+        backend = (settings.backend, settings.redis_url if settings.backend == "redis" else None)
+        if self._store is None or backend != self._backend:
+            self._retire()
+            self._store = self._open(settings)
+            self._backend = backend
+        if isinstance(self._store, MemoryStore) and self._store.max_bytes != settings.max_size:
+            self._store.max_bytes = settings.max_size
+            self._store.shrink()
+        return self._store
+
+    def current(self) -> Store | None:
+        return self._store
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+    def _open(self, settings: CacheConfig) -> Store:
+        if settings.backend == "redis" and settings.redis_url:
+            return RedisStore(settings.redis_url)
+        return MemoryStore(settings.max_size)
+
+    def _retire(self) -> None:
+        old = self._store
+        if old is not None:
+            task = asyncio.ensure_future(old.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)

@@ -1,0 +1,176 @@
+"""How a request meets the cache: look up, follow a flight or lead one, store, replay.
+
+``X-Cache`` is ``HIT`` for an entry or a coalesced answer, ``MISS`` for a request
+that went upstream, ``BYPASS`` when the cache is off for it (disabled, or the
+client sent ``Cache-Control: no-cache``). Only complete ``200`` answers are stored:
+never an error, a truncated stream or a cancelled one.
+
+A ``no-cache`` (or ``max-age=0``) answer replaces the stored entry only when the
+caller may refresh it: always under ``scope: key`` (the entry is its own), else only
+a principal with ``cache_refresh``. Anyone else's skips the cache both ways, so no key
+can overwrite what every other key is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from llmgw.cache.coalesce import Flight, Head
+from llmgw.cache.entry import Entry, Store
+from llmgw.cache.front import ResponseCache
+from llmgw.cache.keys import Policy, cache_key
+from llmgw.core import Call, RequestContext
+from llmgw.observe.metrics import Metrics
+from llmgw.relay import delivered, saw_end, stream_error_event
+from llmgw.runtime import Runtime
+
+Upstream = Callable[[Flight | None], Awaitable[web.StreamResponse]]
+CACHEABLE = frozenset({"chat", "completions", "embeddings", "messages"})
+
+
+async def serve(
+    request: web.Request,
+    ctx: RequestContext,
+    runtime: Runtime,
+    call: Call,
+    cache: ResponseCache,
+    metrics: Metrics,
+    upstream: Upstream,
+    refresh: bool = False,
+) -> web.StreamResponse:
+    """Answer ``call`` from the cache or from ``upstream``, recording what is cacheable;
+    ``refresh``: the caller may replace shared entries (``Principal.cache_refresh``)."""
+    settings = runtime.config.cache
+    if not settings.enabled or call.endpoint not in CACHEABLE:
+        return await _bypass(ctx, metrics, upstream, None)
+    policy = Policy.from_header(request.headers.get("Cache-Control"))
+    store = cache.store(settings)
+    key = cache_key(call, ctx.key if settings.scope == "key" else None)
+    if not policy.read:
+        writes = policy.write and (refresh or settings.scope == "key")
+        recorder = Flight(settings.max_size) if writes else None
+        response = await _bypass(ctx, metrics, upstream, recorder)
+        await _keep(store, key, recorder, ctx, settings.ttl)
+        return response
+
+    entry = await store.get(key)
+    if entry is not None and policy.accepts(entry, time.time()):
+        _count(ctx, metrics, cache, "HIT")
+        return replay(ctx, entry)
+    flight, leads = cache.flights.join(key, settings.max_size)
+    if not leads:
+        head = await flight.wait_head()
+        if head is not None and (head.stream or await _finished_whole(flight)):
+            _count(ctx, metrics, cache, "HIT")
+            return await follow(request, ctx, flight, head, call.client_format)
+        flight = Flight(settings.max_size)  # the leader gave up: go upstream ourselves
+    _count(ctx, metrics, cache, "MISS")
+    try:
+        response = await upstream(flight)
+    finally:
+        flight.finish(complete=False)  # a no-op when the relay finished it
+        if policy.write:
+            await _keep(store, key, flight, ctx, settings.ttl)
+        if leads:
+            cache.flights.land(key, flight)
+    return response
+
+
+def replay(ctx: RequestContext, entry: Entry) -> web.Response:
+    """A stored answer, byte for byte. A stored stream goes out whole, in one write
+    with its length: its events are all there already, and writing them one by one
+    (a system call each) would only make a hit cost what a miss does."""
+    ctx.provider, ctx.upstream_model = entry.provider, entry.upstream_model
+    ctx.prompt_tokens, ctx.completion_tokens = entry.prompt_tokens, entry.completion_tokens
+    ctx.first_byte = time.perf_counter()
+    body = b"".join(entry.chunks) if len(entry.chunks) > 1 else entry.chunks[0]
+    return web.Response(
+        body=body,
+        status=entry.status,
+        headers={"Age": str(entry.age(time.time())), "Content-Type": entry.content_type},
+    )
+
+
+async def follow(
+    request: web.Request, ctx: RequestContext, flight: Flight, head: Head, client_format: str
+) -> web.StreamResponse:
+    """The leader's answer, live: each chunk as it is recorded, at this client's pace."""
+    ctx.provider, ctx.upstream_model = head.provider, head.upstream_model
+    if not head.stream:
+        ctx.first_byte = time.perf_counter()
+        return web.Response(
+            body=b"".join(flight.chunks), status=head.status, content_type=head.content_type
+        )
+    out = web.StreamResponse(status=head.status, headers={"Content-Type": head.content_type})
+    await out.prepare(request)
+    ctx.first_byte = time.perf_counter()
+    written = 0  # chunks of the recording this client was sent whole
+    try:
+        async for chunk in flight.follow():
+            await out.write(chunk)
+            written += 1
+        if not flight.complete and not flight.error_sent:
+            ctx.error = "stream_interrupted"
+            event = stream_error_event("the upstream stream was interrupted", client_format)
+            await out.write(event)
+        await out.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left
+        last = flight.chunks[max(0, written - 4) : written]
+        if ctx.error is None and saw_end(last, client_format):
+            delivered(ctx, head.status)
+        else:
+            ctx.error = ctx.error or "client_disconnected"
+        if isinstance(gone, asyncio.CancelledError):
+            raise
+    return out
+
+
+async def _finished_whole(flight: Flight) -> bool:
+    """For a JSON answer, followers need all of it: wait for the leader to finish."""
+    async for _ in flight.follow():
+        pass
+    return flight.complete
+
+
+async def _bypass(
+    ctx: RequestContext, metrics: Metrics, upstream: Upstream, recorder: Flight | None
+) -> web.StreamResponse:
+    ctx.cache = "BYPASS"
+    metrics.cache_requests.labels("bypass").inc()
+    return await upstream(recorder)
+
+
+async def _keep(
+    store: Store, key: str, flight: Flight | None, ctx: RequestContext, ttl: float
+) -> None:
+    """Store the recording of a complete 200 answer."""
+    if flight is None or not flight.complete or flight.head is None:
+        return
+    head = flight.head
+    if head.status != 200:
+        return
+    entry = Entry(
+        status=head.status,
+        content_type=head.content_type,
+        chunks=(b"".join(flight.chunks),),
+        stream=head.stream,
+        stored_at=time.time(),
+        provider=head.provider,
+        upstream_model=head.upstream_model,
+        prompt_tokens=ctx.prompt_tokens,
+        completion_tokens=ctx.completion_tokens,
+    )
+    await store.put(key, entry, ttl)
+
+
+def _count(ctx: RequestContext, metrics: Metrics, cache: ResponseCache, result: str) -> None:
+    ctx.cache = result
+    metrics.cache_requests.labels(result.lower()).inc()
+    if result == "HIT":
+        cache.hits += 1
+    else:
+        cache.misses += 1

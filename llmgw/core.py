@@ -1,0 +1,199 @@
+"""What every layer shares: the request as parsed (``Call``), what one request did
+(``RequestContext``), who asked (``Principal``), token usage, and the contract of a
+stream translator. Nothing here imports aiohttp or does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, Protocol
+
+import orjson
+
+from llmgw.config.schema import LimitSpec
+
+ANONYMOUS_LABEL = "anonymous"  # metrics and usage name for callers of an open gateway
+
+
+Endpoint = Literal["chat", "completions", "embeddings", "messages"]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a client asked for, parsed once at ingress."""
+
+    endpoint: Endpoint
+    model: str
+    stream: bool
+    body: dict[str, Any]
+    raw: bytes  # the exact bytes the client sent
+    # Client headers an adapter may pass on (e.g. anthropic-version, anthropic-beta);
+    # never credentials.
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def client_format(self) -> Literal["openai", "anthropic"]:
+        """The wire format the client speaks and must be answered in."""
+        return "anthropic" if self.endpoint == "messages" else "openai"
+
+    def body_for(self, model: str) -> bytes:
+        """The request body naming ``model``: the client's own bytes when unchanged."""
+        if model == self.model:
+            return self.raw
+        return orjson.dumps({**self.body, "model": model})
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    local: bool = False  # answered in-process by a built-in provider, no network
+    # The client's request parameters this translation left out (X-LLMGW-Dropped-Params).
+    dropped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+CHARS_PER_TOKEN = 4  # OpenAI's own rule of thumb for English text
+
+
+def tokens_for_chars(chars: int) -> int:
+    return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+
+
+def estimate_tokens(text: str) -> int:
+    """A text's tokens, estimated (at least 1 for any text)."""
+    return max(1, tokens_for_chars(len(text))) if text else 0
+
+
+def estimate_prompt_tokens(call: Call) -> int:
+    """The prompt's tokens, estimated from its text (at least 1)."""
+    body = call.body
+    chars = text_length(body.get("system")) + text_length(body.get("prompt"))
+    chars += text_length(body.get("input"))
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict):
+                chars += text_length(message.get("content"))
+    return max(1, tokens_for_chars(chars))
+
+
+def text_length(value: object) -> int:
+    """Characters of text in a message content, prompt or input (strings or parts)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        total = 0
+        for part in value:
+            if isinstance(part, str):
+                total += len(part)
+            elif isinstance(part, dict):
+                total += text_length(part.get("text"))
+            elif isinstance(part, int):  # token ids
+                total += CHARS_PER_TOKEN
+        return total
+    return 0
+
+
+class Unsupported(Exception):
+    """This provider type cannot serve this request: its endpoint, or ``param`` (a
+    request parameter such as ``n``, or a content part such as
+    ``messages[0].content[1]``). The message is the gateway's own words."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class StreamTranslator(Protocol):
+    """Per-request state of one translated stream: provider SSE bytes in, client SSE
+    bytes out. Created by ``Adapter.stream`` for each streamed call; pure (no I/O).
+
+    ``feed`` takes network chunks exactly as they arrive (events may be split across
+    chunks or several may share one) and returns the client bytes to write now, which
+    may be empty. ``finish`` is called once at the provider's end of stream and
+    returns the closing bytes (e.g. ``data: [DONE]``). ``error`` is set when the
+    provider sent an error event; if that happens before any output, the gateway
+    falls back. ``done`` tells whether the provider ended its stream properly.
+    """
+
+    usage: Usage
+    error: str | None
+    done: bool
+
+    def feed(self, chunk: bytes) -> bytes: ...
+    def finish(self) -> bytes: ...
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    started: float  # perf_counter at ingress
+    surface: str = "openai"  # error dialect: "openai" or "anthropic"
+    endpoint: str | None = None  # set for client API calls only
+    key: str | None = None  # the client key's name, never the key
+    model: str | None = None
+    model_label: str = "other"
+    provider: str | None = None
+    upstream_model: str | None = None
+    dropped: tuple[str, ...] = ()  # request parameters the provider's translation left out
+    status: int = 0
+    cache: str | None = None
+    attempts: int = 0
+    first_byte: float | None = None  # perf_counter when the first body byte went out
+    upstream_wait: float = 0.0  # seconds spent waiting on providers
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    error: str | None = None
+    delivered: bool = False  # the client had its whole answer (a stream: its end event)
+    prompt: str | None = None  # only when logging.log_prompts is on
+    streamed_events: int = 0  # SSE events relayed (estimates tokens when usage never came)
+    ratelimit: dict[str, str] | None = None  # x-ratelimit-* headers, written by add_headers
+
+    def log_fields(self, latency: float) -> dict[str, Any]:
+        ttfb = (
+            None if self.first_byte is None else round((self.first_byte - self.started) * 1000, 2)
+        )
+        return {
+            "request_id": self.request_id,
+            "key": self.key,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "provider": self.provider,
+            "upstream_model": self.upstream_model,
+            "status": self.status,
+            "cache": self.cache,
+            "attempts": self.attempts,
+            "latency_ms": round(latency * 1000, 2),
+            "ttfb_ms": ttfb,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost_usd,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str | None  # the key's configured name; None on an open gateway
+    models: frozenset[str] | None = None  # allowlist; None = every model
+    limits: LimitSpec | None = None
+    cache_refresh: bool = False  # its no-cache may replace shared cache entries
+
+    @property
+    def label(self) -> str:
+        """The name for metrics and usage: bounded by the config."""
+        return self.name or ANONYMOUS_LABEL
+
+
+ANONYMOUS = Principal(None, cache_refresh=True)

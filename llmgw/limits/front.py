@@ -1,0 +1,272 @@
+"""rpm / tpm / concurrency, per key, per model and globally (SPEC §5).
+
+A request is checked against every *scope* that has a limit for it — its key
+(``auth.keys[].limits``), every ``limits.models`` entry that applies to it, and
+``limits.global`` — all at once: either it fits in all of them and is recorded in
+all of them, or it is refused (429) and recorded in none.
+
+A ``limits.models`` entry applies when it names the model the client sent (an alias,
+say) or one of the request's resolved targets, as ``model`` or ``provider/model``: a
+limit on ``gpt-4o`` holds whether clients write ``gpt-4o``, ``openai/gpt-4o`` or an
+alias leading to it. Admission comes before the fallback loop (a refusal is a 429
+before anything goes upstream), so which target will answer is not known yet: every
+distinct limited model among the targets is charged, each once. A fallback chain
+over two limited models counts against both; exact and conservative.
+
+- ``rpm``: requests in the last 60 s: a sliding window, not fixed minutes, counted in
+  tenths of a second (a request leaves it at most 0.1 s before its 60 s are up), so
+  a scope's counters stay a few kilobytes and O(1) per request however busy it is.
+- ``tpm``: tokens in the last 60 s. The prompt's estimate is reserved at admission
+  and replaced by the real total (prompt + completion, streamed ones included)
+  when the response ends. A request whose estimate alone exceeds ``tpm`` still
+  passes when the window is empty, so it is slowed down, never refused forever.
+- ``concurrency``: requests in flight.
+
+The limits come from the request's config snapshot; the counters live here, in
+objects made once per app and keyed by scope id (``key:<name>``, ``model:<name>``,
+``global``), so a reload changes a limit at once without resetting what was counted.
+The ``memory`` backend counts in this process. The ``redis`` backend
+(``limits_redis``) runs one atomic script per request across every scope, so a limit
+holds exactly across replicas; while Redis cannot be reached,
+``limits.on_redis_error`` decides (``local`` | ``allow`` | ``deny``).
+
+Every response that a limit applies to carries OpenAI's ``x-ratelimit-*`` headers
+for the most constrained scope; a 429 also carries ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import secrets
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmgw.config.schema import LimitsConfig
+from llmgw.core import Call, Principal, RequestContext, estimate_prompt_tokens
+from llmgw.errors import RateLimited
+from llmgw.limits.memory import MemoryCounters
+from llmgw.limits.types import LEASE, Count, Scope
+from llmgw.observe.metrics import Metrics
+from llmgw.observe.usage import Spend
+from llmgw.routing.router import Target
+
+if TYPE_CHECKING:
+    from llmgw.limits.redis import RedisCounters
+
+REASONS = ("requests per minute", "tokens per minute", "requests in flight")  # by Verdict.reason
+
+
+@dataclass(slots=True)
+class Admission:
+    """What ``settle`` needs to undo or correct what ``admit`` recorded."""
+
+    scopes: tuple[Scope, ...] = ()
+    member: str = ""  # its name in Redis
+    reserved: int = 0  # tokens reserved for the prompt
+    local: bool = False  # recorded in this process's counters
+    tick: int = 0  # ... at this tick
+    shared: RedisCounters | None = None  # holds this request's scopes and usage in Redis
+    in_shared: bool = False  # the scopes were recorded in Redis
+
+
+def limited_models(limits: LimitsConfig, model: str, targets: Iterable[Target]) -> tuple[str, ...]:
+    """The ``limits.models`` entries that apply: the name sent, then each target's
+    ``model`` and ``provider/model``, each entry once."""
+    configured = limits.models
+    if not configured:
+        return ()
+    names = [model]
+    for target in targets:
+        names += (target.model, f"{target.provider}/{target.model}")
+    return tuple(dict.fromkeys(name for name in names if name in configured))
+
+
+def scopes_for(
+    limits: LimitsConfig, principal: Principal, models: tuple[str, ...]
+) -> tuple[Scope, ...]:
+    """The scopes of a request by ``principal`` whose limited models are ``models``."""
+    scopes: list[Scope] = []
+    if principal.limits is not None and principal.name is not None:
+        scopes.append(Scope("key", f"key:{principal.name}", principal.limits))
+    scopes += (Scope("model", f"model:{name}", limits.models[name]) for name in models)
+    if limits.global_ is not None:
+        scopes.append(Scope("global", "global", limits.global_))
+    return tuple(s for s in scopes if s.spec.rpm or s.spec.tpm or s.spec.concurrency)
+
+
+class Limiter:
+    """Admission and settlement for every request; one per app, kept across reloads."""
+
+    def __init__(self, metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
+        self.metrics = metrics
+        self.memory = MemoryCounters(clock)
+        self._shared: dict[str, RedisCounters] = {}  # by redis_url
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._memo: dict[tuple[object, ...], tuple[LimitsConfig, tuple[Scope, ...]]] = {}
+        # Request ids, unique across replicas: a random prefix per process, then a count.
+        self._ids = itertools.count()
+        self._prefix = secrets.token_hex(6)
+
+    async def admit(
+        self,
+        limits: LimitsConfig,
+        principal: Principal,
+        call: Call,
+        targets: Iterable[Target],
+        ctx: RequestContext,
+    ) -> Admission:
+        """Record the request in every scope that limits it, or raise 429."""
+        scopes = self._scopes(limits, principal, limited_models(limits, call.model, targets))
+        shared = self._shared_for(limits)
+        if not scopes:
+            return Admission(shared=shared)
+        tokens = estimate_prompt_tokens(call) if any(s.spec.tpm for s in scopes) else 0
+        admission = Admission(scopes, reserved=tokens, shared=shared)
+        verdict = None
+        if shared is not None:
+            admission.member = f"{self._prefix}{next(self._ids):x}"
+            verdict = await shared.admit(scopes, admission.member, tokens, limits.on_redis_error)
+            admission.in_shared = verdict is not None
+            if verdict is None and limits.on_redis_error == "allow":
+                return admission
+            if verdict is None and limits.on_redis_error == "deny":
+                self.metrics.ratelimit_rejections.labels(scopes[0].kind).inc()
+                raise RateLimited(
+                    "Rate limits cannot be checked right now; retry shortly",
+                    headers={"Retry-After": "1"},
+                )
+        if verdict is None:
+            verdict = self.memory.admit(scopes, tokens)
+            admission.local = verdict.binding < 0
+            admission.tick = verdict.tick
+        ctx.ratelimit = rate_headers(scopes, verdict.counts)
+        if verdict.binding >= 0:
+            scope = scopes[verdict.binding]
+            self.metrics.ratelimit_rejections.labels(scope.kind).inc()
+            retry = max(1, math.ceil(round(verdict.wait, 3)))
+            raise RateLimited(
+                f"Rate limit reached for {_describe(scope)}: {REASONS[verdict.reason]}. "
+                f"Retry after {retry}s.",
+                headers={"Retry-After": str(retry)},
+            )
+        return admission
+
+    async def settle(self, admission: Admission, spend: Spend) -> None:
+        """The request is over: replace the token reservation by what was used,
+        free its concurrency slot, and add its usage to the shared totals."""
+        used = spend.prompt_tokens + spend.completion_tokens
+        if admission.local:
+            self.memory.settle(admission.scopes, admission.tick, admission.reserved, used)
+        if admission.shared is not None:
+            scopes = admission.scopes if admission.in_shared else ()
+            work = admission.shared.settle(
+                scopes, admission.member, admission.reserved, used, spend
+            )
+            # Shielded: a second cancellation of the handler must not lose the release.
+            await asyncio.shield(self._spawn(work))
+
+    async def shared_usage(self, limits: LimitsConfig) -> dict[str, Any] | None:
+        """Usage totals of every replica (redis backend), or None."""
+        shared = self._shared_for(limits)
+        return None if shared is None else await shared.usage()
+
+    async def maintain(self) -> None:
+        """Background: keep this replica's concurrency leases alive in Redis."""
+        while True:
+            await asyncio.sleep(LEASE / 3)
+            for shared in list(self._shared.values()):
+                await shared.renew()
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        for shared in self._shared.values():
+            await shared.close()
+        self._shared.clear()
+
+    def _scopes(
+        self, limits: LimitsConfig, principal: Principal, models: tuple[str, ...]
+    ) -> tuple[Scope, ...]:
+        """``scopes_for``, remembered per config snapshot, key and limited models (a
+        bounded set: requests to models without a limit share one entry)."""
+        memo = (id(limits), principal.name, id(principal.limits), models)
+        found = self._memo.get(memo)
+        if found is not None and found[0] is limits:
+            return found[1]
+        if len(self._memo) > 4096:  # old snapshots' entries: start afresh
+            self._memo.clear()
+        scopes = scopes_for(limits, principal, models)
+        self._memo[memo] = (limits, scopes)
+        return scopes
+
+    def _shared_for(self, limits: LimitsConfig) -> RedisCounters | None:
+        if limits.backend != "redis" or not limits.redis_url:
+            return None
+        shared = self._shared.get(limits.redis_url)
+        if shared is None:
+            # Imported here: a gateway that never uses Redis never loads its client.
+            from llmgw.limits.redis import RedisCounters
+
+            shared = self._shared[limits.redis_url] = RedisCounters(limits.redis_url)
+        return shared
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+def rate_headers(scopes: tuple[Scope, ...], counts: list[Count]) -> dict[str, str] | None:
+    """OpenAI's ``x-ratelimit-*`` headers for the most constrained scope: the one with
+    the fewest requests (tokens) remaining, the later reset on a tie."""
+    requests: tuple[int, float, int] | None = None  # remaining, reset, limit
+    tokens: tuple[int, float, int] | None = None
+    for scope, count in zip(scopes, counts, strict=True):
+        spec = scope.spec
+        if spec.rpm:
+            left = spec.rpm - count.requests if count.requests < spec.rpm else 0
+            if requests is None or (left, -count.requests_reset) < (requests[0], -requests[1]):
+                requests = (left, count.requests_reset, spec.rpm)
+        if spec.tpm:
+            left = spec.tpm - count.tokens if count.tokens < spec.tpm else 0
+            if tokens is None or (left, -count.tokens_reset) < (tokens[0], -tokens[1]):
+                tokens = (left, count.tokens_reset, spec.tpm)
+    if requests is None and tokens is None:
+        return None
+    headers: dict[str, str] = {}
+    if requests is not None:
+        headers["x-ratelimit-limit-requests"] = str(requests[2])
+        headers["x-ratelimit-remaining-requests"] = str(requests[0])
+        headers["x-ratelimit-reset-requests"] = format_reset(requests[1])
+    if tokens is not None:
+        headers["x-ratelimit-limit-tokens"] = str(tokens[2])
+        headers["x-ratelimit-remaining-tokens"] = str(tokens[0])
+        headers["x-ratelimit-reset-tokens"] = format_reset(tokens[1])
+    return headers
+
+
+def format_reset(seconds: float) -> str:
+    """A duration as OpenAI writes it: ``20ms``, ``1s``, ``8.64s``, ``6m0s``."""
+    ms = math.ceil(seconds * 1000 - 1e-6) if seconds > 0 else 0  # no 30000 from 29999.0000001
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, rest = divmod(ms, 60_000)
+    whole, fraction = divmod(rest, 1000)
+    secs = f"{whole}.{fraction:03d}".rstrip("0") if fraction else str(whole)
+    if not minutes:
+        return f"{secs}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m{secs}s" if hours else f"{minutes}m{secs}s"
+
+
+def _describe(scope: Scope) -> str:
+    if scope.kind == "key":
+        return f"API key '{scope.id[4:]}'"
+    if scope.kind == "model":
+        return f"model '{scope.id[6:]}'"
+    return "the gateway"

@@ -1,0 +1,362 @@
+"""The redis limits backend: one atomic Lua script per request, every scope at once.
+
+Checking in Python and then recording would let N replicas each admit the last free
+request; here a single ``EVALSHA`` checks every scope that applies and then records
+the request in all of them, or records nothing, and Redis runs one script at a time.
+Time is Redis's own (``TIME``), so replicas with drifting clocks agree.
+
+Per scope (all keys share the ``{llmgw}`` hash tag, so a Redis Cluster keeps them
+in one slot):
+
+    llmgw:{llmgw}:rpm:<scope>      sorted set  request id -> admitted at (ms)
+    llmgw:{llmgw}:tpm:<scope>      sorted set  request id -> reserved at (ms)
+    llmgw:{llmgw}:tpm:<scope>:n    hash        request id -> tokens
+    llmgw:{llmgw}:tpm:<scope>:sum  string      sum of the hash
+    llmgw:{llmgw}:inflight:<scope> sorted set  request id -> lease end (ms)
+    llmgw:{llmgw}:usage            hash        group|name|field -> total (every replica)
+
+A concurrency slot is a lease that this replica renews while the request runs, so
+the slots of a replica that died free themselves within ``LEASE`` seconds.
+
+When Redis cannot be reached the call returns ``None`` (``limits.on_redis_error``
+then decides), the outage is logged once, and Redis is left alone for a second
+before it is tried again, so requests do not each wait on a dead server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from llmgw.limits.types import LEASE, WINDOW, Count, Scope, Verdict
+from llmgw.observe.usage import Spend, usage_from_fields
+
+log = logging.getLogger(__name__)
+
+PREFIX = "llmgw:{llmgw}:"
+CONNECT_TIMEOUT = 0.5
+COMMAND_TIMEOUT = 1.0
+RETRY_AFTER_FAILURE = 1.0  # seconds Redis is not asked again after a failure
+ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+# KEYS: 5 per scope (rpm, tpm, tpm:n, tpm:sum, inflight).
+# ARGV: id, tokens, window ms, lease ms, then 3 per scope: rpm, tpm, concurrency (0 = none).
+# Returns {binding scope (0 = admitted), wait ms, reason, then 5 per scope:
+#          requests, requests reset ms, tokens, tokens reset ms, in flight}.
+ADMIT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local id, tokens = ARGV[1], tonumber(ARGV[2])
+local window, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
+local scopes = (#ARGV - 4) / 3
+local horizon = now - window
+
+local function oldest(key)
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first == 0 then return 0 end
+  return tonumber(first[2]) + window - now
+end
+
+local function expire_tokens(times, amounts, sum)
+  while true do
+    local old = redis.call('ZRANGEBYSCORE', times, '-inf', horizon, 'LIMIT', 0, 500)
+    if #old == 0 then break end
+    local freed = 0
+    for _, n in ipairs(redis.call('HMGET', amounts, unpack(old))) do
+      freed = freed + (tonumber(n) or 0)
+    end
+    redis.call('HDEL', amounts, unpack(old))
+    redis.call('ZREM', times, unpack(old))
+    redis.call('DECRBY', sum, freed)
+  end
+  if redis.call('ZCARD', times) == 0 then
+    redis.call('DEL', amounts, sum)  -- nothing left in the window: start clean
+    return 0
+  end
+  return tonumber(redis.call('GET', sum) or '0')
+end
+
+local function freed_by(times, amounts, excess)
+  local entries = redis.call('ZRANGE', times, 0, -1, 'WITHSCORES')
+  local freed, at = 0, now
+  for i = 1, #entries, 2 do
+    freed = freed + (tonumber(redis.call('HGET', amounts, entries[i])) or 0)
+    at = tonumber(entries[i + 1])
+    if freed >= excess then break end
+  end
+  return at
+end
+
+local binding, wait, reason = 0, 0, 0
+local limits, counts = {}, {}
+for i = 1, scopes do
+  local k, a = (i - 1) * 5, 4 + (i - 1) * 3
+  local rpm, tpm, conc = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local requests, used, inflight = 0, 0, 0
+  local need, why = -1, 0
+  if rpm > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 1], '-inf', horizon)
+    requests = redis.call('ZCARD', KEYS[k + 1])
+    if requests >= rpm then
+      local nth = redis.call('ZRANGE', KEYS[k + 1], requests - rpm, requests - rpm, 'WITHSCORES')
+      need, why = tonumber(nth[2]) + window - now, 1
+    end
+  end
+  if tpm > 0 then
+    used = expire_tokens(KEYS[k + 2], KEYS[k + 3], KEYS[k + 4])
+    if used > 0 and used + tokens > tpm then
+      local after = freed_by(KEYS[k + 2], KEYS[k + 3], used + tokens - tpm) + window - now
+      if after > need then need, why = after, 2 end
+    end
+  end
+  if conc > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 5], '-inf', now)
+    inflight = redis.call('ZCARD', KEYS[k + 5])
+    if inflight >= conc and 1000 > need then need, why = 1000, 3 end
+  end
+  if why > 0 and (binding == 0 or need > wait) then
+    binding, wait, reason = i, need, why
+  end
+  limits[i] = {rpm, tpm, conc}
+  counts[i] = {requests, used, inflight}
+end
+
+if binding == 0 then
+  for i = 1, scopes do
+    local k = (i - 1) * 5
+    local rpm, tpm, conc = limits[i][1], limits[i][2], limits[i][3]
+    if rpm > 0 then
+      redis.call('ZADD', KEYS[k + 1], now, id)
+      redis.call('PEXPIRE', KEYS[k + 1], window)
+      counts[i][1] = counts[i][1] + 1
+    end
+    if tpm > 0 then
+      redis.call('ZADD', KEYS[k + 2], now, id)
+      redis.call('HSET', KEYS[k + 3], id, tokens)
+      redis.call('INCRBY', KEYS[k + 4], tokens)
+      for j = 2, 4 do redis.call('PEXPIRE', KEYS[k + j], window * 2) end
+      counts[i][2] = counts[i][2] + tokens
+    end
+    if conc > 0 then
+      redis.call('ZADD', KEYS[k + 5], now + lease, id)
+      redis.call('PEXPIRE', KEYS[k + 5], lease * 2)
+      counts[i][3] = counts[i][3] + 1
+    end
+  end
+end
+
+local reply = {binding, wait, reason - 1}
+for i = 1, scopes do
+  local k = (i - 1) * 5
+  table.insert(reply, counts[i][1])
+  table.insert(reply, limits[i][1] > 0 and oldest(KEYS[k + 1]) or 0)
+  table.insert(reply, counts[i][2])
+  table.insert(reply, limits[i][2] > 0 and oldest(KEYS[k + 2]) or 0)
+  table.insert(reply, counts[i][3])
+end
+return reply
+"""
+
+# KEYS: 4 per scope (tpm, tpm:n, tpm:sum, inflight), then the usage hash.
+# ARGV: id, tokens used, tokens reserved, window ms, scopes, one flag per scope
+#       (1: tpm, 2: concurrency, 3: both), then usage field/increment pairs.
+SETTLE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local id, used, reserved = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local window, scopes = tonumber(ARGV[4]), tonumber(ARGV[5])
+for i = 1, scopes do
+  local k, flags = (i - 1) * 4, tonumber(ARGV[5 + i])
+  if flags % 2 == 1 then
+    local held = redis.call('HGET', KEYS[k + 2], id)
+    if held then
+      redis.call('HSET', KEYS[k + 2], id, used)
+      redis.call('INCRBY', KEYS[k + 3], used - tonumber(held))
+    elseif used > reserved then
+      redis.call('ZADD', KEYS[k + 1], now, id .. '+')
+      redis.call('HSET', KEYS[k + 2], id .. '+', used - reserved)
+      redis.call('INCRBY', KEYS[k + 3], used - reserved)
+    end
+    for j = 1, 3 do redis.call('PEXPIRE', KEYS[k + j], window * 2) end
+  end
+  if flags >= 2 then redis.call('ZREM', KEYS[k + 4], id) end
+end
+local usage = KEYS[scopes * 4 + 1]
+if #ARGV > 5 + scopes then
+  redis.call('HSETNX', usage, 'since', clock[1])
+  for j = 6 + scopes, #ARGV, 2 do redis.call('HINCRBY', usage, ARGV[j], ARGV[j + 1]) end
+end
+return 1
+"""
+
+# KEYS: in-flight sorted sets; ARGV: lease ms, then the id held in each.
+RENEW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local lease = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], 'XX', now + lease, ARGV[i + 1])
+  redis.call('PEXPIRE', KEYS[i], lease * 2)
+end
+return #KEYS
+"""
+
+
+class RedisCounters:
+    """Limits and usage shared by every replica through one Redis server."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client = Redis.from_url(
+            url,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=COMMAND_TIMEOUT,
+            retry=Retry(NoBackoff(), 1),  # one reconnect for a stale pooled connection
+        )
+        self._admit = self.client.register_script(ADMIT)
+        self._settle = self.client.register_script(SETTLE)
+        self._renew = self.client.register_script(RENEW)
+        self.leases: dict[str, tuple[str, ...]] = {}  # request id -> in-flight keys held
+        self.down_since: float | None = None
+        self._quiet_until = 0.0
+
+    async def admit(
+        self, scopes: tuple[Scope, ...], member: str, tokens: int, policy: str
+    ) -> Verdict | None:
+        """Check and record in every scope at once; None when Redis cannot be reached."""
+        if self._resting():
+            return None
+        keys: list[str] = []
+        args: list[int | str] = [member, tokens, int(WINDOW * 1000), int(LEASE * 1000)]
+        for scope in scopes:
+            keys += _scope_keys(scope.id)
+            spec = scope.spec
+            args += [spec.rpm or 0, spec.tpm or 0, spec.concurrency or 0]
+        try:
+            reply = await self._admit(keys=keys, args=args)
+        except ERRORS as exc:
+            self._failed(exc, policy)
+            return None
+        self._reached()
+        held = tuple(keys[i * 5 + 4] for i, s in enumerate(scopes) if s.spec.concurrency)
+        binding, wait_ms, reason = int(reply[0]), int(reply[1]), int(reply[2])
+        if binding == 0 and held:
+            self.leases[member] = held
+        counts = [
+            Count(
+                requests=int(reply[3 + i * 5]),
+                requests_reset=int(reply[4 + i * 5]) / 1000,
+                tokens=int(reply[5 + i * 5]),
+                tokens_reset=int(reply[6 + i * 5]) / 1000,
+                inflight=int(reply[7 + i * 5]),
+            )
+            for i in range(len(scopes))
+        ]
+        return Verdict(counts, binding - 1, wait_ms / 1000, max(0, reason))
+
+    async def settle(
+        self, scopes: tuple[Scope, ...], member: str, reserved: int, used: int, spend: Spend
+    ) -> None:
+        self.leases.pop(member, None)
+        if self._resting():
+            return
+        keys: list[str] = []
+        flags: list[int] = []
+        for scope in scopes:
+            keys += _scope_keys(scope.id)[1:]  # all but rpm: nothing to undo there
+            flags.append((1 if scope.spec.tpm else 0) + (2 if scope.spec.concurrency else 0))
+        keys.append(PREFIX + "usage")
+        args: list[int | str] = [member, used, reserved, int(WINDOW * 1000), len(scopes), *flags]
+        for name, n in spend.increments():
+            args += [name, n]
+        try:
+            await self._settle(keys=keys, args=args)
+        except ERRORS as exc:
+            self._failed(exc, None)
+        else:
+            self._reached()
+
+    async def renew(self) -> None:
+        """Extend the leases of this replica's requests in flight."""
+        if not self.leases or self._resting():
+            return
+        keys: list[str] = []
+        args: list[int | str] = [int(LEASE * 1000)]
+        for member, held in list(self.leases.items()):
+            keys += held
+            args += [member] * len(held)
+        try:
+            await self._renew(keys=keys, args=args)
+        except ERRORS as exc:
+            self._failed(exc, None)
+
+    async def usage(self) -> dict[str, object] | None:
+        try:
+            raw = await self.client.hgetall(PREFIX + "usage")
+        except ERRORS as exc:
+            self._failed(exc, None)
+            return None
+        fields = {_text(k): int(v) for k, v in raw.items()}
+        since = fields.pop("since", None)
+        return usage_from_fields(fields, None if since is None else float(since))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    def _resting(self) -> bool:
+        return self.down_since is not None and time.monotonic() < self._quiet_until
+
+    def _failed(self, exc: BaseException, policy: str | None) -> None:
+        self._quiet_until = time.monotonic() + RETRY_AFTER_FAILURE
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            then = f"limits.on_redis_error: {policy}" if policy else "limits.on_redis_error"
+            log.error(
+                "limits: Redis at %s cannot be reached (%s: %s); %s applies until it is back",
+                redact(self.url),
+                type(exc).__name__,
+                exc,
+                then,
+            )
+
+    def _reached(self) -> None:
+        if self.down_since is not None:
+            log.warning(
+                "limits: Redis at %s is reachable again after %.1fs",
+                redact(self.url),
+                time.monotonic() - self.down_since,
+            )
+            self.down_since = None
+
+
+def _scope_keys(scope_id: str) -> list[str]:
+    return [
+        f"{PREFIX}rpm:{scope_id}",
+        f"{PREFIX}tpm:{scope_id}",
+        f"{PREFIX}tpm:{scope_id}:n",
+        f"{PREFIX}tpm:{scope_id}:sum",
+        f"{PREFIX}inflight:{scope_id}",
+    ]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))

@@ -1,0 +1,2 @@
+"""The process around the request: the middleware (ids, errors, access log), CORS,
+listeners and connection cap, signals, reloads, and the typed keys of app state."""

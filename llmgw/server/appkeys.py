@@ -1,0 +1,31 @@
+"""Every typed key under which the app and requests keep their state."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from llmgw.api.body import Bodies
+from llmgw.auth.keys import Keyring
+from llmgw.cache.front import ResponseCache
+from llmgw.core import RequestContext
+from llmgw.http.client import Pool
+from llmgw.limits.front import Limiter
+from llmgw.observe.accounting import Accounting
+from llmgw.observe.metrics import Metrics
+from llmgw.observe.usage import UsageBook
+from llmgw.runtime import ProviderStates
+from llmgw.server.reload import ConfigStore
+
+METRICS = web.AppKey("metrics", Metrics)
+ACCOUNTING = web.AppKey("accounting", Accounting)
+STORE = web.AppKey("store", ConfigStore)
+STATES = web.AppKey("provider_states", ProviderStates)
+POOL = web.AppKey("upstream_pool", Pool)
+KEYRING = web.AppKey("keyring", Keyring)
+LIMITER = web.AppKey("limiter", Limiter)
+USAGE = web.AppKey("usage", UsageBook)
+CACHE = web.AppKey("cache", ResponseCache)
+# True when /metrics has a listener of its own (server.metrics_port, fixed at start).
+METRICS_LISTENER = web.AppKey("metrics_listener", bool)
+BODIES = web.AppKey("bodies", Bodies)
+CONTEXT = web.RequestKey("context", RequestContext)

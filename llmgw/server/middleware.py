@@ -1,0 +1,149 @@
+"""Request id, error rendering, access log and request metrics — nothing domain-specific.
+
+Every request gets a ``RequestContext``; whatever the handler raises leaves as a
+JSON error in the caller's dialect (OpenAI's, or Anthropic's on ``/v1/messages``),
+never as a traceback; and every request ends in one access log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+import secrets
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from llmgw.core import RequestContext
+from llmgw.errors import GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
+from llmgw.server import cors
+from llmgw.server.appkeys import ACCOUNTING, CONTEXT, METRICS, STORE
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# What a header value may not carry (CR/LF would split the response head).
+_UNSAFE_HEADER = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class RequestIds:
+    """Unique request ids without a system call each: a random prefix for the process,
+    then a counter (ids need to be unique, not unguessable)."""
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._count = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._count):08x}"
+
+
+IDS = web.AppKey("request_ids", RequestIds)
+
+
+class MethodNotAllowed(InvalidRequest):
+    status = 405
+    code = "method_not_allowed"
+
+
+@web.middleware
+async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get("X-Request-ID", "")
+    ctx = RequestContext(
+        request_id=given if given and _REQUEST_ID.fullmatch(given) else request.app[IDS].next(),
+        started=time.perf_counter(),
+        surface="anthropic" if request.path.startswith("/v1/messages") else "openai",
+    )
+    request[CONTEXT] = ctx
+    if request.method == "OPTIONS":
+        preflight = cors.preflight(request, _origins(request))
+        if preflight is not None:
+            return preflight
+    app = request.app
+    metrics = app[METRICS]
+    client_api = request.path.startswith("/v1/")
+    if client_api:
+        metrics.inflight.inc()
+    try:
+        response = await handler(request)
+        # a write that found the client gone ends the handler without a cancellation
+        ctx.status = 499 if ctx.error == "client_disconnected" else response.status
+        return response
+    except GatewayError as exc:
+        return _render(ctx, exc)
+    except web.HTTPException as exc:
+        return _render(ctx, _from_http(request, exc))
+    except asyncio.CancelledError:
+        if not ctx.delivered:  # the client went away before its answer was whole
+            ctx.status = 499
+            ctx.error = ctx.error or "client_disconnected"
+        raise
+    except Exception:
+        log.exception("unexpected error (request id %s)", ctx.request_id)
+        ctx.error = "internal_error"
+        if ctx.first_byte is not None:
+            raise  # the response has started: nothing more can be said to the client
+        return _render(ctx, InternalError(f"Internal error (request id {ctx.request_id})"))
+    finally:
+        if client_api:
+            metrics.inflight.dec()
+        app[ACCOUNTING].add(ctx, client_api)
+
+
+async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the gateway's headers on every response, streams included."""
+    ctx = request.get(CONTEXT)
+    if ctx is None:
+        return
+    headers = response.headers
+    headers["X-Request-ID"] = ctx.request_id
+    if ctx.surface == "anthropic":  # Anthropic's name for it; its SDK reads _request_id here
+        headers["request-id"] = ctx.request_id
+    cors.apply(request, response, _origins(request))
+    if ctx.provider is not None and not _UNSAFE_HEADER.search(ctx.provider):
+        headers["X-LLMGW-Provider"] = ctx.provider
+    if ctx.upstream_model is not None and not _UNSAFE_HEADER.search(ctx.upstream_model):
+        headers["X-LLMGW-Model"] = ctx.upstream_model
+    if ctx.attempts:
+        headers["X-LLMGW-Attempts"] = str(ctx.attempts)
+    if ctx.dropped:
+        headers["X-LLMGW-Dropped-Params"] = ", ".join(ctx.dropped)
+    if ctx.cache is not None:
+        headers["X-Cache"] = ctx.cache
+    if ctx.ratelimit is not None:
+        headers.update(ctx.ratelimit)
+
+
+def _origins(request: web.Request) -> tuple[str, ...]:
+    store = request.app.get(STORE)
+    return () if store is None else store.current.config.server.cors_origins
+
+
+def _render(ctx: RequestContext, error: GatewayError) -> web.Response:
+    ctx.status = error.status
+    ctx.error = ctx.error or error.code
+    body = error.anthropic_body() if ctx.surface == "anthropic" else error.openai_body()
+    return web.Response(
+        body=body, status=error.status, content_type="application/json", headers=error.headers
+    )
+
+
+def _from_http(request: web.Request, exc: web.HTTPException) -> GatewayError:
+    if exc.status == 404:
+        return NotFound(f"Unknown path {request.path}")
+    if exc.status == 405:
+        allow = exc.headers.get("Allow", "")
+        return MethodNotAllowed(
+            f"Method {request.method} is not allowed on {request.path}",
+            headers={"Allow": allow} if allow else None,
+        )
+    if exc.status == 413:
+        return RequestTooLarge("The request body is too large")
+    if exc.status < 500:
+        return InvalidRequest(exc.reason)
+    return InternalError(f"Internal error (request id {request[CONTEXT].request_id})")
