@@ -10,7 +10,6 @@ from aiohttp import web
 
 from llmgw import __version__
 from llmgw.api import anthropic, openai, openapi, ops, usage
-from llmgw.api.body import Bodies
 from llmgw.auth.keys import Keyring
 from llmgw.cache.front import ResponseCache
 from llmgw.config import GatewayConfig
@@ -35,6 +34,7 @@ from llmgw.server.appkeys import (
     STORE,
     USAGE,
 )
+from llmgw.server.body import Bodies
 from llmgw.server.middleware import IDS, RequestIds, add_headers, gateway_middleware
 from llmgw.server.reload import ConfigStore
 from llmgw.upstream import MAX_RESPONSE_BYTES

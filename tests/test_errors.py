@@ -141,7 +141,7 @@ async def test_a_body_that_stops_arriving_is_408(
 ) -> None:
     """Like nginx's client_body_timeout: a client that stalls mid-body is answered and let
     go, not kept with its connection and task for ever."""
-    from llmgw.api import body
+    from llmgw.server import body
 
     monkeypatch.setattr(body, "BODY_IDLE_TIMEOUT", 0.2)
     gw = await gateway(one_provider(fake.url))

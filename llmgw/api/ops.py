@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from llmgw.auth.admin import require_admin
+from llmgw.api.guard import require_admin
 from llmgw.cache.memory import MemoryStore
 from llmgw.config.redact import redacted
 from llmgw.errors import NotFound

@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from llmgw.errors import AuthenticationFailed, Forbidden
-from llmgw.server.appkeys import STORE
 
 # Headers a proxy adds to say who the real client is. Their presence means the
 # connection is relayed, whatever its peer address.
@@ -44,12 +43,12 @@ _FORWARDED_PREFIX = "x-forwarded-"
 _SET_THE_KEY = "set auth.admin_key and send it as 'Authorization: Bearer <key>'"
 
 
-def require_admin(request: web.Request) -> None:
-    """Raise 401/403 unless the caller may use the admin API."""
+def check_admin(request: web.Request, admin_key: str | None) -> None:
+    """Raise 401/403 unless the caller may use the admin API guarded by ``admin_key``
+    (None: no key configured)."""
     headers = request.headers
     if headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
         raise Forbidden("The admin API does not answer cross-site browser requests")
-    admin_key = request.app[STORE].current.config.auth.admin_key
     if admin_key is None:
         reason = why_not_direct_loopback(request.remote, headers)
         if reason is not None:

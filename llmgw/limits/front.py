@@ -49,10 +49,9 @@ from llmgw.config.schema import LimitsConfig
 from llmgw.core import Call, Principal, RequestContext, estimate_prompt_tokens
 from llmgw.errors import RateLimited
 from llmgw.limits.memory import MemoryCounters
-from llmgw.limits.types import LEASE, Count, Scope
+from llmgw.limits.types import LEASE, Count, Scope, Target
 from llmgw.observe.metrics import Metrics
 from llmgw.observe.usage import Spend
-from llmgw.routing.router import Target
 
 if TYPE_CHECKING:
     from llmgw.limits.redis import RedisCounters

@@ -5,7 +5,7 @@ if admitted, and which scope refused and for how long)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from llmgw.config.schema import LimitSpec
 
@@ -43,3 +43,12 @@ class Verdict:
     wait: float = 0.0  # seconds until the request could fit
     reason: int = 0  # index into limits.REASONS
     tick: int = 0  # when it was recorded, in the memory windows' ticks
+
+
+class Target(Protocol):
+    """A resolved target as the limits read it (``routing.Target`` is one)."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from llmgw.api.body import Bodies
 from llmgw.auth.keys import Keyring
 from llmgw.cache.front import ResponseCache
 from llmgw.core import RequestContext
@@ -14,6 +13,7 @@ from llmgw.observe.accounting import Accounting
 from llmgw.observe.metrics import Metrics
 from llmgw.observe.usage import UsageBook
 from llmgw.runtime import ProviderStates
+from llmgw.server.body import Bodies
 from llmgw.server.reload import ConfigStore
 
 METRICS = web.AppKey("metrics", Metrics)

@@ -36,7 +36,7 @@ KEEPALIVE_TIMEOUT = 75.0
 
 def handler_options() -> dict[str, Any]:
     """How every connection is handled (the tests' servers too): request bodies are
-    never inflated (a compressed body is refused with 415, see api/body.py)."""
+    never inflated (a compressed body is refused with 415, see server/body.py)."""
     return {"access_log": None, "keepalive_timeout": KEEPALIVE_TIMEOUT, "auto_decompress": False}
 
 
