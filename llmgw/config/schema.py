@@ -111,7 +111,16 @@ class ServerConfig(Frozen):
     port: int = Field(8080, ge=1, le=65535)
     max_body_size: Size = 20 * 1024**2
     shutdown_timeout: Duration = 30.0
+    # the longest a write to a client may make no progress before its response is ended
+    write_timeout: Duration = 60.0
     cors_origins: Names = ()
+
+    @field_validator("write_timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
 
 
 class LoggingConfig(Frozen):
