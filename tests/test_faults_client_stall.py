@@ -221,3 +221,28 @@ async def test_a_stalled_follower_does_not_pin_the_recording(
         leads, follows = access_line(caplog, "leads"), access_line(caplog, "follows")
         assert (leads.status, leads.error) == (200, None)
         assert (follows.status, follows.error, follows.cache) == (499, "client_lagged", "HIT")
+
+
+async def test_a_stalled_cache_hit_is_ended_too(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hit is written by the gateway within write_timeout like a miss: a client that
+    reads none of a large stored answer is closed and logged client_stalled."""
+    async with raw_upstream(flood(32 * 1024 * 1024, EVENT_SIZE)) as up:
+        gw = await serve(config(up.url, "server: {write_timeout: 500ms}\ncache: {enabled: true}"))
+        auth = {"Authorization": f"Bearer {CLIENT_KEY}"}
+        first = await gw.post("/v1/chat/completions", json=STREAM, headers=auth)
+        assert first.headers["X-Cache"] == "MISS"
+        assert (await first.read()).endswith(b"data: [DONE]\n\n")
+        reader, writer = await stop_reading(gw, "stalls-on-a-hit")
+        await wait_for(
+            lambda: any(
+                getattr(r, "request_id", None) == "stalls-on-a-hit" for r in caplog.records
+            ),
+            10,
+        )
+        line = access_line(caplog, "stalls-on-a-hit")
+        assert (line.status, line.error, line.cache) == (499, "client_stalled", "HIT")
+        await read_to_end(reader)  # closed by the gateway, not left hanging
+        writer.close()
+        assert len(up.requests) == 1
