@@ -78,7 +78,15 @@ async def forward(
             tried_one = True
             ctx.attempts += 1
             try:
-                response = await _attempt(request, ctx, provider, target, call, record)
+                response = await _attempt(
+                    request,
+                    ctx,
+                    provider,
+                    target,
+                    call,
+                    record,
+                    runtime.config.server.write_timeout,
+                )
             except AttemptFailure as failure:
                 _record_failure(metrics, provider, failure, breaker.failures)
                 failures.append((provider.name, failure))
@@ -112,6 +120,7 @@ async def _attempt(
     target: Target,
     call: Call,
     record: Flight | None,
+    write_timeout: float,
 ) -> web.StreamResponse:
     try:
         upstream_request = provider.adapter.request(call, target.model, provider.config)
@@ -152,9 +161,11 @@ async def _attempt(
             if relay.is_event_stream(upstream):
                 translator = adapter.stream(call, target.model)
                 if translator is None:
-                    return await relay.stream(request, ctx, adapter, upstream, record)
+                    return await relay.stream(
+                        request, ctx, adapter, upstream, write_timeout, record
+                    )
                 return await relay.translated_stream(
-                    request, ctx, translator, upstream, call.client_format, record
+                    request, ctx, translator, upstream, call.client_format, write_timeout, record
                 )
             body = await _body(upstream, deadline)
             parsed = parse_answer(body)

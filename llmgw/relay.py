@@ -7,6 +7,8 @@ so that a provider answering ``200`` with an error event can still fall back
 A stream is whole once its end event (``data: [DONE]``, or ``message_stop`` on the
 Anthropic surface) went out: a client that hangs up after it (the openai SDK does, if
 the provider's end of body lags) has its answer, and the answer counts as complete.
+A client that reads nothing for ``server.write_timeout`` (``sink.py``) has its response
+ended (``client_stalled``, 499): the provider's slot and the limits go free with it.
 Per chunk the pass-through path does one write and one ``deque.append``: usage is
 read once, from the last few chunks, when the stream ends.
 """
@@ -25,6 +27,7 @@ from llmgw import sse
 from llmgw.cache.coalesce import Flight, Head
 from llmgw.core import RequestContext, StreamTranslator, Usage
 from llmgw.providers import Adapter
+from llmgw.sink import ClientStalled, Sink
 from llmgw.upstream import TRANSPORT_ERRORS, AttemptFailure, UpstreamResponse, failure_from
 
 FIRST_EVENT_LIMIT = 1024 * 1024  # commit anyway once this much arrived without an event
@@ -108,6 +111,7 @@ async def stream(
     ctx: RequestContext,
     adapter: Adapter,
     upstream: UpstreamResponse,
+    write_timeout: float,
     record: Flight | None = None,
 ) -> web.StreamResponse:
     chunks = upstream.chunks()
@@ -116,15 +120,17 @@ async def stream(
 
     content_type = upstream.headers.get("Content-Type", "text/event-stream")
     out = await _open(request, ctx, content_type, record)
+    sink = Sink(request, out, write_timeout)
     tail: deque[bytes] = deque((bytes(head),), maxlen=4)
-    await out.write(tail[0])
     if record is not None:
         record.append(tail[0])
 
     clock = time.perf_counter
     next_chunk = chunks.__anext__
-    sent = tail[0]  # the last chunk the client was sent whole
+    sent: bytes | None = None  # the last chunk the client was sent whole
     try:
+        await sink.write(tail[0])
+        sent = tail[0]
         while True:
             began = clock()
             try:
@@ -134,37 +140,55 @@ async def stream(
             except TRANSPORT_ERRORS as exc:
                 failure = failure_from(exc)
                 ctx.error = failure.kind
-                await _write_error(out, record, _apart(tail) + stream_error_event(failure.message))
+                await _write_error(sink, record, apart(tail) + stream_error_event(failure.message))
                 break
             ctx.upstream_wait += clock() - began
             ctx.streamed_events += chunk.count(b"data:")
             tail.append(chunk)
             if record is not None:  # before the write: a follower must not miss it
                 record.append(chunk)
-            await out.write(chunk)
+            await sink.write(chunk)
             sent = chunk
         if ctx.error is None and adapter.ends_with_done and not _is_done(tail):
             ctx.error = "stream_truncated"
             message = "the provider's stream ended before it was done"
-            await _write_error(out, record, _apart(tail) + stream_error_event(message))
+            await _write_error(sink, record, apart(tail) + stream_error_event(message))
         _read_usage(ctx, adapter, b"".join(tail))
-        await out.write_eof()
+        await sink.write_eof()
         if record is not None:
             record.finish(complete=ctx.error is None)
-    except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left
+    except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left or stalled
         written = tail if tail[-1] is sent else list(tail)[:-1]
-        if ctx.error is None and saw_end(written, "openai"):
-            delivered(ctx, out.status, record)
-        else:
-            ctx.error = "client_disconnected"
-            if record is not None and record.followed:
-                await _finish_for_followers(
-                    chunks, record, adapter.ends_with_done, tail, None, "openai"
-                )
+        _client_gone(ctx, gone, ctx.error is None and saw_end(written, "openai"), record)
+        if not ctx.delivered and record is not None and record.followed:
+            await _finish_for_followers(
+                chunks, record, adapter.ends_with_done, tail, None, "openai"
+            )
         _read_usage(ctx, adapter, b"".join(tail))
-        if isinstance(gone, asyncio.CancelledError):
-            raise
+        _end(sink, gone)
     return out
+
+
+def _client_gone(
+    ctx: RequestContext, gone: BaseException, whole: bool, record: Flight | None
+) -> None:
+    """Why a response ended early: its client stalled, or left — after its whole answer
+    (``whole``: the answer is complete) or before it."""
+    if isinstance(gone, ClientStalled):
+        ctx.error = "client_stalled"
+    elif whole:
+        delivered(ctx, 200, record)
+    else:
+        ctx.error = "client_disconnected"
+
+
+def _end(sink: Sink, gone: BaseException) -> None:
+    """After the bookkeeping: a stalled client's connection is closed (not before, as
+    closing it cancels the handler), a cancellation goes on."""
+    if isinstance(gone, ClientStalled):
+        sink.abort()
+    elif isinstance(gone, asyncio.CancelledError):
+        raise gone
 
 
 def saw_end(written: Iterable[bytes], client_format: str) -> bool:
@@ -213,7 +237,7 @@ async def _finish_for_followers(
                 record.append(output)
     except TRANSPORT_ERRORS as exc:
         message = failure_from(exc).message
-        record.append_error(_apart(tail) + stream_error_event(message, client_format))
+        record.append_error(apart(tail) + stream_error_event(message, client_format))
         record.finish(complete=False)
         return
     if translator is not None:
@@ -231,6 +255,7 @@ async def translated_stream(
     translator: StreamTranslator,
     upstream: UpstreamResponse,
     client_format: str,
+    write_timeout: float,
     record: Flight | None = None,
 ) -> web.StreamResponse:
     """A stream whose events are rewritten into the client's format, chunk by chunk.
@@ -263,9 +288,10 @@ async def translated_stream(
         raise AttemptFailure("stream_error", "the provider's stream was empty")
 
     out = await _open(request, ctx, "text/event-stream; charset=utf-8", record)
+    sink = Sink(request, out, write_timeout)
     written: deque[bytes] = deque(maxlen=4)  # the last outputs the client was sent whole
     try:
-        await _write(out, record, pending)
+        await _write(sink, record, pending)
         written.append(pending)
         while not ended:
             began = clock()
@@ -274,20 +300,20 @@ async def translated_stream(
             except TRANSPORT_ERRORS as exc:
                 failure = failure_from(exc)
                 ctx.error = failure.kind
-                await _write_error(out, record, stream_error_event(failure.message, client_format))
+                await _write_error(sink, record, stream_error_event(failure.message, client_format))
                 break
             ctx.upstream_wait += clock() - began
             if chunk is None:
                 ended = True
                 closing = translator.finish()
                 if closing:
-                    await _write(out, record, closing)
+                    await _write(sink, record, closing)
                     written.append(closing)
                 break
             ctx.streamed_events += chunk.count(b"data:")
             output = translator.feed(chunk)
             if output:
-                await _write(out, record, output)
+                await _write(sink, record, output)
                 written.append(output)
         if ended and translator.error is not None:
             ctx.error = "stream_error"
@@ -296,41 +322,36 @@ async def translated_stream(
         elif ended and not translator.done:
             ctx.error = "stream_truncated"
             message = "the provider's stream ended before it was done"
-            await _write_error(out, record, stream_error_event(message, client_format))
-        await out.write_eof()
+            await _write_error(sink, record, stream_error_event(message, client_format))
+        await sink.write_eof()
         if record is not None:
             record.finish(complete=ctx.error is None)
-    except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left
-        if ctx.error is None and translator.error is None and saw_end(written, client_format):
-            delivered(ctx, out.status, record)
-        else:
-            ctx.error = "client_disconnected"
-            if record is not None and record.followed and not ended:
-                await _finish_for_followers(
-                    chunks, record, True, deque(), translator, client_format
-                )
+    except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left or stalled
+        whole = ctx.error is None and translator.error is None and saw_end(written, client_format)
+        _client_gone(ctx, gone, whole, record)
+        if not ctx.delivered and record is not None and record.followed and not ended:
+            await _finish_for_followers(chunks, record, True, deque(), translator, client_format)
         ctx.prompt_tokens = translator.usage.prompt_tokens
         ctx.completion_tokens = translator.usage.completion_tokens
-        if isinstance(gone, asyncio.CancelledError):
-            raise
+        _end(sink, gone)
     ctx.prompt_tokens = translator.usage.prompt_tokens
     ctx.completion_tokens = translator.usage.completion_tokens
     return out
 
 
-async def _write(out: web.StreamResponse, record: Flight | None, data: bytes) -> None:
+async def _write(sink: Sink, record: Flight | None, data: bytes) -> None:
     if record is not None:  # before the write: a follower must not miss it
         record.append(data)
-    await out.write(data)
+    await sink.write(data)
 
 
-async def _write_error(out: web.StreamResponse, record: Flight | None, event: bytes) -> None:
+async def _write_error(sink: Sink, record: Flight | None, event: bytes) -> None:
     if record is not None:
         record.append_error(event)
-    await out.write(event)
+    await sink.write(event)
 
 
-def _apart(tail: deque[bytes]) -> bytes:
+def apart(tail: deque[bytes]) -> bytes:
     """A blank line when the relayed bytes stop mid-event, so that the error event that
     follows is read as an event of its own (extra blank lines are harmless in SSE)."""
     return b"" if tail[-1].endswith((b"\n\n", b"\r\n\r\n", b"\r\r")) else b"\n\n"

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from llmgw.cache.coalesce import Flights, Head
+from llmgw.cache.coalesce import FOLLOWER_LAG, LAG_CHECK, Flight, Flights, Head
 from llmgw.cache.entry import Entry, decode_entry, encode_entry
 from llmgw.cache.keys import Policy, cache_key
 from llmgw.cache.memory import MemoryStore
@@ -136,11 +136,13 @@ async def test_followers_get_every_chunk_at_their_own_pace() -> None:
     assert follower is flight and not leads_too
 
     async def consume(delay: float) -> list[bytes]:
-        assert await flight.wait_head() is not None
+        reader = flight.follower()
+        assert await reader.head() is not None
         got = []
-        async for chunk in flight.follow():
+        async for chunk in reader.chunks():
             got.append(chunk)
             await asyncio.sleep(delay)
+        reader.leave()
         return got
 
     readers = [asyncio.ensure_future(consume(d)) for d in (0, 0.01, 0.05)]
@@ -159,7 +161,7 @@ async def test_followers_get_every_chunk_at_their_own_pace() -> None:
 async def test_abandoned_flight_releases_followers() -> None:
     flights = Flights()
     flight, _ = flights.join("k")
-    waiter = asyncio.ensure_future(flight.wait_head())
+    waiter = asyncio.ensure_future(flight.follower().head())
     await asyncio.sleep(0)
     flight.finish(complete=True)  # gave up before committing
     assert await waiter is None
@@ -181,13 +183,15 @@ async def test_a_recording_too_big_to_store_is_dropped_unless_followed() -> None
     assert leads and late is not alone  # nobody may follow a recording with a hole
 
     followed, _ = flights.join("followed", limit=10)
-    follower = asyncio.ensure_future(followed.wait_head())
-    await asyncio.sleep(0)
+    follower = followed.follower()
     followed.commit(Head(200, "text/event-stream", True, "p", "m"))
-    await follower
+    assert await follower.head() is not None
     for _ in range(5):
         followed.append(b"x" * 4)
-    assert not followed.dropped and len(followed.chunks) == 5  # its follower needs them
+    assert followed.dropped  # never stored, too big
+    assert len(followed.chunks) == 5  # but its follower still needs them
+    follower.leave()
+    assert followed.chunks == [] and followed.held == 0  # nobody does any more
 
 
 @pytest.mark.parametrize("payload", [60, 300, 4000])
@@ -228,3 +232,25 @@ async def test_memory_store_counts_the_memory_its_entries_take(payload: int) -> 
     assert (await store.sizes())[1] <= bound
     assert grown <= 1.2 * bound, (grown, bound)
     assert grown >= 0.7 * bound, (grown, bound)
+
+
+async def test_a_follower_that_stops_reading_does_not_pin_the_recording() -> None:
+    """Too big to store, the recording keeps only what a follower still has to read;
+    one more than FOLLOWER_LAG behind is dropped and pins nothing more."""
+    flight = Flight(limit=1024 * 1024)
+    stalled, reading = flight.follower(), flight.follower()
+    flight.commit(Head(200, "text/event-stream", True, "p", "m"))
+    assert await stalled.head() is not None and await reading.head() is not None
+    chunks = reading.chunks()
+    piece = b"x" * (64 * 1024)
+    peak = 0
+    for _ in range(4 * FOLLOWER_LAG // len(piece)):
+        flight.append(piece)
+        assert await anext(chunks) is piece  # this one keeps up
+        peak = max(peak, flight.held)
+    assert stalled.lagged and not reading.lagged
+    assert peak <= FOLLOWER_LAG + LAG_CHECK + len(piece)
+    assert flight.held <= LAG_CHECK + len(piece)  # only the reader's few chunks are left
+    assert [chunk async for chunk in stalled.chunks()] == []  # it ends at once
+    flight.finish(complete=True)
+    assert not flight.complete  # too big to store

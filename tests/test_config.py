@@ -67,6 +67,8 @@ def test_defaults_and_types() -> None:
     assert config.server.port == 8080
     assert config.server.max_body_size == 20 * 1024**2
     assert config.server.shutdown_timeout == 30.0
+    assert config.server.write_timeout == 60.0
+    assert parse(MINIMAL + "server: {write_timeout: 500ms}\n", environ={}).server.write_timeout == 0.5
     assert config.routing.circuit_breaker.failures == 5
     assert config.cache.enabled is False
 
@@ -162,6 +164,7 @@ auth:
         ("providers:\n  az: {type: azure}\n", "base_url is required for azure"),
         ("providers:\n  o: {type: openai, base_url: ftp://x}\n", "invalid URL"),
         (MINIMAL + "logging: {level: loud}\n", "logging.level"),
+        (MINIMAL + "server: {write_timeout: 0s}\n", "server.write_timeout: must be greater than 0"),
     ],
 )
 def test_rejections(text: str, expected: str) -> None:

@@ -3,7 +3,9 @@
 ``X-Cache`` is ``HIT`` for an entry or a coalesced answer, ``MISS`` for a request
 that went upstream, ``BYPASS`` when the cache is off for it (disabled, or the
 client sent ``Cache-Control: no-cache``). Only complete ``200`` answers are stored:
-never an error, a truncated stream or a cancelled one.
+never an error, a truncated stream or a cancelled one. Hits and followers are written
+like misses, within ``server.write_timeout`` (``sink.py``); a follower too far behind
+its leader is dropped (``coalesce.py``).
 
 A ``no-cache`` (or ``max-age=0``) answer replaces the stored entry only when the
 caller may refresh it: always under ``scope: key`` (the entry is its own), else only
@@ -15,18 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from llmgw.cache.coalesce import Flight, Head
+from llmgw.cache.coalesce import Flight, Follower, Head
 from llmgw.cache.entry import Entry, Store
 from llmgw.cache.front import ResponseCache
 from llmgw.cache.keys import Policy, cache_key
 from llmgw.core import Call, RequestContext
 from llmgw.observe.metrics import Metrics
-from llmgw.relay import delivered, saw_end, stream_error_event
+from llmgw.relay import apart, delivered, saw_end, stream_error_event
 from llmgw.runtime import Runtime
+from llmgw.sink import ClientStalled, Sink
 
 Upstream = Callable[[Flight | None], Awaitable[web.StreamResponse]]
 CACHEABLE = frozenset({"chat", "completions", "embeddings", "messages"})
@@ -45,6 +49,7 @@ async def serve(
     """Answer ``call`` from the cache or from ``upstream``, recording what is cacheable;
     ``refresh``: the caller may replace shared entries (``Principal.cache_refresh``)."""
     settings = runtime.config.cache
+    write_timeout = runtime.config.server.write_timeout
     if not settings.enabled or call.endpoint not in CACHEABLE:
         return await _bypass(ctx, metrics, upstream, None)
     policy = Policy.from_header(request.headers.get("Cache-Control"))
@@ -60,13 +65,17 @@ async def serve(
     entry = await store.get(key)
     if entry is not None and policy.accepts(entry, time.time()):
         _count(ctx, metrics, cache, "HIT")
-        return replay(ctx, entry)
+        return await replay(request, ctx, entry, write_timeout)
     flight, leads = cache.flights.join(key, settings.max_size)
     if not leads:
-        head = await flight.wait_head()
-        if head is not None and (head.stream or await _finished_whole(flight)):
-            _count(ctx, metrics, cache, "HIT")
-            return await follow(request, ctx, flight, head, call.client_format)
+        follower = flight.follower()
+        try:
+            head = await follower.head()
+            if head is not None and (head.stream or await _finished_whole(follower)):
+                _count(ctx, metrics, cache, "HIT")
+                return await follow(request, ctx, follower, head, call.client_format, write_timeout)
+        finally:
+            follower.leave()
         flight = Flight(settings.max_size)  # the leader gave up: go upstream ourselves
     _count(ctx, metrics, cache, "MISS")
     try:
@@ -80,26 +89,48 @@ async def serve(
     return response
 
 
-def replay(ctx: RequestContext, entry: Entry) -> web.Response:
+async def replay(
+    request: web.Request, ctx: RequestContext, entry: Entry, write_timeout: float
+) -> web.StreamResponse:
     """A stored answer, byte for byte. A stored stream goes out whole, in one write
     with its length: its events are all there already, and writing them one by one
     (a system call each) would only make a hit cost what a miss does."""
     ctx.provider, ctx.upstream_model = entry.provider, entry.upstream_model
     ctx.prompt_tokens, ctx.completion_tokens = entry.prompt_tokens, entry.completion_tokens
-    ctx.first_byte = time.perf_counter()
     body = b"".join(entry.chunks) if len(entry.chunks) > 1 else entry.chunks[0]
-    return web.Response(
-        body=body,
+    out = web.StreamResponse(
         status=entry.status,
-        headers={"Age": str(entry.age(time.time())), "Content-Type": entry.content_type},
+        headers={
+            "Age": str(entry.age(time.time())),
+            "Content-Type": entry.content_type,
+            "Content-Length": str(len(body)),
+        },
     )
+    await out.prepare(request)
+    ctx.first_byte = time.perf_counter()
+    sink = Sink(request, out, write_timeout)
+    try:
+        await sink.write(body)
+        await sink.write_eof()
+    except ClientStalled:
+        ctx.error = "client_stalled"
+        sink.abort()
+    except ConnectionResetError:
+        ctx.error = "client_disconnected"
+    return out
 
 
 async def follow(
-    request: web.Request, ctx: RequestContext, flight: Flight, head: Head, client_format: str
+    request: web.Request,
+    ctx: RequestContext,
+    follower: Follower,
+    head: Head,
+    client_format: str,
+    write_timeout: float,
 ) -> web.StreamResponse:
     """The leader's answer, live: each chunk as it is recorded, at this client's pace."""
     ctx.provider, ctx.upstream_model = head.provider, head.upstream_model
+    flight = follower.flight
     if not head.stream:
         ctx.first_byte = time.perf_counter()
         return web.Response(
@@ -108,19 +139,27 @@ async def follow(
     out = web.StreamResponse(status=head.status, headers={"Content-Type": head.content_type})
     await out.prepare(request)
     ctx.first_byte = time.perf_counter()
-    written = 0  # chunks of the recording this client was sent whole
+    sink = Sink(request, out, write_timeout)
+    written: deque[bytes] = deque(maxlen=4)  # the last chunks this client was sent whole
     try:
-        async for chunk in flight.follow():
-            await out.write(chunk)
-            written += 1
-        if not flight.complete and not flight.error_sent:
+        async for chunk in follower.chunks():
+            await sink.write(chunk)
+            written.append(chunk)
+        if follower.lagged:
+            ctx.error = "client_lagged"
+            message = "this client fell too far behind the stream it shares with identical requests"
+            gap = apart(written) if written else b""
+            await sink.write(gap + stream_error_event(message, client_format))
+        elif not flight.complete and not flight.error_sent:
             ctx.error = "stream_interrupted"
             event = stream_error_event("the upstream stream was interrupted", client_format)
-            await out.write(event)
-        await out.write_eof()
-    except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left
-        last = flight.chunks[max(0, written - 4) : written]
-        if ctx.error is None and saw_end(last, client_format):
+            await sink.write(event)
+        await sink.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left or stalled
+        if isinstance(gone, ClientStalled):
+            ctx.error = "client_stalled"
+            sink.abort()
+        elif ctx.error is None and saw_end(written, client_format):
             delivered(ctx, head.status)
         else:
             ctx.error = ctx.error or "client_disconnected"
@@ -129,11 +168,11 @@ async def follow(
     return out
 
 
-async def _finished_whole(flight: Flight) -> bool:
+async def _finished_whole(follower: Follower) -> bool:
     """For a JSON answer, followers need all of it: wait for the leader to finish."""
-    async for _ in flight.follow():
+    async for _ in follower.chunks():
         pass
-    return flight.complete
+    return follower.flight.complete
 
 
 async def _bypass(

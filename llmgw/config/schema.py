@@ -116,6 +116,8 @@ class ServerConfig(Frozen):
     # Open client connections (0 = unbounded); a change needs a restart.
     max_connections: int = Field(10_000, ge=0)
     shutdown_timeout: Duration = 30.0
+    # the longest a write to a client may make no progress before its response is ended
+    write_timeout: Duration = 60.0
     cors_origins: Names = ()
     # A second listener, on the same host, that serves /metrics only (and the main
     # port then answers 404 there). Unset: /metrics is on the main port, admin only.
@@ -128,6 +130,13 @@ class ServerConfig(Frozen):
         if self.metrics_port is not None and self.metrics_port == self.port:
             raise ValueError("metrics_port must differ from port")
         return self
+
+    @field_validator("write_timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
 
 
 class LoggingConfig(Frozen):

@@ -24,6 +24,9 @@ from llmgw.server.appkeys import ACCOUNTING, CONTEXT, METRICS, STORE
 
 log = logging.getLogger(__name__)
 
+# A response the client cut short: it left, it read nothing for server.write_timeout,
+# or (following a coalesced request) it fell too far behind the stream (499 for all).
+CLIENT_FAULTS = frozenset({"client_disconnected", "client_stalled", "client_lagged"})
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # What a header value may not carry (CR/LF would split the response head).
 _UNSAFE_HEADER = re.compile(r"[\x00-\x1f\x7f]")
@@ -71,8 +74,9 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.inflight.inc()
     try:
         response = await handler(request)
-        # a write that found the client gone ends the handler without a cancellation
-        ctx.status = 499 if ctx.error == "client_disconnected" else response.status
+        # a write that found the client gone (or stalled) ends the handler without a
+        # cancellation
+        ctx.status = 499 if ctx.error in CLIENT_FAULTS else response.status
         return response
     except GatewayError as exc:
         return _render(ctx, exc)

@@ -1,0 +1,116 @@
+"""Writes to the client, bounded by ``server.write_timeout``.
+
+aiohttp's ``StreamResponse.write`` hands bytes to the transport and, once the
+transport's buffer is over its high-water mark (the client reads slower than the
+gateway writes), waits for it to drain: without a limit. A client that stops reading
+would hold its request there for ever, and with it the provider's slot and the
+concurrency limits. ``Sink.write`` bounds that wait: a write that makes no progress
+(the transport's buffer does not shrink) for ``write_timeout`` raises
+``ClientStalled``; the caller ends the response with ``abort``.
+
+Per chunk the common case costs two reads of the transport's state: a timer is armed
+only for a write that may have to wait (the transport is paused already, or this
+write could take its buffer over the high-water mark).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from aiohttp import web
+
+_FRAMING = 4096  # more than aiohttp adds to a write: chunk framing, the buffered head
+
+
+class ClientStalled(ConnectionResetError):
+    """The client read nothing of its response for ``write_timeout``."""
+
+
+class Sink:
+    """A response's writes, each allowed ``timeout`` seconds without progress."""
+
+    __slots__ = ("_high", "_protocol", "_timeout", "_transport", "out")
+
+    def __init__(self, request: web.BaseRequest, out: web.StreamResponse, timeout: float) -> None:
+        self.out = out
+        self._timeout = timeout
+        self._transport = request.transport
+        self._protocol = request.protocol
+        self._high = _high_water(self._transport)
+
+    async def write(self, data: bytes) -> None:
+        if self._may_block(len(data)):
+            await self._bounded(self.out.write(data))
+        else:
+            await self.out.write(data)
+
+    async def write_eof(self) -> None:
+        if self._may_block(0):
+            await self._bounded(self.out.write_eof())
+        else:
+            await self.out.write_eof()
+
+    def abort(self) -> None:
+        """End the response now; what the stalled client was not sent is dropped."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _may_block(self, size: int) -> bool:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return False  # the write fails at once
+        if self._protocol.writing_paused:
+            return True
+        return transport.get_write_buffer_size() + size + _FRAMING > self._high
+
+    async def _bounded(self, write: Coroutine[Any, Any, None]) -> None:
+        transport = self._transport
+        assert transport is not None
+        try:
+            async with asyncio.timeout(None) as deadline:
+                watch = _Watch(transport, deadline, self._timeout)
+                try:
+                    await write
+                finally:
+                    watch.stop()
+        except TimeoutError:
+            raise ClientStalled(f"the client read nothing for {self._timeout:g}s") from None
+
+
+class _Watch:
+    """Expires ``deadline`` once the transport's buffer stopped shrinking for ``timeout``."""
+
+    __slots__ = ("_deadline", "_handle", "_last", "_loop", "_timeout", "_transport")
+
+    def __init__(
+        self, transport: asyncio.Transport, deadline: asyncio.Timeout, timeout: float
+    ) -> None:
+        self._transport = transport
+        self._deadline = deadline
+        self._timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self._last = transport.get_write_buffer_size()
+        self._handle = self._loop.call_later(timeout, self._check)
+
+    def _check(self) -> None:
+        size = self._transport.get_write_buffer_size()
+        if size < self._last:  # the client read some: it gets another while
+            self._last = size
+            self._handle = self._loop.call_later(self._timeout, self._check)
+        else:
+            self._deadline.reschedule(self._loop.time())
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
+def _high_water(transport: asyncio.Transport | None) -> int:
+    """The buffer size over which the transport pauses writers (0: assume any write may)."""
+    if transport is None:
+        return 0
+    try:
+        return transport.get_write_buffer_limits()[1]
+    except (AttributeError, NotImplementedError):
+        return 0
