@@ -115,6 +115,12 @@ async def read_to_end(reader: asyncio.StreamReader) -> bytes:
     return bytes(received)
 
 
+async def close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
 def access_line(caplog: pytest.LogCaptureFixture, request_id: str) -> logging.LogRecord:
     lines = [r for r in caplog.records if getattr(r, "request_id", None) == request_id]
     assert len(lines) == 1, lines
@@ -158,7 +164,7 @@ async def test_a_stalled_client_frees_its_provider_slot(
         assert status["providers"]["up"]["circuit"] == "closed"
         assert status["providers"]["up"]["in_flight"] == 0
         received = await read_to_end(reader)  # the gateway closed the connection
-        writer.close()
+        await close(writer)
         assert b"data: [DONE]" not in received
         metrics = await (await gw.get("/metrics")).text()
         assert "llmgw_inflight_requests 0.0" in metrics
@@ -214,7 +220,7 @@ async def test_a_stalled_follower_does_not_pin_the_recording(
         assert peak <= FOLLOWER_LAG + LAG_CHECK + 4 * EVENT_SIZE, peak
 
         followed = await read_to_end(reader)
-        writer.close()
+        await close(writer)
         assert b"fell too far behind" in followed
         assert followed.endswith(b"\r\n0\r\n\r\n")  # the response ended properly
         assert b"data: [DONE]" not in followed
@@ -244,5 +250,5 @@ async def test_a_stalled_cache_hit_is_ended_too(
         line = access_line(caplog, "stalls-on-a-hit")
         assert (line.status, line.error, line.cache) == (499, "client_stalled", "HIT")
         await read_to_end(reader)  # closed by the gateway, not left hanging
-        writer.close()
+        await close(writer)
         assert len(up.requests) == 1
