@@ -41,11 +41,13 @@ async def serve(
     metrics: Metrics,
     upstream: Upstream,
     refresh: bool = False,
+    use_cache: bool = True,
 ) -> web.StreamResponse:
     """Answer ``call`` from the cache or from ``upstream``, recording what is cacheable;
-    ``refresh``: the caller may replace shared entries (``Principal.cache_refresh``)."""
+    ``refresh``: the caller may replace shared entries (``Principal.cache_refresh``);
+    ``use_cache`` False (``x-cache: false``): neither read nor write it."""
     settings = runtime.config.cache
-    if not settings.enabled or call.endpoint not in CACHEABLE:
+    if not settings.enabled or not use_cache or call.endpoint not in CACHEABLE:
         return await _bypass(ctx, metrics, upstream, None)
     policy = Policy.from_header(request.headers.get("Cache-Control"))
     store = cache.store(settings)
