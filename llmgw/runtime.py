@@ -18,7 +18,7 @@ from types import MappingProxyType
 from llmgw.config import GatewayConfig, MockProvider, ProviderConfig, digest
 from llmgw.http import client as http_client
 from llmgw.providers import ADAPTERS, Adapter
-from llmgw.routing.profiles import Profile, profile_table
+from llmgw.routing.profiles import Facts, profile_table
 from llmgw.routing.router import CircuitBreaker, Router
 from llmgw.upstream import HttpTransport, LocalTransport, Timeouts, Transport
 
@@ -101,8 +101,8 @@ class Runtime:
     router: Router
     fallback_on: frozenset[str | int]
     loaded_at: float
-    # "provider/model" -> profile, for every candidate and pool target (smart routing)
-    profiles: Mapping[str, Profile] = field(default_factory=lambda: MappingProxyType({}))
+    # "provider/model" -> profile and price, of every candidate and pool target
+    profiles: Mapping[str, Facts] = field(default_factory=lambda: MappingProxyType({}))
 
     def announce(self) -> None:
         """Say once, at each load, what this config means for serving."""

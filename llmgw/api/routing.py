@@ -95,7 +95,7 @@ async def routing_status(request: web.Request) -> web.Response:
         },
         "min_quality": config.min_quality.model_dump(),
         "hedge": None if config.hedge is None else config.hedge.model_dump(),
-        "profiles": {name: p.to_json() for name, p in runtime.profiles.items()},
+        "profiles": {name: f.profile.to_json() for name, f in runtime.profiles.items()},
         "latency_ms": latencies,
         "recent": list(request.app[ROUTING].recent),
     }

@@ -1,7 +1,7 @@
 """A deterministic complexity classifier: ``simple``, ``medium`` or ``complex``.
 
-Pure and fast (a few regex scans over at most ``SCAN_CHARS`` of the last user
-message): points for code, for mathematics beyond arithmetic, for reasoning words,
+Pure and fast (one word scan and a few substring checks over at most ``SCAN_CHARS``
+of the last user message): points for code, for mathematics beyond arithmetic, for reasoning words,
 for length and for conversation depth. ``simple`` below 2 points, ``complex`` from 4.
 """
 
@@ -11,36 +11,114 @@ import re
 from typing import Any
 
 SCAN_CHARS = 4000  # the end of a long message says as much as the rest
-_CODE = re.compile(
-    r"```|\bdef |\bclass |\bfunction\b|\bimport |#include|=>|\bfn |\breturn\b|\bselect .* from\b"
-    r"|\b(?:python|rust|javascript|typescript|golang|java|c\+\+|sql|bash|regex|kotlin|swift)\b"
-    r"|\b(?:code|implement|refactor|debug|compile|algorithm|api|stack trace|unit tests?)\b",
-    re.IGNORECASE,
+_WORD = re.compile(r"[a-z][a-z0-9+#]*(?:[.-][a-z0-9+#]+)*")
+_CODE_WORDS = frozenset(
+    [
+        "def",
+        "class",
+        "function",
+        "import",
+        "return",
+        "fn",
+        "select",
+        "python",
+        "rust",
+        "javascript",
+        "typescript",
+        "golang",
+        "go",
+        "java",
+        "c++",
+        "c#",
+        "sql",
+        "bash",
+        "regex",
+        "kotlin",
+        "swift",
+        "code",
+        "implement",
+        "refactor",
+        "debug",
+        "compile",
+        "algorithm",
+        "api",
+        "unit",
+        "test",
+        "tests",
+        "function.",
+        "code.",
+    ]
 )
-_MATH = re.compile(
-    r"\b(?:prove|proof|theorem|lemma|integral|derivative|differentiate|integrate|equation"
-    r"|matrix|eigen\w*|probability|infinitely|polynomial|induction|limit of|converge\w*)\b"
-    r"|[∑∫√∀∃≤≥∞]|\^\d",
-    re.IGNORECASE,
+_CODE_MARKS = ("```", "#include", "=>", "();", "{\n", "stack trace")
+_MATH_WORDS = frozenset(
+    [
+        "prove",
+        "proof",
+        "theorem",
+        "lemma",
+        "integral",
+        "derivative",
+        "differentiate",
+        "integrate",
+        "equation",
+        "matrix",
+        "eigenvalue",
+        "eigenvalues",
+        "eigenvector",
+        "probability",
+        "infinitely",
+        "polynomial",
+        "induction",
+        "limit",
+        "converge",
+        "converges",
+        "convergence",
+    ]
 )
-_REASONING = re.compile(
-    r"\b(?:why|explain|analy[sz]e|compare|evaluate|design|trade-?offs?|step by step|reason\w*"
-    r"|justify|critique|optimi[sz]e|architecture|strategy|plan|derive|pros and cons)\b",
-    re.IGNORECASE,
+_MATH_MARKS = ("∑", "∫", "√", "∀", "∃", "≤", "≥", "∞", "^2", "^3", "^n")
+_REASONING_WORDS = frozenset(
+    [
+        "why",
+        "explain",
+        "analyze",
+        "analyse",
+        "compare",
+        "evaluate",
+        "design",
+        "tradeoff",
+        "tradeoffs",
+        "trade-off",
+        "trade-offs",
+        "reason",
+        "reasons",
+        "reasoning",
+        "justify",
+        "critique",
+        "optimize",
+        "optimise",
+        "architecture",
+        "strategy",
+        "plan",
+        "derive",
+    ]
 )
+_REASONING_MARKS = ("step by step", "pros and cons")
 LEVELS = ("simple", "medium", "complex")
 
 
 def classify(body: dict[str, Any]) -> str:
     """The complexity of a chat (``messages``) or completions (``prompt``) request."""
     text, depth = _last_text(body)
-    scan = text[-SCAN_CHARS:]
+    scan = text[-SCAN_CHARS:].lower()
+    words = set(_WORD.findall(scan))
     points = 0
-    if _CODE.search(scan):
+    if not words.isdisjoint(_CODE_WORDS) or any(mark in scan for mark in _CODE_MARKS):
         points += 2
-    if _MATH.search(scan):
+    if not words.isdisjoint(_MATH_WORDS) or any(mark in scan for mark in _MATH_MARKS):
         points += 2
-    points += min(2, len(_REASONING.findall(scan)))
+    reasoning = len(words & _REASONING_WORDS)
+    reasoning += sum(mark in scan for mark in _REASONING_MARKS)
+    points += min(2, reasoning)
     if len(text) > 400:
         points += 1
     if len(text) > 2000:

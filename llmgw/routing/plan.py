@@ -19,10 +19,9 @@ from typing import Any
 from llmgw.config.routing import POOL_ONLY, SCORING
 from llmgw.core import Call, estimate_prompt_tokens
 from llmgw.errors import InvalidRequest
-from llmgw.observe.usage import price_for
 from llmgw.routing.classifier import classify
 from llmgw.routing.pools import by_key, weighted_order
-from llmgw.routing.profiles import Profile, profile_of
+from llmgw.routing.profiles import Facts, Profile, facts_of
 from llmgw.routing.router import Target
 from llmgw.routing.scoring import Option, score
 from llmgw.routing.state import RoutingState
@@ -94,31 +93,46 @@ def _scored(
     runtime: Runtime, call: Call, names: Sequence[str], strategy: str, complexity: str
 ) -> list[tuple[str, float]]:
     needs = needs_of(call)
-    capable = [n for n in names if _capable(_profile(runtime, n), needs)]
+    providers = runtime.providers
+    cooldown = runtime.config.routing.circuit_breaker.cooldown
+    floor = _min_quality(runtime, complexity)
+    capable: list[Facts] = []
+    healthy: list[Facts] = []
+    for name in names:
+        facts = runtime.profiles.get(name) or facts_of(name, runtime.config)
+        profile = facts.profile
+        if (
+            (needs.tools and not profile.tools)
+            or (needs.vision and not profile.vision)
+            or needs.prompt_tokens > profile.context_window
+        ):
+            continue
+        capable.append(facts)
+        provider = providers[facts.provider]
+        if provider.disabled is None and not provider.state.breaker.is_open(cooldown):
+            healthy.append(facts)
     if not capable:
         what = "tools" if needs.tools else "images" if needs.vision else "this prompt's length"
         raise InvalidRequest(
             f"No model for '{call.model}' supports {what}",
             param="tools" if needs.tools else "messages",
         )
-    healthy = [n for n in capable if _healthy(runtime, n)]
     pool = healthy or capable  # none healthy: the fallback loop says why (503)
-    floor = _min_quality(runtime, complexity)
-    good = [n for n in pool if _profile(runtime, n).quality >= floor]
-    pool = good or pool
+    pool = [f for f in pool if f.profile.quality >= floor] or pool
     expected = _expected_output(call.body)
-    prices = runtime.config.prices
+    prompt = needs.prompt_tokens
     options = []
-    for name in pool:
-        provider, _, model = name.partition("/")
-        profile = _profile(runtime, name)
-        price = price_for(prices, provider, model)
-        cost = None if price is None else (needs.prompt_tokens * price[0] + expected * price[1])
-        latency = runtime.providers[provider].state.target_latency_ms.get(model)
-        options.append(Option(name, cost, profile.quality, latency or profile.latency_ms))
+    for facts in pool:
+        price = facts.price
+        cost = None if price is None else prompt * price[0] + expected * price[1]
+        latency = providers[facts.provider].state.target_latency_ms.get(facts.model)
+        options.append(
+            Option(facts.name, cost, facts.profile.quality, latency or facts.profile.latency_ms)
+        )
     ranked = score(options, strategy)
     # capable but unhealthy or below the floor: last resorts, after the scored ones
-    return ranked + [(n, 0.0) for n in capable if n not in pool]
+    chosen = {f.name for f in pool}
+    return ranked + [(f.name, 0.0) for f in capable if f.name not in chosen]
 
 
 def needs_of(call: Call) -> Needs:
@@ -142,26 +156,11 @@ def _has_image(messages: object) -> bool:
 _IMAGE_PARTS = frozenset({"image_url", "image", "input_image"})
 
 
-def _capable(profile: Profile, needs: Needs) -> bool:
-    return (
-        (profile.tools or not needs.tools)
-        and (profile.vision or not needs.vision)
-        and needs.prompt_tokens <= profile.context_window
-    )
-
-
-def _healthy(runtime: Runtime, name: str) -> bool:
-    provider = runtime.providers[name.partition("/")[0]]
-    cooldown = runtime.config.routing.circuit_breaker.cooldown
-    return provider.disabled is None and not provider.state.breaker.is_open(cooldown)
-
-
 def _profile(runtime: Runtime, name: str) -> Profile:
     found = runtime.profiles.get(name)
-    if found is None:  # a pool reordered by a request's strategy: not precomputed
-        provider, _, model = name.partition("/")
-        found = profile_of(provider, model, runtime.config.profiles)
-    return found
+    if found is None:  # an alias reordered by a request's strategy: not precomputed
+        found = facts_of(name, runtime.config)
+    return found.profile
 
 
 def _min_quality(runtime: Runtime, complexity: str) -> float:

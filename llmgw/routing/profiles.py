@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from llmgw.config.routing import AliasPool, ModelProfile
-from llmgw.config.schema import GatewayConfig
+from llmgw.config.schema import GatewayConfig, Price
+from llmgw.observe.usage import price_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,30 @@ def profile_of(provider: str, model: str, overrides: Mapping[str, ModelProfile])
     return replace(base, **changes)
 
 
-def profile_table(config: GatewayConfig, listed: Iterable[object]) -> Mapping[str, Profile]:
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What scoring reads of one target, worked out once per config snapshot."""
+
+    name: str  # provider/model
+    provider: str
+    model: str
+    profile: Profile
+    price: tuple[float, float] | None  # USD per 1M tokens (input, output)
+
+
+def facts_of(name: str, config: GatewayConfig) -> Facts:
+    provider, _, model = name.partition("/")
+    prices: Mapping[str, Price] = config.prices
+    return Facts(
+        name,
+        provider,
+        model,
+        profile_of(provider, model, config.profiles),
+        price_for(prices, provider, model),
+    )
+
+
+def profile_table(config: GatewayConfig, listed: Iterable[object]) -> Mapping[str, Facts]:
     """Profiles of every target smart routing may score: ``routing.candidates`` (else
     ``listed``, the enabled providers' chat models) and every pool's targets."""
     names = [str(t) for t in listed] if config.routing.candidates is None else []
@@ -140,8 +164,4 @@ def profile_table(config: GatewayConfig, listed: Iterable[object]) -> Mapping[st
     for value in config.models.values():
         if isinstance(value, AliasPool):
             names += (p.target for p in value.targets)
-    table = {}
-    for name in names:
-        provider, _, model = name.partition("/")
-        table[name] = profile_of(provider, model, config.profiles)
-    return MappingProxyType(table)
+    return MappingProxyType({name: facts_of(name, config) for name in names})

@@ -3,13 +3,13 @@
 Each target has an expected cost (``prices:`` of the estimated input and expected
 output tokens), a quality (its profile) and a latency (observed, else the profile's
 prior). Each is normalised over the targets being compared — the best 1, the worst 0,
-all equal 1 — and weighted by the strategy. An unknown price counts as the highest.
+all equal 1 — and weighted by the strategy. An unknown price scores 0 on cost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # (cost, quality, latency)
 WEIGHTS: dict[str, tuple[float, float, float]] = {
@@ -20,8 +20,7 @@ WEIGHTS: dict[str, tuple[float, float, float]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Option:
+class Option(NamedTuple):
     target: str  # provider/model
     cost: float | None  # USD for this request, None when no price is known
     quality: float
@@ -32,18 +31,16 @@ def score(options: Sequence[Option], strategy: str) -> list[tuple[str, float]]:
     """(target, score) best first; ties keep the given order."""
     w_cost, w_quality, w_latency = WEIGHTS[strategy]
     known = [o.cost for o in options if o.cost is not None]
-    worst = max(known) if known else 0.0
-    costs = [worst if o.cost is None else o.cost for o in options]
-    cheap, dear = min(costs), max(costs)
+    cheap, dear = (min(known), max(known)) if known else (0.0, 0.0)
     low_q, high_q = min(o.quality for o in options), max(o.quality for o in options)
-    quick, slow = (
-        min(o.latency_ms for o in options),
-        max(o.latency_ms for o in options),
-    )
+    quick = min(o.latency_ms for o in options)
+    slow = max(o.latency_ms for o in options)
     scored = []
-    for option, cost in zip(options, costs, strict=True):
+    for option in options:
+        cost = option.cost
         value = (
-            w_cost * (1.0 if dear == cheap else (dear - cost) / (dear - cheap))
+            w_cost
+            * (0.0 if cost is None else 1.0 if dear == cheap else (dear - cost) / (dear - cheap))
             + w_quality * (1.0 if high_q == low_q else (option.quality - low_q) / (high_q - low_q))
             + w_latency * (1.0 if slow == quick else (slow - option.latency_ms) / (slow - quick))
         )
