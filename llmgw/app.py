@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from llmgw import __version__
-from llmgw.api import anthropic, openai, openapi, ops, usage
+from llmgw.api import anthropic, openai, openapi, ops, routing, usage
 from llmgw.auth.keys import Keyring
 from llmgw.cache.front import ResponseCache
 from llmgw.config import GatewayConfig
@@ -19,6 +19,7 @@ from llmgw.limits.front import Limiter
 from llmgw.observe.accounting import Accounting
 from llmgw.observe.metrics import Metrics
 from llmgw.observe.usage import UsageBook
+from llmgw.routing.state import RoutingState
 from llmgw.runtime import ProviderStates, build_runtime
 from llmgw.server import lifecycle
 from llmgw.server.appkeys import (
@@ -30,6 +31,7 @@ from llmgw.server.appkeys import (
     METRICS,
     METRICS_LISTENER,
     POOL,
+    ROUTING,
     STATES,
     STORE,
     USAGE,
@@ -60,6 +62,7 @@ def create_app(
     # Listeners are fixed for the life of the process, like server.port.
     app[METRICS_LISTENER] = config.server.metrics_port is not None
     app[BODIES] = Bodies()
+    app[ROUTING] = RoutingState()
     app.cleanup_ctx.append(_upstream_pool)
     app.cleanup_ctx.append(_config_store(config, config_path, config_text))
     app.cleanup_ctx.append(lifecycle.config_watcher)
@@ -80,6 +83,7 @@ def create_app(
     app.router.add_get("/openapi.json", openapi.document)
     app.router.add_get("/api/v1/providers/status", ops.providers_status)
     app.router.add_get("/api/v1/usage", usage.usage)
+    app.router.add_get("/api/v1/routing", routing.routing_status)
     app.router.add_get("/api/v1/cache/stats", ops.cache_stats)
     app.router.add_post("/api/v1/cache/clear", ops.cache_clear)
     app.router.add_get("/api/v1/config", ops.config)

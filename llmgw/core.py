@@ -5,7 +5,7 @@ stream translator. Nothing here imports aiohttp or does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
@@ -21,6 +21,25 @@ Endpoint = Literal["chat", "completions", "embeddings", "messages"]
 
 
 @dataclass(frozen=True, slots=True)
+class Extensions:
+    """The request's gateway extensions (SPEC §10), from its body or headers:
+    ``x-routing-strategy``, ``x-prefer-provider``, ``x-cache``, ``x-budget-key`` and
+    ``x-gateway``. Validated at ingress (api/extensions.py), never sent upstream."""
+
+    strategy: str | None = None
+    prefer_provider: str | None = None
+    provider_field: str = "x-prefer-provider"  # where prefer_provider came from (errors)
+    cache: bool = True  # False: neither read nor write the cache
+    budget_key: str | None = None
+    timeout: float | None = None  # seconds; capped by each provider's own timeout
+    metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    metadata_in_body: bool = False
+
+
+NO_EXTENSIONS = Extensions()
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     """What a client asked for, parsed once at ingress."""
 
@@ -32,6 +51,7 @@ class Call:
     # Client headers an adapter may pass on (e.g. anthropic-version, anthropic-beta);
     # never credentials.
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    extensions: Extensions = NO_EXTENSIONS
 
     @property
     def client_format(self) -> Literal["openai", "anthropic"]:
@@ -159,12 +179,39 @@ class RequestContext:
     prompt: str | None = None  # only when logging.log_prompts is on
     streamed_events: int = 0  # SSE events relayed (estimates tokens when usage never came)
     ratelimit: dict[str, str] | None = None  # x-ratelimit-* headers, written by add_headers
+    # Smart routing (SPEC §10): how the targets were chosen, for X-LLMGW-Routing.
+    strategy: str | None = None  # balanced, cost, ..., ordered; None: not routed
+    scores: Mapping[str, float] | None = None  # "provider/model" -> score, scored strategies
+    complexity: str | None = None  # simple | medium | complex
+    first_target: str | None = None  # the chain's first "provider/model"
+    tags: Mapping[str, str] | None = None  # x-gateway.metadata, for usage attribution
+    budget_key: str | None = None  # x-budget-key
+    # Hedging (llmgw/hedge.py): a racer's commit hook, and the racers that lost (their
+    # partial usage is counted too).
+    claim: Callable[[], None] | None = None
+    hedge_losers: tuple[RequestContext, ...] = ()
+    # Bytes a stream writes after its last event, before it ends (the x-gateway comment).
+    trailer: Callable[[], bytes] | None = None
+    # A whole answer's body (and its content type) as this request sends it: the
+    # x-gateway block added to a JSON answer, or the comment to a replayed stream.
+    annotate: Callable[[bytes, str], bytes] | None = None
+
+    def routing_line(self) -> str | None:
+        """``X-LLMGW-Routing``: ``balanced: openai/gpt-4o-mini (score 0.87, complexity
+        simple)``; a cache hit says ``cache``. None when nothing was routed or answered."""
+        if self.strategy is None or self.provider is None or self.upstream_model is None:
+            return None
+        target = f"{self.provider}/{self.upstream_model}"
+        strategy = "cache" if self.cache == "HIT" else self.strategy
+        score = None if self.scores is None else self.scores.get(target)
+        why = f"score {score:.2f}, " if score is not None else ""
+        return f"{strategy}: {target} ({why}complexity {self.complexity})"
 
     def log_fields(self, latency: float) -> dict[str, Any]:
         ttfb = (
             None if self.first_byte is None else round((self.first_byte - self.started) * 1000, 2)
         )
-        return {
+        fields: dict[str, Any] = {
             "request_id": self.request_id,
             "key": self.key,
             "endpoint": self.endpoint,
@@ -181,6 +228,9 @@ class RequestContext:
             "cost_usd": self.cost_usd,
             "error": self.error,
         }
+        if self.tags:  # x-gateway.metadata: attribution per feature, per user
+            fields["tags"] = dict(self.tags)
+        return fields
 
 
 @dataclass(frozen=True, slots=True)

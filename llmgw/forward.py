@@ -13,10 +13,11 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from aiohttp import web
 
-from llmgw import relay
+from llmgw import hedge, relay
 from llmgw.cache.coalesce import Flight
 from llmgw.config.redact import provider_secrets
 from llmgw.core import Call, RequestContext, Unsupported
@@ -59,7 +60,8 @@ async def forward(
     skipped: list[str] = []
     circuit_open = False  # a skipped target may serve again soon
     tried_one = False
-    for target in targets:
+    hedging = runtime.config.routing.hedge is not None and len(targets) > 1
+    for index, target in enumerate(targets):
         provider = runtime.providers[target.provider]
         if provider.disabled is not None:
             skipped.append(f"{provider.name}: disabled ({provider.disabled})")
@@ -78,15 +80,21 @@ async def forward(
             tried_one = True
             ctx.attempts += 1
             try:
-                response = await _attempt(
-                    request,
-                    ctx,
-                    provider,
-                    target,
-                    call,
-                    record,
-                    runtime.config.server.write_timeout,
-                )
+                if hedging:  # the chain's first attempt only
+                    hedging = False
+                    provider, response = await _hedged(
+                        request, ctx, runtime, call, targets[index:], metrics, record
+                    )
+                else:
+                    response = await _attempt(
+                        request,
+                        ctx,
+                        provider,
+                        target,
+                        call,
+                        record,
+                        runtime.config.server.write_timeout,
+                    )
             except AttemptFailure as failure:
                 _record_failure(metrics, provider, failure, breaker.failures)
                 failures.append((provider.name, failure))
@@ -111,6 +119,49 @@ async def forward(
                 _record_failure(metrics, provider, broken, breaker.failures)
             return response
     raise _advise(_final_error(call, failures, skipped), failures, circuit_open)
+
+
+async def _hedged(
+    request: web.Request,
+    ctx: RequestContext,
+    runtime: Runtime,
+    call: Call,
+    targets: Sequence[Target],
+    metrics: Metrics,
+    record: Flight | None,
+) -> tuple[Provider, web.StreamResponse]:
+    """The first attempt, raced against the next targets (``routing.hedge``): the
+    winner's provider and answer, or the first target's failure when every racer failed
+    (the others' failures are counted here)."""
+    settings = runtime.config.routing.hedge
+    assert settings is not None
+    breaker = runtime.config.routing.circuit_breaker
+    raced = [(runtime.providers[targets[0].provider], targets[0])]
+    for target in targets[1:]:
+        provider = runtime.providers[target.provider]
+        if len(raced) > settings.max_extra:
+            break
+        if provider.disabled is None and not provider.state.breaker.is_open(breaker.cooldown):
+            raced.append((provider, target))
+
+    def racer(provider: Provider, target: Target) -> hedge.Racer[web.StreamResponse]:
+        return lambda copy: _attempt(
+            request, copy, provider, target, call, record, runtime.config.server.write_timeout
+        )
+
+    try:
+        won, response = await hedge.race(ctx, [racer(*r) for r in raced], settings.after)
+    except hedge.Lost as lost:
+        lost.failures.sort(key=lambda failure: failure[0])  # the first target's first
+        for index, error in lost.failures[1:]:
+            if isinstance(error, AttemptFailure):
+                _record_failure(metrics, raced[index][0], error, breaker.failures)
+        if len(raced) > 1 and len(lost.failures) > 1:
+            metrics.hedges.labels("failed").inc()
+        raise lost.failures[0][1] from None
+    if len(ctx.hedge_losers) or won:
+        metrics.hedges.labels("hedge" if won else "primary").inc()
+    return raced[won][0], response
 
 
 async def _attempt(
@@ -139,6 +190,8 @@ async def _attempt(
     # A stream's head comes at its first token; a whole answer's when it is done, so
     # it may take response_timeout (head and body), and taking long is not a fault.
     timeouts = provider.timeouts.for_answer(call.stream)
+    if call.extensions.timeout is not None:  # x-gateway.timeout: never past the provider's
+        timeouts = replace(timeouts, head=min(timeouts.head, call.extensions.timeout))
     deadline = None if call.stream else asyncio.get_running_loop().time() + timeouts.head
     try:
         began = time.perf_counter()
@@ -150,7 +203,7 @@ async def _attempt(
             raise _late_answer(failure.detail) from None
         waited = time.perf_counter() - began
         ctx.upstream_wait += waited
-        state.observe_latency(waited)
+        state.observe_latency(waited, target.model)
         adapter = provider.adapter
         try:
             if upstream.status >= 400:

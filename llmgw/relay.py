@@ -42,6 +42,8 @@ def is_event_stream(response: UpstreamResponse) -> bool:
 def json_response(
     ctx: RequestContext, status: int, body: bytes, usage: Usage, record: Flight | None = None
 ) -> web.Response:
+    if ctx.claim is not None:  # a hedged attempt: only the first to answer goes on
+        ctx.claim()
     ctx.prompt_tokens, ctx.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     ctx.first_byte = time.perf_counter()
     if record is not None:
@@ -66,6 +68,8 @@ async def _open(
     request: web.Request, ctx: RequestContext, content_type: str, record: Flight | None
 ) -> web.StreamResponse:
     """Commit: headers go out, and followers of the recording may start."""
+    if ctx.claim is not None:  # a hedged attempt: only the first to commit goes on
+        ctx.claim()
     out = web.StreamResponse(status=200, headers={**_STREAM_HEADERS, "Content-Type": content_type})
     if record is not None:
         assert ctx.provider is not None and ctx.upstream_model is not None
@@ -154,6 +158,7 @@ async def stream(
             message = "the provider's stream ended before it was done"
             await _write_error(sink, record, apart(tail) + stream_error_event(message))
         _read_usage(ctx, adapter, b"".join(tail))
+        await _trailer(sink, ctx)
         await sink.write_eof()
         if record is not None:
             record.finish(complete=ctx.error is None)
@@ -323,6 +328,9 @@ async def translated_stream(
             ctx.error = "stream_truncated"
             message = "the provider's stream ended before it was done"
             await _write_error(sink, record, stream_error_event(message, client_format))
+        ctx.prompt_tokens = translator.usage.prompt_tokens
+        ctx.completion_tokens = translator.usage.completion_tokens
+        await _trailer(sink, ctx)
         await sink.write_eof()
         if record is not None:
             record.finish(complete=ctx.error is None)
@@ -337,6 +345,13 @@ async def translated_stream(
     ctx.prompt_tokens = translator.usage.prompt_tokens
     ctx.completion_tokens = translator.usage.completion_tokens
     return out
+
+
+async def _trailer(sink: Sink, ctx: RequestContext) -> None:
+    """The request's own closing words (the ``: x-gateway`` comment), not recorded:
+    they describe this request, not the answer a cache hit replays."""
+    if ctx.trailer is not None and ctx.error is None:
+        await sink.write(ctx.trailer())
 
 
 async def _write(sink: Sink, record: Flight | None, data: bytes) -> None:

@@ -18,10 +18,13 @@ from types import MappingProxyType
 from llmgw.config import GatewayConfig, MockProvider, ProviderConfig, digest
 from llmgw.http import client as http_client
 from llmgw.providers import ADAPTERS, Adapter
+from llmgw.routing.profiles import Facts, profile_table
 from llmgw.routing.router import CircuitBreaker, Router
 from llmgw.upstream import HttpTransport, LocalTransport, Timeouts, Transport
 
 log = logging.getLogger(__name__)
+
+MAX_TRACKED = 256  # upstream models whose latency a provider's state keeps
 
 
 class ProviderState:
@@ -36,6 +39,7 @@ class ProviderState:
         "last_error",
         "latency_ms",
         "requests",
+        "target_latency_ms",
     )
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -45,6 +49,7 @@ class ProviderState:
         self.inflight = 0
         self.latency_ms: float | None = None  # moving average of time to headers
         self.last_error: str | None = None
+        self.target_latency_ms: dict[str, float] = {}  # per upstream model, same average
         self._limit = 0
         self._semaphore: asyncio.Semaphore | None = None
 
@@ -55,9 +60,14 @@ class ProviderState:
             self._semaphore = asyncio.Semaphore(limit) if limit else None
         return self._semaphore
 
-    def observe_latency(self, seconds: float) -> None:
+    def observe_latency(self, seconds: float, model: str | None = None) -> None:
         ms = seconds * 1000
         self.latency_ms = ms if self.latency_ms is None else self.latency_ms * 0.8 + ms * 0.2
+        if model is not None:  # per target, for smart routing (routing/plan.py)
+            if len(self.target_latency_ms) >= MAX_TRACKED and model not in self.target_latency_ms:
+                return  # "*" providers serve any name: keep the table bounded
+            last = self.target_latency_ms.get(model)
+            self.target_latency_ms[model] = ms if last is None else last * 0.8 + ms * 0.2
 
 
 @dataclass
@@ -91,6 +101,8 @@ class Runtime:
     router: Router
     fallback_on: frozenset[str | int]
     loaded_at: float
+    # "provider/model" -> profile and price, of every candidate and pool target
+    profiles: Mapping[str, Facts] = field(default_factory=lambda: MappingProxyType({}))
 
     def announce(self) -> None:
         """Say once, at each load, what this config means for serving."""
@@ -149,11 +161,13 @@ def build_runtime(config: GatewayConfig, states: ProviderStates, pool: http_clie
             disabled=disabled,
         )
     enabled = {name: p.disabled is None for name, p in providers.items()}
+    router = Router(config, enabled)
     return Runtime(
         config=config,
         digest=digest(config),
         providers=MappingProxyType(providers),
-        router=Router(config, enabled),
+        router=router,
         fallback_on=frozenset(config.routing.fallback_on),
         loaded_at=time.time(),
+        profiles=profile_table(config, router.chat_targets),
     )

@@ -206,4 +206,5 @@ auth:
     assert (await gw.get("/v1/models/fast", headers=narrow)).status == 200
     assert (await gw.get("/v1/models/echo", headers=narrow)).status == 404
     wide = await (await gw.get("/v1/models", headers={"Authorization": "Bearer wide-key"})).json()
-    assert [m["id"] for m in wide["data"]] == ["fast", "echo", "other"]
+    # aliases, the virtual models an alias does not shadow (SPEC §10), provider models
+    assert [m["id"] for m in wide["data"]] == ["fast", "auto", "cheap", "echo", "other"]

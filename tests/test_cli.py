@@ -119,7 +119,7 @@ def test_readme_first_command_serves_chat_from_demo(fresh_clone: Path) -> None:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise
                 time.sleep(0.1)
-        for model in ("fast", "smart", "echo"):
+        for model in ("auto", "fast", "cheap", "echo"):
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/v1/chat/completions",
                 data=orjson.dumps(

@@ -59,7 +59,12 @@ def test_shipped_config_is_valid_without_any_key() -> None:
     config = parse((ROOT / "gateway.yaml").read_text(), "gateway.yaml", {})
     assert config.providers["openai"].api_key is None
     assert config.providers["demo"].type == "mock"
-    assert "fast" in config.models
+    assert config.routing.candidates is not None and "demo/echo" in config.routing.candidates
+    assert dict(config.routing.virtual_models) == {
+        "auto": "balanced",
+        "fast": "latency",
+        "cheap": "cost",
+    }
 
 
 def test_defaults_and_types() -> None:

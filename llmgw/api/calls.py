@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from llmgw.api.extensions import extract
 from llmgw.core import Call, Endpoint
 from llmgw.errors import InvalidRequest
 
@@ -58,13 +59,16 @@ def parse_call(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str] | None
     _optional(body, "stream_options", dict, "an object")
     _optional(body, "user", str, "a string")
     _CHECKS[endpoint](body)
+    extensions, stripped = extract(body, headers)
+    if stripped is not None:  # the gateway's own fields never go upstream: encode once
+        body, raw = stripped, orjson.dumps(stripped)
     forwarded = {}
     if endpoint == "messages" and headers is not None:
         forwarded = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
         for name, value in forwarded.items():
             if not (value.isascii() and value.isprintable()):
                 raise InvalidRequest(f"The '{name}' header must be printable ASCII")
-    return Call(endpoint, model, bool(stream), body, raw, MappingProxyType(forwarded))
+    return Call(endpoint, model, bool(stream), body, raw, MappingProxyType(forwarded), extensions)
 
 
 def prompt_excerpt(call: Call, limit: int = 200) -> str:

@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from llmgw.api.calls import check_model, parse_call, prompt_excerpt
+from llmgw.api.routing import annotate, route
 from llmgw.auth.keys import allow_model, authenticate, may_use
 from llmgw.cache import serve as caching
 from llmgw.core import Call, Endpoint, Principal
@@ -58,7 +59,7 @@ async def _serve(
     if config.logging.log_prompts:
         ctx.prompt = prompt_excerpt(call)
     allow_model(principal, call.model)
-    targets = runtime.router.resolve(call.model)  # 404 before limits and cache
+    targets = route(request, ctx, runtime, call)  # 404 (or 400) before limits and cache
     admission = await app[LIMITER].admit(config.limits, principal, call, targets, ctx)
     metrics = app[METRICS]
     response = None
@@ -72,9 +73,14 @@ async def _serve(
             metrics,
             lambda record: forward(request, ctx, runtime, call, targets, metrics, record),
             refresh=principal.cache_refresh,
+            use_cache=call.extensions.cache,
         )
+        annotate(ctx, response)
         return response
     finally:  # also on errors and when the client went away
+        for loser in ctx.hedge_losers:  # a hedge's cancelled racer: paid for all the same
+            if loser.upstream_model is not None:
+                app[USAGE].record(loser, call, None, config.prices)
         spend = app[USAGE].record(ctx, call, response, config.prices)
         await app[LIMITER].settle(admission, spend)
 

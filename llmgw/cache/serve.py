@@ -45,12 +45,14 @@ async def serve(
     metrics: Metrics,
     upstream: Upstream,
     refresh: bool = False,
+    use_cache: bool = True,
 ) -> web.StreamResponse:
     """Answer ``call`` from the cache or from ``upstream``, recording what is cacheable;
-    ``refresh``: the caller may replace shared entries (``Principal.cache_refresh``)."""
+    ``refresh``: the caller may replace shared entries (``Principal.cache_refresh``);
+    ``use_cache`` False (``x-cache: false``): neither read nor write it."""
     settings = runtime.config.cache
     write_timeout = runtime.config.server.write_timeout
-    if not settings.enabled or call.endpoint not in CACHEABLE:
+    if not settings.enabled or not use_cache or call.endpoint not in CACHEABLE:
         return await _bypass(ctx, metrics, upstream, None)
     policy = Policy.from_header(request.headers.get("Cache-Control"))
     store = cache.store(settings)
@@ -98,6 +100,8 @@ async def replay(
     ctx.provider, ctx.upstream_model = entry.provider, entry.upstream_model
     ctx.prompt_tokens, ctx.completion_tokens = entry.prompt_tokens, entry.completion_tokens
     body = b"".join(entry.chunks) if len(entry.chunks) > 1 else entry.chunks[0]
+    if ctx.annotate is not None:
+        body = ctx.annotate(body, entry.content_type)
     out = web.StreamResponse(
         status=entry.status,
         headers={

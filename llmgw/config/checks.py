@@ -24,6 +24,7 @@ def check(data: dict[str, object]) -> list[Problem]:
     return [
         *_provider_names(providers),
         *_alias_targets(_mapping(data.get("models")), providers),
+        *_candidates(_mapping(data.get("routing")).get("candidates"), providers),
         *_client_keys(_mapping(data.get("auth")).get("keys")),
         *_redis_url("cache", _mapping(data.get("cache")), needs_enabled=True),
         *_redis_url("limits", _mapping(data.get("limits")), needs_enabled=False),
@@ -46,6 +47,13 @@ def _provider_names(providers: dict[str, object]) -> Iterator[Problem]:
 def _alias_targets(aliases: dict[str, object], providers: dict[str, object]) -> Iterator[Problem]:
     for alias, value in aliases.items():
         targets = [value] if isinstance(value, str) else value
+        base: Path = ("models", alias)
+        if isinstance(value, dict):  # a pool: {strategy, targets: [{target, weight}]}
+            pool = value.get("targets")
+            if not isinstance(pool, list):
+                continue  # the schema reports it
+            targets = [t.get("target") if isinstance(t, dict) else t for t in pool]
+            base = ("models", alias, "targets")
         if not isinstance(targets, list):
             continue
         if not targets:
@@ -53,18 +61,29 @@ def _alias_targets(aliases: dict[str, object], providers: dict[str, object]) -> 
         for index, target in enumerate(targets):
             if not isinstance(target, str):
                 continue
-            provider, sep, model = target.partition("/")
-            path: Path = ("models", alias, index)
-            if not sep or not model:
-                yield path, f"target {target!r} must be written provider/model"
-            elif _CONTROL.search(target) or _CONTROL.search(str(alias)):
-                yield path, f"target {target!r} holds a control character"
-            elif provider not in providers:
-                known = ", ".join(providers) or "none"
-                yield (
-                    path,
-                    f"target {target!r} names unknown provider {provider!r} (known: {known})",
-                )
+            yield from _target(target, (*base, index), providers, str(alias))
+
+
+def _candidates(candidates: object, providers: dict[str, object]) -> Iterator[Problem]:
+    """``routing.candidates``: each a ``provider/model`` of a configured provider."""
+    if isinstance(candidates, str):
+        candidates = [candidates]
+    if not isinstance(candidates, list):
+        return
+    for index, target in enumerate(candidates):
+        if isinstance(target, str):
+            yield from _target(target, ("routing", "candidates", index), providers, "")
+
+
+def _target(target: str, path: Path, providers: dict[str, object], alias: str) -> Iterator[Problem]:
+    provider, sep, model = target.partition("/")
+    if not sep or not model:
+        yield path, f"target {target!r} must be written provider/model"
+    elif _CONTROL.search(target) or _CONTROL.search(alias):
+        yield path, f"target {target!r} holds a control character"
+    elif provider not in providers:
+        known = ", ".join(providers) or "none"
+        yield path, f"target {target!r} names unknown provider {provider!r} (known: {known})"
 
 
 def _client_keys(keys: object) -> Iterator[Problem]:

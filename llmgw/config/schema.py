@@ -27,6 +27,14 @@ from pydantic import (
     model_validator,
 )
 
+from llmgw.config.routing import (
+    VIRTUAL_MODELS,
+    AliasPool,
+    HedgeConfig,
+    MinQuality,
+    ModelProfile,
+    ScoringStrategy,
+)
 from llmgw.config.units import parse_duration, parse_size
 
 K = TypeVar("K")
@@ -267,6 +275,12 @@ class RoutingConfig(Frozen):
         DEFAULT_FALLBACK_ON
     )
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+    # Smart routing (SPEC §10, config/routing.py)
+    candidates: Names | None = None  # None: every chat model of the enabled providers
+    virtual_models: FrozenMap[str, ScoringStrategy] = Field(default_factory=lambda: VIRTUAL_MODELS)
+    hedge: HedgeConfig | None = None
+    min_quality: MinQuality = Field(default_factory=MinQuality)
+    response_metadata: bool = False
 
     @field_validator("fallback_on")
     @classmethod
@@ -348,9 +362,10 @@ class GatewayConfig(Frozen):
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     providers: FrozenMap[str, ProviderConfig] = Field(min_length=1)
-    models: FrozenMap[str, Names] = Field(default_factory=_empty_map)
+    models: FrozenMap[str, Names | AliasPool] = Field(default_factory=_empty_map)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     prices: FrozenMap[str, Price] = Field(default_factory=_empty_map)
+    profiles: FrozenMap[str, ModelProfile] = Field(default_factory=_empty_map)

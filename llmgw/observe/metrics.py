@@ -173,6 +173,20 @@ class Metrics:
         self.cache_size = Gauge(
             "llmgw_cache_size_bytes", "Bytes held by the memory cache.", registry=registry
         )
+        self.routing_decisions = Counter(
+            "llmgw_routing_decisions",
+            "Smart routing decisions (virtual models and pools) by strategy and first target "
+            "(a configured provider/model).",
+            ["strategy", "target"],
+            registry=registry,
+        )
+        self.hedges = Counter(
+            "llmgw_hedges",
+            "Hedged requests by outcome: primary (the first target won), hedge (a later "
+            "target won), failed (every raced target failed).",
+            ["outcome"],
+            registry=registry,
+        )
         self.connections = UpstreamConnections()
         registry.register(self.connections)
         self.config_info = prometheus_client.Gauge(

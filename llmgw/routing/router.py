@@ -1,7 +1,8 @@
 """Model name → ordered targets; which failures fall back; circuit breakers (SPEC §2).
 
 Resolution, for the ``model`` a client sends:
-1. an alias under ``models:`` → its targets, in order;
+1. an alias under ``models:`` → its targets, in order (a pool's: as listed; the
+   planner, routing/plan.py, orders them by the pool's strategy);
 2. ``provider/model`` naming a configured provider → that one target;
 3. every enabled provider listing the name, in config order, then those with "*";
 4. nothing → ``ModelNotFound`` listing what is available.
@@ -15,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from llmgw.config import GatewayConfig
+from llmgw.config.routing import AliasPool
 from llmgw.errors import ModelNotFound
 from llmgw.upstream import AttemptFailure
 
@@ -34,13 +36,39 @@ class Target:
 class Router:
     """Resolution tables built once per config snapshot; lookups are O(1)."""
 
-    __slots__ = ("_aliases", "_listed", "_names", "_owners", "_providers", "_wildcards")
+    __slots__ = (
+        "_aliases",
+        "_listed",
+        "_names",
+        "_owners",
+        "_providers",
+        "_virtual",
+        "_wildcards",
+        "chat_targets",
+        "pools",
+    )
 
     def __init__(self, config: GatewayConfig, enabled: Mapping[str, bool]) -> None:
         self._providers = frozenset(config.providers)
+        self.pools = {
+            alias: value for alias, value in config.models.items() if isinstance(value, AliasPool)
+        }
         self._aliases = {
-            alias: tuple(Target(*t.split("/", 1)) for t in targets)
+            alias: tuple(
+                Target(*t.split("/", 1))
+                for t in (
+                    (p.target for p in targets.targets)
+                    if isinstance(targets, AliasPool)
+                    else targets
+                )
+            )
             for alias, targets in config.models.items()
+        }
+        # A virtual model (auto, fast, cheap) gives way to an alias of the same name.
+        self._virtual = {
+            name: strategy
+            for name, strategy in config.routing.virtual_models.items()
+            if name not in self._aliases
         }
         on: dict[str, list[Target]] = {}
         off: dict[str, list[Target]] = {}
@@ -53,6 +81,13 @@ class Router:
                 else:
                     (on if enabled[name] else off).setdefault(model, []).append(Target(name, model))
         self._wildcards = tuple(wildcards)
+        # The default candidates of virtual models: chat models the enabled providers list.
+        self.chat_targets = tuple(
+            target
+            for targets in on.values()
+            for target in targets
+            if "embed" not in target.model.lower()
+        )
         # Enabled listers, then enabled wildcards, then disabled listers (so that a
         # model whose every provider is disabled answers 503, not 404).
         self._listed = {
@@ -67,8 +102,16 @@ class Router:
             )
             for model in (*on, *off)
         }
-        self._names = (*self._aliases, *(m for m in on if m not in self._aliases))
+        self._names = (
+            *self._aliases,
+            *self._virtual,
+            *(m for m in on if m not in self._aliases and m not in self._virtual),
+        )
         self._owners = {model: tuple(t.provider for t in targets) for model, targets in on.items()}
+
+    def virtual(self, model: str) -> str | None:
+        """The strategy of the virtual model ``model`` (auto, fast, cheap), or None."""
+        return self._virtual.get(model)
 
     def resolve(self, model: str) -> tuple[Target, ...]:
         targets = self._aliases.get(model) or self._listed.get(model)
@@ -88,7 +131,7 @@ class Router:
 
     def label(self, model: str) -> str:
         """The model as a metric label: a configured name, never arbitrary client text."""
-        if model in self._aliases or model in self._listed:
+        if model in self._aliases or model in self._listed or model in self._virtual:
             return model
         provider, _, upstream_model = model.partition("/")
         if provider in self._providers and upstream_model in self._listed:
@@ -154,6 +197,10 @@ class CircuitBreaker:
             self._trial = True
             return True
         return False
+
+    def is_open(self, cooldown: float) -> bool:
+        """Open and still cooling down (no trial would be let through): read only."""
+        return self.state == "open" and self._clock() - self._opened_at < cooldown
 
     def success(self) -> None:
         self._failures = 0

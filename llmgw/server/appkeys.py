@@ -12,6 +12,7 @@ from llmgw.limits.front import Limiter
 from llmgw.observe.accounting import Accounting
 from llmgw.observe.metrics import Metrics
 from llmgw.observe.usage import UsageBook
+from llmgw.routing.state import RoutingState
 from llmgw.runtime import ProviderStates
 from llmgw.server.body import Bodies
 from llmgw.server.reload import ConfigStore
@@ -28,4 +29,5 @@ CACHE = web.AppKey("cache", ResponseCache)
 # True when /metrics has a listener of its own (server.metrics_port, fixed at start).
 METRICS_LISTENER = web.AppKey("metrics_listener", bool)
 BODIES = web.AppKey("bodies", Bodies)
+ROUTING = web.AppKey("routing", RoutingState)  # pools' round-robin, recent decisions
 CONTEXT = web.RequestKey("context", RequestContext)

@@ -119,6 +119,9 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
         headers["X-LLMGW-Dropped-Params"] = ", ".join(ctx.dropped)
     if ctx.cache is not None:
         headers["X-Cache"] = ctx.cache
+    routing = ctx.routing_line()
+    if routing is not None and not _UNSAFE_HEADER.search(routing):
+        headers["X-LLMGW-Routing"] = routing
     if ctx.ratelimit is not None:
         headers.update(ctx.ratelimit)
 

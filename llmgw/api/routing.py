@@ -1,0 +1,111 @@
+"""Smart routing at the client surface (SPEC §10): the decision put on the request's
+context (X-LLMGW-Routing, metrics, the recent-decisions ring), the ``x-gateway``
+metadata added to answers, and ``GET /api/v1/routing`` for operators."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+from aiohttp import web
+
+from llmgw.api.guard import require_admin
+from llmgw.config.schema import Price
+from llmgw.core import Call, RequestContext
+from llmgw.plan import describe, plan
+from llmgw.routing.report import comment, metadata, with_metadata
+from llmgw.routing.router import Target
+from llmgw.runtime import Runtime
+from llmgw.server.appkeys import METRICS, ROUTING, STORE
+
+
+def route(
+    request: web.Request, ctx: RequestContext, runtime: Runtime, call: Call
+) -> tuple[Target, ...]:
+    """The request's fallback chain, and why, noted on ``ctx``."""
+    app = request.app
+    decision = plan(runtime, call, app[ROUTING])
+    ctx.strategy, ctx.scores, ctx.complexity = (
+        decision.strategy,
+        decision.scores,
+        decision.complexity,
+    )
+    ctx.first_target = str(decision.targets[0]) if decision.targets else None
+    ext = call.extensions
+    ctx.tags = ext.metadata or None
+    ctx.budget_key = ext.budget_key
+    if decision.configured and ctx.first_target is not None:  # labels bounded by config
+        app[METRICS].routing_decisions.labels(decision.strategy, ctx.first_target).inc()
+        app[ROUTING].remember(describe(decision, call, ctx.request_id))
+    if wants_metadata(runtime, call):
+        prices = runtime.config.prices
+        if call.stream:
+            ctx.trailer = lambda: comment(metadata(ctx, prices))
+        ctx.annotate = lambda body, content_type: _annotated(ctx, prices, body, content_type)
+    return decision.targets
+
+
+def wants_metadata(runtime: Runtime, call: Call) -> bool:
+    return runtime.config.routing.response_metadata or call.extensions.metadata_in_body
+
+
+def annotate(ctx: RequestContext, response: web.StreamResponse) -> None:
+    """Add the ``x-gateway`` block to a whole answer not yet sent (``web.Response``);
+    answers written in the handler (streams, cache hits) carry it already."""
+    if ctx.annotate is None or not isinstance(response, web.Response):
+        return
+    body = response.body
+    if response.status == 200 and isinstance(body, bytes) and response.content_type:
+        response.body = ctx.annotate(body, response.content_type)
+
+
+def _annotated(
+    ctx: RequestContext, prices: Mapping[str, Price], body: bytes, content_type: str
+) -> bytes:
+    """A JSON object answer gets the ``x-gateway`` key, a replayed stream the comment
+    before it ends; anything else is left as it is."""
+    block = metadata(ctx, prices)
+    if content_type.startswith("text/event-stream"):
+        return body + comment(block)
+    if content_type.startswith("application/json"):
+        return with_metadata(body, block) or body
+    return body
+
+
+async def routing_status(request: web.Request) -> web.Response:
+    """``GET /api/v1/routing``: candidates, profiles, live latencies, recent decisions."""
+    require_admin(request)
+    runtime = request.app[STORE].current
+    config = runtime.config.routing
+    router = runtime.router
+    candidates = (
+        list(config.candidates)
+        if config.candidates is not None
+        else [str(t) for t in router.chat_targets]
+    )
+    latencies = {
+        f"{name}/{model}": round(ms, 2)
+        for name, provider in runtime.providers.items()
+        for model, ms in sorted(provider.state.target_latency_ms.items())
+    }
+    body = {
+        "virtual_models": {
+            name: strategy
+            for name, strategy in config.virtual_models.items()
+            if router.virtual(name) is not None
+        },
+        "candidates": candidates,
+        "pools": {
+            name: {
+                "strategy": pool.strategy,
+                "targets": [{"target": p.target, "weight": p.weight} for p in pool.targets],
+            }
+            for name, pool in router.pools.items()
+        },
+        "min_quality": config.min_quality.model_dump(),
+        "hedge": None if config.hedge is None else config.hedge.model_dump(),
+        "profiles": {name: f.profile.to_json() for name, f in runtime.profiles.items()},
+        "latency_ms": latencies,
+        "recent": list(request.app[ROUTING].recent),
+    }
+    return web.Response(body=orjson.dumps(body), content_type="application/json")

@@ -1,0 +1,154 @@
+"""A deterministic complexity classifier: ``simple``, ``medium`` or ``complex``.
+
+Pure and fast (one word scan and a few substring checks over at most ``SCAN_CHARS``
+of the last user message): points for code, for mathematics beyond arithmetic, for reasoning words,
+for length and for conversation depth. ``simple`` below 2 points, ``complex`` from 4.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+SCAN_CHARS = 4000  # the end of a long message says as much as the rest
+_WORD = re.compile(r"[a-z][a-z0-9+#]*(?:[.-][a-z0-9+#]+)*")
+_CODE_WORDS = frozenset(
+    [
+        "def",
+        "class",
+        "function",
+        "import",
+        "return",
+        "fn",
+        "select",
+        "python",
+        "rust",
+        "javascript",
+        "typescript",
+        "golang",
+        "go",
+        "java",
+        "c++",
+        "c#",
+        "sql",
+        "bash",
+        "regex",
+        "kotlin",
+        "swift",
+        "code",
+        "implement",
+        "refactor",
+        "debug",
+        "compile",
+        "algorithm",
+        "api",
+        "unit",
+        "test",
+        "tests",
+        "function.",
+        "code.",
+    ]
+)
+_CODE_MARKS = ("```", "#include", "=>", "();", "{\n", "stack trace")
+_MATH_WORDS = frozenset(
+    [
+        "prove",
+        "proof",
+        "theorem",
+        "lemma",
+        "integral",
+        "derivative",
+        "differentiate",
+        "integrate",
+        "equation",
+        "matrix",
+        "eigenvalue",
+        "eigenvalues",
+        "eigenvector",
+        "probability",
+        "infinitely",
+        "polynomial",
+        "induction",
+        "limit",
+        "converge",
+        "converges",
+        "convergence",
+    ]
+)
+_MATH_MARKS = ("∑", "∫", "√", "∀", "∃", "≤", "≥", "∞", "^2", "^3", "^n")
+_REASONING_WORDS = frozenset(
+    [
+        "why",
+        "explain",
+        "analyze",
+        "analyse",
+        "compare",
+        "evaluate",
+        "design",
+        "tradeoff",
+        "tradeoffs",
+        "trade-off",
+        "trade-offs",
+        "reason",
+        "reasons",
+        "reasoning",
+        "justify",
+        "critique",
+        "optimize",
+        "optimise",
+        "architecture",
+        "strategy",
+        "plan",
+        "derive",
+    ]
+)
+_REASONING_MARKS = ("step by step", "pros and cons")
+LEVELS = ("simple", "medium", "complex")
+
+
+def classify(body: dict[str, Any]) -> str:
+    """The complexity of a chat (``messages``) or completions (``prompt``) request."""
+    text, depth = _last_text(body)
+    scan = text[-SCAN_CHARS:].lower()
+    words = set(_WORD.findall(scan))
+    points = 0
+    if not words.isdisjoint(_CODE_WORDS) or any(mark in scan for mark in _CODE_MARKS):
+        points += 2
+    if not words.isdisjoint(_MATH_WORDS) or any(mark in scan for mark in _MATH_MARKS):
+        points += 2
+    reasoning = len(words & _REASONING_WORDS)
+    reasoning += sum(mark in scan for mark in _REASONING_MARKS)
+    points += min(2, reasoning)
+    if len(text) > 400:
+        points += 1
+    if len(text) > 2000:
+        points += 1
+    if depth > 6:
+        points += 1
+    if depth > 12:
+        points += 1
+    return "simple" if points < 2 else "complex" if points >= 4 else "medium"
+
+
+def _last_text(body: dict[str, Any]) -> tuple[str, int]:
+    """The last user message's text, and how many messages the conversation has."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        prompt = body.get("prompt")
+        return (prompt if isinstance(prompt, str) else ""), 1
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text(message.get("content")), len(messages)
+    return "", len(messages)
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
