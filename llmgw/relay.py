@@ -22,9 +22,9 @@ import orjson
 from aiohttp import web
 
 from llmgw import sse
+from llmgw.adapter import Adapter
 from llmgw.cache.coalesce import Flight, Head
 from llmgw.core import RequestContext, StreamTranslator, Usage
-from llmgw.providers import Adapter
 from llmgw.upstream import TRANSPORT_ERRORS, AttemptFailure, UpstreamResponse, failure_from
 
 FIRST_EVENT_LIMIT = 1024 * 1024  # commit anyway once this much arrived without an event
