@@ -17,7 +17,13 @@ from llmgw.config.schema import LimitSpec
 ANONYMOUS_LABEL = "anonymous"  # metrics and usage name for callers of an open gateway
 
 
+# The client API surfaces (``/v1/chat/completions`` ... ``/v1/messages``).
 Endpoint = Literal["chat", "completions", "embeddings", "messages"]
+# The wire formats a call may be sent in: the client surfaces, and the provider formats
+# that only translators produce (Gemini's ``generateContent`` and ``batchEmbedContents``).
+WireFormat = Literal[
+    "chat", "completions", "embeddings", "messages", "gemini_generate", "gemini_embed"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +47,10 @@ NO_EXTENSIONS = Extensions()
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """What a client asked for, parsed once at ingress."""
+    """What a client asked for, parsed once at ingress; or what a translator made of it
+    for the next stage (then ``endpoint`` may name a provider's own format)."""
 
-    endpoint: Endpoint
+    endpoint: WireFormat
     model: str
     stream: bool
     body: dict[str, Any]

@@ -19,7 +19,10 @@
 
 Each error knows how it looks on the wire in both client dialects (OpenAI's and
 Anthropic's) and carries only text the gateway wrote itself: never a provider's
-message, a key or a traceback. ``Attempt failures`` (one upstream try going wrong)
+message, a key or a traceback. Every error body the gateway writes, in either
+dialect and for whoever writes it (these errors, the translators, a stream that
+fails midway), is rendered here: ``openai_error``, ``anthropic_error`` and
+``stream_error_event``. ``Attempt failures`` (one upstream try going wrong)
 are not client errors; they live in ``upstream.py`` and become one of these only
 when every target has failed.
 """
@@ -27,10 +30,22 @@ when every target has failed.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import orjson
 
+from llmgw.sse import encode
+
+Dialect = Literal["openai", "anthropic"]
+
+# OpenAI's error ``type`` for a status (other 4xx: invalid_request_error; 5xx: api_error).
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
 # Anthropic's error `type` for each of our statuses (their docs' error list).
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",
@@ -62,20 +77,41 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
     def openai_body(self) -> bytes:
-        return orjson.dumps(
-            {
-                "error": {
-                    "message": self.message,
-                    "type": self.type,
-                    "param": self.param,
-                    "code": self.code,
-                }
-            }
-        )
+        return openai_error(self.message, self.type, self.code, self.param)
 
     def anthropic_body(self) -> bytes:
-        kind = _ANTHROPIC_TYPES.get(self.status, "api_error")
-        return orjson.dumps({"type": "error", "error": {"type": kind, "message": self.message}})
+        return anthropic_error(anthropic_error_type(self.status), self.message)
+
+
+def openai_error(
+    message: str, type: str, code: str | None = None, param: str | None = None
+) -> bytes:
+    """An error body in OpenAI's dialect (what the openai SDK parses into its errors)."""
+    error = {"message": message, "type": type, "param": param, "code": code}
+    return orjson.dumps({"error": error})
+
+
+def anthropic_error(type: str, message: str) -> bytes:
+    """An error body in Anthropic's dialect (what the anthropic SDK parses)."""
+    return orjson.dumps({"type": "error", "error": {"type": type, "message": message}})
+
+
+def openai_error_type(status: int) -> str:
+    """OpenAI's error ``type`` for an HTTP status."""
+    return _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+
+def anthropic_error_type(status: int) -> str:
+    """Anthropic's error ``type`` for an HTTP status."""
+    return _ANTHROPIC_TYPES.get(status, "api_error")
+
+
+def stream_error_event(message: str, dialect: Dialect | str = "openai") -> bytes:
+    """The SSE event that ends a stream failing after its first byte, in the client's
+    dialect (what the OpenAI and Anthropic SDKs raise on)."""
+    if dialect == "anthropic":
+        return encode(anthropic_error("api_error", message), event="error")
+    return encode(openai_error(message, "api_error", "upstream_error"))
 
 
 class InvalidRequest(GatewayError):

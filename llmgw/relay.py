@@ -24,9 +24,9 @@ import orjson
 from aiohttp import web
 
 from llmgw import sse
+from llmgw.adapter import Adapter
 from llmgw.cache.coalesce import Flight, Head
 from llmgw.core import RequestContext, StreamTranslator, Usage
-from llmgw.providers import Adapter
 from llmgw.sink import ClientStalled, Sink
 from llmgw.upstream import TRANSPORT_ERRORS, AttemptFailure, UpstreamResponse, failure_from
 

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from llmgw.config import GatewayConfig, MockProvider, ProviderConfig, digest
+from llmgw.adapter import Adapter
+from llmgw.config import GatewayConfig, ProviderConfig, digest
 from llmgw.http import client as http_client
-from llmgw.providers import ADAPTERS, Adapter
 from llmgw.routing.profiles import Facts, profile_table
 from llmgw.routing.router import CircuitBreaker, Router
 from llmgw.upstream import HttpTransport, LocalTransport, Timeouts, Transport
@@ -134,17 +134,15 @@ def _route(name: str, settings: ProviderConfig) -> http_client.Route:
 def build_runtime(config: GatewayConfig, states: ProviderStates, pool: http_client.Pool) -> Runtime:
     providers: dict[str, Provider] = {}
     for name, settings in config.providers.items():
-        adapter = ADAPTERS.get(settings.type)
+        adapter = Adapter.of(settings.type)
         disabled = None
-        if adapter is None:
-            disabled = f"provider type {settings.type!r} is not available in this version"
-            adapter = ADAPTERS["openai"]
-        elif adapter.needs_key(settings) and not settings.api_key:
+        if adapter.needs_key(settings) and not settings.api_key:
             disabled = "api_key is empty"
+        local = adapter.kind.local
         transport: Transport = (
-            LocalTransport(settings)
-            if isinstance(settings, MockProvider)
-            else HttpTransport(pool, _route(name, settings))
+            HttpTransport(pool, _route(name, settings))
+            if local is None
+            else LocalTransport(local, settings)
         )
         providers[name] = Provider(
             name=name,

@@ -2,7 +2,8 @@
 
 One contract: ``await transport.send(request, timeouts) -> UpstreamResponse``.
 ``HttpTransport`` uses the process's one connection ``Pool`` (``http_client``);
-``LocalTransport`` answers in-process for the built-in ``mock`` provider.
+``LocalTransport`` answers in-process for a provider type that declares a ``local``
+answer (the built-in ``mock``).
 Foreign errors (the HTTP client's, the OS's, timeouts) are translated here, once, into
 ``AttemptFailure`` whose ``kind`` is the fallback condition it matches.
 """
@@ -20,10 +21,10 @@ from typing import Any, Protocol
 import orjson
 from multidict import CIMultiDict
 
-from llmgw.config import MockProvider
-from llmgw.core import Call, UpstreamRequest
+from llmgw.config import ProviderConfig
+from llmgw.core import UpstreamRequest
 from llmgw.http import client as http_client
-from llmgw.providers.mock import MOCK_URL, respond
+from llmgw.providers.base import LocalAnswer
 
 # Errors a transport may raise while a response is read; ``failure_from`` names them.
 TRANSPORT_ERRORS = (http_client.HttpError, asyncio.TimeoutError, OSError)
@@ -224,23 +225,17 @@ class _LocalResponse:
 
 
 class LocalTransport:
-    """The built-in mock provider: no network, paced by its config."""
+    """A provider answered in-process (the built-in mock): no network, paced as its
+    answer says."""
 
-    __slots__ = ("_config",)
+    __slots__ = ("_answer", "_config")
 
-    def __init__(self, config: MockProvider) -> None:
+    def __init__(self, answer: LocalAnswer, config: ProviderConfig) -> None:
+        self._answer = answer
         self._config = config
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
-        path = request.url.removeprefix(MOCK_URL)
-        endpoint = {"/chat/completions": "chat", "/completions": "completions"}.get(
-            path, "embeddings"
-        )
-        body = orjson.loads(request.body)
-        call = Call(endpoint, body["model"], body.get("stream") is True, body, request.body)  # type: ignore[arg-type]
-        reply = respond(call, call.model, self._config)
-        if self._config.latency:
-            await asyncio.sleep(self._config.latency)
-        return _LocalResponse(
-            reply.status, reply.content_type, reply.chunks, self._config.chunk_delay
-        )
+        reply = self._answer(request, self._config)
+        if reply.latency:
+            await asyncio.sleep(reply.latency)
+        return _LocalResponse(reply.status, reply.content_type, reply.chunks, reply.chunk_delay)

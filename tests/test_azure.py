@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
+from llmgw.adapter import Adapter
 from llmgw.config import parse
 from llmgw.core import Call
-from llmgw.providers import ADAPTERS
 from tests.conftest import PROVIDER_KEY
 from tests.fakes import reply_json
 from tests.provider_fakes import FakeAzure, anthropic_client, serve
@@ -91,7 +91,7 @@ def test_request_shape_and_key_requirement() -> None:
         "providers:\n  az: {type: azure, base_url: 'https://res.openai.azure.com', api_key: k}\n",
         environ={},
     ).providers["az"]
-    adapter = ADAPTERS["azure"]
+    adapter = Adapter.of("azure")
     call = Call("completions", "d", False, {"model": "d", "prompt": "x"}, b'{"model":"d"}')
     request = adapter.request(call, "my deployment", provider)
     assert request.url == (

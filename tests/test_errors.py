@@ -118,12 +118,12 @@ async def test_sdk_raises_typed_errors(fake: FakeOpenAI, gateway: Any, sdk: Any)
 async def test_unexpected_failure_is_500_with_request_id_and_no_traceback(
     fake: FakeOpenAI, gateway: Any, monkeypatch: Any, caplog: Any
 ) -> None:
-    from llmgw.providers import base
+    from llmgw import adapter
 
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(base.Adapter, "request", explode)
+    monkeypatch.setattr(adapter.Adapter, "request", explode)
     gw = await gateway(one_provider(fake.url))
     response = await gw.post(
         "/v1/chat/completions",

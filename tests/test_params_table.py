@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
+from llmgw.adapter import Adapter
 from llmgw.config import parse
 from llmgw.core import Call, Unsupported
-from llmgw.providers import ADAPTERS
 from llmgw.translate import params as p
 from tests.provider_fakes import SPLITS, collect_chat, fixture, openai_chunks, translate
 
@@ -94,10 +94,10 @@ def test_every_parameter_value_gets_its_tables_fate() -> None:
             fate = p.TABLES[kind][name]
             if fate == "rejected":
                 with pytest.raises(Unsupported) as caught:
-                    ADAPTERS[kind].request(call, "m", provider)
+                    Adapter.of(kind).request(call, "m", provider)
                 assert caught.value.param == name
                 continue
-            request = ADAPTERS[kind].request(call, "m", provider)
+            request = Adapter.of(kind).request(call, "m", provider)
             assert (name in request.dropped) == (fate == "dropped"), (kind, name)
 
 
@@ -150,7 +150,7 @@ def test_the_answer_tools_stream_becomes_content(size: int, partials: list[str],
         "response_format": {"type": "json_schema", "json_schema": schema},
     }
     call = Call("chat", "c", True, body, orjson.dumps(body))
-    translator = ADAPTERS["anthropic"].stream(call, "c")
+    translator = Adapter.of("anthropic").stream(call, "c")
     out = collect_chat(openai_chunks(translate(translator, _answer_stream(partials), size)))
     assert out["text"] == text
     assert out["tool_calls"] == {}

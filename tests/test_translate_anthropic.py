@@ -9,9 +9,9 @@ import orjson
 import pytest
 from openai.types.chat import ChatCompletion
 
+from llmgw.adapter import Adapter
 from llmgw.config import parse
 from llmgw.core import Call, Unsupported, Usage
-from llmgw.providers import ADAPTERS
 from tests.provider_fakes import (
     SPLITS,
     collect_chat,
@@ -21,7 +21,7 @@ from tests.provider_fakes import (
     translate,
 )
 
-ADAPTER = ADAPTERS["anthropic"]
+ADAPTER = Adapter.of("anthropic")
 CONFIG = parse(
     """
 providers:

@@ -11,12 +11,12 @@ import pytest
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 
+from llmgw.adapter import Adapter
 from llmgw.config import parse
 from llmgw.core import Call, Unsupported, Usage
-from llmgw.providers import ADAPTERS
 from tests.provider_fakes import SPLITS, collect_chat, fixture, openai_chunks, translate
 
-ADAPTER = ADAPTERS["gemini"]
+ADAPTER = Adapter.of("gemini")
 CONFIG = parse(
     """
 providers:

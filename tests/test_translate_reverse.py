@@ -9,9 +9,9 @@ import orjson
 import pytest
 from anthropic.types import Message
 
+from llmgw.adapter import Adapter
 from llmgw.config import parse
 from llmgw.core import Call, Usage
-from llmgw.providers import ADAPTERS
 from tests.provider_fakes import SPLITS, anthropic_events, fixture, translate
 
 CONFIG = parse(
@@ -22,7 +22,7 @@ providers:
 """,
     environ={},
 )
-OPENAI, GEMINI = ADAPTERS["openai"], ADAPTERS["gemini"]
+OPENAI, GEMINI = Adapter.of("openai"), Adapter.of("gemini")
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "Current weather",

@@ -1,26 +1,27 @@
-"""Provider adapters, one module per wire format, and the registry of types.
+"""Provider types, one module each with its transport facts, and their one registry.
 
-Adding a provider type is one module and one line in ``ADAPTERS``.
+Adding a provider type is one module, one line in ``PROVIDER_TYPES`` (and its config
+model in ``config.schema``: a test holds the two lists equal), and its fixture tests.
 """
 
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from llmgw.core import Call, Endpoint, Unsupported, UpstreamRequest, Usage
-from llmgw.providers.anthropic import AnthropicAdapter
-from llmgw.providers.azure import AzureAdapter
-from llmgw.providers.base import Adapter
-from llmgw.providers.gemini import GeminiAdapter
-from llmgw.providers.mock import MOCK_URL, MockAdapter
+from llmgw.providers.anthropic import ANTHROPIC
+from llmgw.providers.azure import AZURE
+from llmgw.providers.base import ProviderType
+from llmgw.providers.gemini import GEMINI
+from llmgw.providers.mock import MOCK
+from llmgw.providers.openai import OPENAI
 
-ADAPTERS: Mapping[str, Adapter] = MappingProxyType(
+PROVIDER_TYPES: Mapping[str, ProviderType] = MappingProxyType(
     {
-        "openai": Adapter("openai"),
-        "mock": MockAdapter("mock", default_base_url=MOCK_URL),
-        "anthropic": AnthropicAdapter("anthropic"),
-        "gemini": GeminiAdapter("gemini"),
-        "azure": AzureAdapter("azure"),
+        "openai": OPENAI,
+        "mock": MOCK,
+        "anthropic": ANTHROPIC,
+        "gemini": GEMINI,
+        "azure": AZURE,
     }
 )
 
-__all__ = ["ADAPTERS", "Adapter", "Call", "Endpoint", "Unsupported", "UpstreamRequest", "Usage"]
+__all__ = ["PROVIDER_TYPES", "ProviderType"]

@@ -12,24 +12,22 @@ from urllib.parse import quote
 
 from llmgw.config import AzureProvider, ProviderConfig
 from llmgw.core import Call, Unsupported, UpstreamRequest
-from llmgw.providers.base import OPENAI_PATHS, Adapter
+from llmgw.providers.base import OPENAI_PATHS, ProviderType
 
 DEFAULT_API_VERSION = "2024-10-21"
 
 
 @dataclass(frozen=True)
-class AzureAdapter(Adapter):
+class Azure(ProviderType):
     default_base_url: str = ""  # every azure provider names its resource (config requires it)
 
     def needs_key(self, provider: ProviderConfig) -> bool:
         return True  # Azure always wants the resource's key
 
     def request(self, call: Call, model: str, provider: ProviderConfig) -> UpstreamRequest:
-        if call.endpoint == "messages":
-            return super().request(call, model, provider)
         path = OPENAI_PATHS.get(call.endpoint)
-        if path is None or call.endpoint not in self.endpoints:
-            raise Unsupported(f"{self.type} providers do not serve {call.endpoint}")
+        if path is None:
+            raise Unsupported(f"{self.name} providers do not serve {call.endpoint}")
         version = provider.api_version if isinstance(provider, AzureProvider) else None
         deployment = quote(model, safe="")
         url = (
@@ -40,3 +38,6 @@ class AzureAdapter(Adapter):
         if provider.api_key:
             headers["api-key"] = provider.api_key
         return UpstreamRequest("POST", url, headers, call.body_for(model))
+
+
+AZURE = Azure("azure")

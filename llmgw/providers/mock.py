@@ -3,7 +3,8 @@
 It echoes the last user message (chat; in each of ``n`` choices) or the prompt
 (completions), word by word when streamed, and returns deterministic unit vectors
 for embeddings, so the gateway works out of the box and tests and benchmarks have a
-predictable upstream.
+predictable upstream. Its provider type declares ``local``: the runtime gives it an
+in-process transport, which calls ``answer``.
 Pure functions: the pacing (``latency``, ``chunk_delay``) is applied by the
 transport in ``upstream.py``.
 """
@@ -20,11 +21,12 @@ from typing import Any
 import orjson
 
 from llmgw.config import MockProvider, ProviderConfig
-from llmgw.core import Call, UpstreamRequest, estimate_tokens
-from llmgw.providers.base import Adapter
+from llmgw.core import Call, Endpoint, UpstreamRequest, estimate_tokens
+from llmgw.providers.base import LocalReply, ProviderType
 
 MOCK_URL = "mock://local"
 MAX_CHOICES = 128  # OpenAI's bound on ``n``
+_ENDPOINTS: dict[str, Endpoint] = {"/chat/completions": "chat", "/completions": "completions"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +37,8 @@ class MockReply:
 
 
 @dataclass(frozen=True)
-class MockAdapter(Adapter):
+class Mock(ProviderType):
+    default_base_url: str = MOCK_URL
     requires_key: bool = False
 
     def needs_key(self, provider: ProviderConfig) -> bool:
@@ -44,6 +47,22 @@ class MockAdapter(Adapter):
     def request(self, call: Call, model: str, provider: ProviderConfig) -> UpstreamRequest:
         sent = super().request(call, model, provider)
         return UpstreamRequest(sent.method, sent.url, {}, sent.body, local=True)
+
+
+def answer(request: UpstreamRequest, provider: ProviderConfig) -> LocalReply:
+    """The reply to a request ``Mock.request`` made, paced as ``provider`` says."""
+    endpoint = _ENDPOINTS.get(request.url.removeprefix(MOCK_URL), "embeddings")
+    body = orjson.loads(request.body)
+    call = Call(endpoint, body["model"], body.get("stream") is True, body, request.body)
+    if not isinstance(provider, MockProvider):
+        raise TypeError(f"a {provider.type} provider is not answered by the mock")
+    reply = respond(call, call.model, provider)
+    return LocalReply(
+        reply.status, reply.content_type, reply.chunks, provider.latency, provider.chunk_delay
+    )
+
+
+MOCK = Mock("mock", local=answer)
 
 
 def respond(call: Call, model: str, provider: MockProvider) -> MockReply:

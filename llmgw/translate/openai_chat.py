@@ -1,32 +1,24 @@
-"""OpenAI chat-completion building blocks shared by the translating adapters.
+"""OpenAI chat-completion building blocks shared by the translators.
 
 Every translator has OpenAI's chat format on one side: these helpers read an
 OpenAI request (content parts, data URLs, tool calls, limits) and write OpenAI
-answers (completions, stream chunks, errors), so that each provider module holds
-only the facts of its own format. Pure functions, no I/O.
+answers (completions, stream chunks), so that each translator holds only the facts
+of the format on its other side. Error bodies are rendered by ``llmgw.errors``.
+Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
 import time
-from types import MappingProxyType
 from typing import Any
 
 import orjson
 
 from llmgw.core import Call, Usage
+from llmgw.errors import stream_error_event
 from llmgw.sse import Event, encode
 
 DONE = b"data: [DONE]\n\n"
-_ERROR_TYPES = MappingProxyType(
-    {
-        400: "invalid_request_error",
-        401: "authentication_error",
-        403: "permission_error",
-        404: "not_found_error",
-        429: "rate_limit_error",
-    }
-)
 
 
 # Reading ---------------------------------------------------------------------------
@@ -187,14 +179,6 @@ def completion(
     )
 
 
-def error_type(status: int) -> str:
-    return _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-
-
-def error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
 class ChunkWriter:
     """The ``chat.completion.chunk`` events of one stream (one id, time and model)."""
 
@@ -263,6 +247,6 @@ class ChunkWriter:
         return encode(orjson.dumps(body)) + DONE
 
     @staticmethod
-    def error(message: str, kind: str = "api_error") -> bytes:
+    def error(message: str) -> bytes:
         """The event that tells an OpenAI client its stream failed midway."""
-        return encode(orjson.dumps(error(message, kind, "upstream_error")))
+        return stream_error_event(message, "openai")

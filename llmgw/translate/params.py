@@ -1,4 +1,4 @@
-"""The fate of every OpenAI chat request parameter in a translating adapter.
+"""The fate of every OpenAI chat request parameter in a translator to another format.
 
 Each translator (Anthropic, Gemini) declares a table: a parameter is
 ``translated`` (the provider gets its equivalent), ``dropped`` (the provider has

@@ -1,5 +1,5 @@
 """OpenAI chat and embeddings requests as Gemini ``generateContent`` and
-``batchEmbedContents`` requests (pure translation; the adapter is in gemini.py)."""
+``batchEmbedContents`` requests. Pure, no I/O."""
 
 from __future__ import annotations
 
