@@ -202,3 +202,14 @@ def _strike(value: object, secrets: tuple[str, ...]) -> object:
             return value
         return dict(pairs)
     return value
+
+
+def stream_error_event(message: str, client_format: str = "openai") -> bytes:
+    """The SSE event that ends a stream failing after its first byte, in the client's
+    dialect (what the OpenAI and Anthropic SDKs raise on): ``message`` is the gateway's
+    own words. The one place such an event is written (the relay, the cache's followers)."""
+    if client_format == "anthropic":
+        error = {"type": "error", "error": {"type": "api_error", "message": message}}
+        return b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
+    body = {"message": message, "type": "api_error", "param": None, "code": "upstream_error"}
+    return b"data: " + orjson.dumps({"error": body}) + b"\n\n"

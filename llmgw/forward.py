@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from aiohttp import web
 
 from llmgw import relay
-from llmgw.cache.coalesce import Flight
+from llmgw.answer import Answer
 from llmgw.config.redact import provider_secrets
 from llmgw.core import Call, RequestContext, Unsupported
 from llmgw.errors import (
@@ -45,15 +45,14 @@ log = logging.getLogger(__name__)
 
 
 async def forward(
-    request: web.Request,
     ctx: RequestContext,
     runtime: Runtime,
     call: Call,
     targets: Sequence[Target],
     metrics: Metrics,
-    record: Flight | None = None,
+    answer: Answer,
 ) -> web.StreamResponse:
-    """Answer ``call`` from its targets; ``record`` receives what the client is sent."""
+    """Answer ``call`` from its targets, written to ``answer`` by the one that commits."""
     breaker = runtime.config.routing.circuit_breaker
     failures: list[tuple[str, AttemptFailure]] = []
     skipped: list[str] = []
@@ -78,15 +77,7 @@ async def forward(
             tried_one = True
             ctx.attempts += 1
             try:
-                response = await _attempt(
-                    request,
-                    ctx,
-                    provider,
-                    target,
-                    call,
-                    record,
-                    runtime.config.server.write_timeout,
-                )
+                response = await _attempt(ctx, provider, target, call, answer)
             except AttemptFailure as failure:
                 _record_failure(metrics, provider, failure, breaker.failures)
                 failures.append((provider.name, failure))
@@ -114,13 +105,7 @@ async def forward(
 
 
 async def _attempt(
-    request: web.Request,
-    ctx: RequestContext,
-    provider: Provider,
-    target: Target,
-    call: Call,
-    record: Flight | None,
-    write_timeout: float,
+    ctx: RequestContext, provider: Provider, target: Target, call: Call, answer: Answer
 ) -> web.StreamResponse:
     try:
         upstream_request = provider.adapter.request(call, target.model, provider.config)
@@ -161,17 +146,15 @@ async def _attempt(
             if relay.is_event_stream(upstream):
                 translator = adapter.stream(call, target.model)
                 if translator is None:
-                    return await relay.stream(
-                        request, ctx, adapter, upstream, write_timeout, record
-                    )
+                    return await relay.stream(ctx, adapter, upstream, answer)
                 return await relay.translated_stream(
-                    request, ctx, translator, upstream, call.client_format, write_timeout, record
+                    ctx, translator, upstream, call.client_format, answer
                 )
             body = await _body(upstream, deadline)
             parsed = parse_answer(body)
             usage = adapter.usage_of(parsed)
             body = adapter.response(call, target.model, body, parsed)
-            return relay.json_response(ctx, upstream.status, body, usage, record)
+            return relay.json_response(ctx, upstream.status, body, usage, answer)
         finally:
             upstream.close()
     finally:
