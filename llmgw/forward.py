@@ -18,7 +18,7 @@ from dataclasses import replace
 from aiohttp import web
 
 from llmgw import hedge, relay
-from llmgw.cache.coalesce import Flight
+from llmgw.answer import Answer
 from llmgw.config.redact import provider_secrets
 from llmgw.core import Call, RequestContext, Unsupported
 from llmgw.errors import (
@@ -46,15 +46,14 @@ log = logging.getLogger(__name__)
 
 
 async def forward(
-    request: web.Request,
     ctx: RequestContext,
     runtime: Runtime,
     call: Call,
     targets: Sequence[Target],
     metrics: Metrics,
-    record: Flight | None = None,
+    answer: Answer,
 ) -> web.StreamResponse:
-    """Answer ``call`` from its targets; ``record`` receives what the client is sent."""
+    """Answer ``call`` from its targets, written to ``answer`` by the one that commits."""
     breaker = runtime.config.routing.circuit_breaker
     failures: list[tuple[str, AttemptFailure]] = []
     skipped: list[str] = []
@@ -83,18 +82,10 @@ async def forward(
                 if hedging:  # the chain's first attempt only
                     hedging = False
                     provider, response = await _hedged(
-                        request, ctx, runtime, call, targets[index:], metrics, record
+                        ctx, runtime, call, targets[index:], metrics, answer
                     )
                 else:
-                    response = await _attempt(
-                        request,
-                        ctx,
-                        provider,
-                        target,
-                        call,
-                        record,
-                        runtime.config.server.write_timeout,
-                    )
+                    response = await _attempt(ctx, provider, target, call, answer)
             except AttemptFailure as failure:
                 _record_failure(metrics, provider, failure, breaker.failures)
                 failures.append((provider.name, failure))
@@ -122,13 +113,12 @@ async def forward(
 
 
 async def _hedged(
-    request: web.Request,
     ctx: RequestContext,
     runtime: Runtime,
     call: Call,
     targets: Sequence[Target],
     metrics: Metrics,
-    record: Flight | None,
+    answer: Answer,
 ) -> tuple[Provider, web.StreamResponse]:
     """The first attempt, raced against the next targets (``routing.hedge``): the
     winner's provider and answer, or the first target's failure when every racer failed
@@ -145,9 +135,7 @@ async def _hedged(
             raced.append((provider, target))
 
     def racer(provider: Provider, target: Target) -> hedge.Racer[web.StreamResponse]:
-        return lambda copy: _attempt(
-            request, copy, provider, target, call, record, runtime.config.server.write_timeout
-        )
+        return lambda copy: _attempt(copy, provider, target, call, answer)
 
     try:
         won, response = await hedge.race(ctx, [racer(*r) for r in raced], settings.after)
@@ -165,13 +153,7 @@ async def _hedged(
 
 
 async def _attempt(
-    request: web.Request,
-    ctx: RequestContext,
-    provider: Provider,
-    target: Target,
-    call: Call,
-    record: Flight | None,
-    write_timeout: float,
+    ctx: RequestContext, provider: Provider, target: Target, call: Call, answer: Answer
 ) -> web.StreamResponse:
     try:
         upstream_request = provider.adapter.request(call, target.model, provider.config)
@@ -214,17 +196,15 @@ async def _attempt(
             if relay.is_event_stream(upstream):
                 translator = adapter.stream(call, target.model)
                 if translator is None:
-                    return await relay.stream(
-                        request, ctx, adapter, upstream, write_timeout, record
-                    )
+                    return await relay.stream(ctx, adapter, upstream, answer)
                 return await relay.translated_stream(
-                    request, ctx, translator, upstream, call.client_format, write_timeout, record
+                    ctx, translator, upstream, call.client_format, answer
                 )
             body = await _body(upstream, deadline)
             parsed = parse_answer(body)
             usage = adapter.usage_of(parsed)
             body = adapter.response(call, target.model, body, parsed)
-            return relay.json_response(ctx, upstream.status, body, usage, record)
+            return relay.json_response(ctx, upstream.status, body, usage, answer)
         finally:
             upstream.close()
     finally:

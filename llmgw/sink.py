@@ -8,15 +8,18 @@ concurrency limits. ``Sink.write`` bounds that wait: a write that makes no progr
 (the transport's buffer does not shrink) for ``write_timeout`` raises
 ``ClientStalled``; the caller ends the response with ``abort``.
 
-Per chunk the common case costs two reads of the transport's state: a timer is armed
-only for a write that may have to wait (the transport is paused already, or this
-write could take its buffer over the high-water mark).
+Per chunk the common case costs two reads of the transport's state and no coroutine
+of its own (``write`` hands back aiohttp's): a timer is armed only for a write that may
+have to wait (the transport is paused already, or this write could take its buffer over
+the high-water mark).
+
+The relay writes an answer through ``answer.Answer``, whose client side is a ``Sink``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -31,20 +34,26 @@ class ClientStalled(ConnectionResetError):
 class Sink:
     """A response's writes, each allowed ``timeout`` seconds without progress."""
 
-    __slots__ = ("_high", "_protocol", "_timeout", "_transport", "out")
+    __slots__ = ("_high", "_protocol", "_request", "_timeout", "_transport", "out")
 
-    def __init__(self, request: web.BaseRequest, out: web.StreamResponse, timeout: float) -> None:
-        self.out = out
+    out: web.StreamResponse  # set by ``prepare``
+
+    def __init__(self, request: web.BaseRequest, timeout: float) -> None:
+        self._request = request
         self._timeout = timeout
         self._transport = request.transport
         self._protocol = request.protocol
         self._high = _high_water(self._transport)
 
-    async def write(self, data: bytes) -> None:
+    async def prepare(self, out: web.StreamResponse) -> None:
+        """Send ``out``'s head (its headers decided): the writes that follow are its body."""
+        await out.prepare(self._request)
+        self.out = out
+
+    def write(self, data: bytes) -> Awaitable[None]:
         if self._may_block(len(data)):
-            await self._bounded(self.out.write(data))
-        else:
-            await self.out.write(data)
+            return self._bounded(self.out.write(data))
+        return self.out.write(data)
 
     async def write_eof(self) -> None:
         if self._may_block(0):

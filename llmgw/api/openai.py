@@ -71,7 +71,7 @@ async def _serve(
             call,
             app[CACHE],
             metrics,
-            lambda record: forward(request, ctx, runtime, call, targets, metrics, record),
+            lambda answer: forward(ctx, runtime, call, targets, metrics, answer),
             refresh=principal.cache_refresh,
             use_cache=call.extensions.cache,
         )

@@ -22,21 +22,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from dataclasses import dataclass
+
+from llmgw.answer import Head
 
 FOLLOWER_LAG = 8 * 1024 * 1024  # bytes a follower may be behind the leader
 LAG_CHECK = 1024 * 1024  # followers' lag is looked at once per this many bytes recorded
-
-
-@dataclass(frozen=True, slots=True)
-class Head:
-    """What the leader committed to before its first byte."""
-
-    status: int
-    content_type: str
-    stream: bool
-    provider: str
-    upstream_model: str
 
 
 class Flight:

@@ -22,17 +22,20 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from llmgw.cache.coalesce import Flight, Follower, Head
+from llmgw.answer import Answer, ClientAnswer, Head, apart
+from llmgw.cache.coalesce import Flight, Follower
 from llmgw.cache.entry import Entry, Store
 from llmgw.cache.front import ResponseCache
 from llmgw.cache.keys import Policy, cache_key
+from llmgw.cache.recording import Recording
 from llmgw.core import Call, RequestContext
+from llmgw.errors import stream_error_event
 from llmgw.observe.metrics import Metrics
-from llmgw.relay import apart, delivered, saw_end, stream_error_event
+from llmgw.relay import delivered, saw_end
 from llmgw.runtime import Runtime
 from llmgw.sink import ClientStalled, Sink
 
-Upstream = Callable[[Flight | None], Awaitable[web.StreamResponse]]
+Upstream = Callable[[Answer], Awaitable[web.StreamResponse]]
 CACHEABLE = frozenset({"chat", "completions", "embeddings", "messages"})
 
 
@@ -53,14 +56,19 @@ async def serve(
     settings = runtime.config.cache
     write_timeout = runtime.config.server.write_timeout
     if not settings.enabled or not use_cache or call.endpoint not in CACHEABLE:
-        return await _bypass(ctx, metrics, upstream, None)
+        return await _bypass(ctx, metrics, upstream, ClientAnswer(request, write_timeout))
     policy = Policy.from_header(request.headers.get("Cache-Control"))
     store = cache.store(settings)
     key = cache_key(call, ctx.key if settings.scope == "key" else None)
     if not policy.read:
         writes = policy.write and (refresh or settings.scope == "key")
         recorder = Flight(settings.max_size) if writes else None
-        response = await _bypass(ctx, metrics, upstream, recorder)
+        answer = (
+            ClientAnswer(request, write_timeout)
+            if recorder is None
+            else Recording(request, write_timeout, recorder)
+        )
+        response = await _bypass(ctx, metrics, upstream, answer)
         await _keep(store, key, recorder, ctx, settings.ttl)
         return response
 
@@ -81,7 +89,7 @@ async def serve(
         flight = Flight(settings.max_size)  # the leader gave up: go upstream ourselves
     _count(ctx, metrics, cache, "MISS")
     try:
-        response = await upstream(flight)
+        response = await upstream(Recording(request, write_timeout, flight))
     finally:
         flight.finish(complete=False)  # a no-op when the relay finished it
         if policy.write:
@@ -110,9 +118,9 @@ async def replay(
             "Content-Length": str(len(body)),
         },
     )
-    await out.prepare(request)
+    sink = Sink(request, write_timeout)
+    await sink.prepare(out)
     ctx.first_byte = time.perf_counter()
-    sink = Sink(request, out, write_timeout)
     try:
         await sink.write(body)
         await sink.write_eof()
@@ -141,9 +149,9 @@ async def follow(
             body=b"".join(flight.chunks), status=head.status, content_type=head.content_type
         )
     out = web.StreamResponse(status=head.status, headers={"Content-Type": head.content_type})
-    await out.prepare(request)
+    sink = Sink(request, write_timeout)
+    await sink.prepare(out)
     ctx.first_byte = time.perf_counter()
-    sink = Sink(request, out, write_timeout)
     written: deque[bytes] = deque(maxlen=4)  # the last chunks this client was sent whole
     try:
         async for chunk in follower.chunks():
@@ -180,11 +188,11 @@ async def _finished_whole(follower: Follower) -> bool:
 
 
 async def _bypass(
-    ctx: RequestContext, metrics: Metrics, upstream: Upstream, recorder: Flight | None
+    ctx: RequestContext, metrics: Metrics, upstream: Upstream, answer: Answer
 ) -> web.StreamResponse:
     ctx.cache = "BYPASS"
     metrics.cache_requests.labels("bypass").inc()
-    return await upstream(recorder)
+    return await upstream(answer)
 
 
 async def _keep(
