@@ -15,8 +15,9 @@ from llmgw.api.calls import check_model, parse_call, prompt_excerpt
 from llmgw.auth.keys import allow_model, authenticate, may_use
 from llmgw.cache import serve as caching
 from llmgw.core import Call, Endpoint, Principal
-from llmgw.errors import ModelNotFound
+from llmgw.errors import GatewayError, ModelNotFound
 from llmgw.forward import forward
+from llmgw.observe.tracing import note
 from llmgw.runtime import Runtime
 from llmgw.server.appkeys import BODIES, CACHE, CONTEXT, KEYRING, LIMITER, METRICS, STORE, USAGE
 
@@ -59,7 +60,14 @@ async def _serve(
         ctx.prompt = prompt_excerpt(call)
     allow_model(principal, call.model)
     targets = runtime.router.resolve(call.model)  # 404 before limits and cache
-    admission = await app[LIMITER].admit(config.limits, principal, call, targets, ctx)
+    if ctx.trace is not None:
+        note(ctx, "llmgw.routing", targets=", ".join(str(target) for target in targets))
+    try:
+        admission = await app[LIMITER].admit(config.limits, principal, call, targets, ctx)
+    except GatewayError as refused:
+        note(ctx, "llmgw.limits", decision="refused", code=refused.code)
+        raise
+    note(ctx, "llmgw.limits", decision="admitted")
     metrics = app[METRICS]
     response = None
     try:
