@@ -19,7 +19,9 @@ export async function api(path, options = {}) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
   if (!response.ok) {
-    const message = (data && data.error && data.error.message) || `${response.status} ${response.statusText}`;
+    const message = (data && data.error && data.error.message)
+      || (data && Array.isArray(data.errors) && data.errors.join("; "))
+      || `${response.status} ${response.statusText}`;
     if (response.status === 401 && path.startsWith("/api/")) window.dispatchEvent(new Event("llmgw:signed-out"));
     throw new ApiError(response.status, message);
   }

@@ -93,9 +93,9 @@ export async function render(root) {
         note = data["x-gateway"] || null;
       }
       const h = (name) => response.headers.get(name);
-      decision.replaceChildren(el("p", { id: "pg-route",
+      decision.replaceChildren(...[el("p", { id: "pg-route",
         text: `${body.model} → ${h("x-llmgw-provider") || "?"}/${h("x-llmgw-model") || "?"} after ${h("x-llmgw-attempts") || "0"} attempt(s), cache ${h("x-cache") || "—"}, ${Math.round(performance.now() - started)} ms` }),
-        note ? el("pre", { text: JSON.stringify(note, null, 2) }) : null);
+        note ? el("pre", { text: JSON.stringify(note, null, 2) }) : null].filter(Boolean));
     } catch (error) {
       decision.replaceChildren(errorBox(error));
     } finally {
