@@ -9,15 +9,18 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from llmgw import __version__
-from llmgw.api import anthropic, openai, openapi, ops, routing, usage
+from llmgw.api import admin, anthropic, live, openai, openapi, ops, routing, usage
 from llmgw.auth.keys import Keyring
+from llmgw.auth.sessions import Sessions
 from llmgw.cache.front import ResponseCache
 from llmgw.config import GatewayConfig
 from llmgw.errors import NotFound
 from llmgw.http.client import Pool
 from llmgw.limits.front import Limiter
 from llmgw.observe.accounting import Accounting
+from llmgw.observe.live import LiveStats
 from llmgw.observe.metrics import Metrics
+from llmgw.observe.tracing import Tracing
 from llmgw.observe.usage import UsageBook
 from llmgw.routing.state import RoutingState
 from llmgw.runtime import ProviderStates, build_runtime
@@ -28,12 +31,15 @@ from llmgw.server.appkeys import (
     CACHE,
     KEYRING,
     LIMITER,
+    LIVE,
     METRICS,
     METRICS_LISTENER,
     POOL,
     ROUTING,
+    SESSIONS,
     STATES,
     STORE,
+    TRACING,
     USAGE,
 )
 from llmgw.server.body import Bodies
@@ -52,7 +58,10 @@ def create_app(
     # The body limit is enforced per request from the live config (calls.read_body).
     app = web.Application(middlewares=[gateway_middleware], client_max_size=2**62)
     app[METRICS] = Metrics()
-    app[ACCOUNTING] = Accounting(app[METRICS])
+    app[LIVE] = LiveStats()
+    app[ACCOUNTING] = Accounting(app[METRICS], app[LIVE])
+    app[SESSIONS] = Sessions()
+    app[TRACING] = Tracing(app[METRICS].spans_dropped.inc)
     app[STATES] = states or ProviderStates()
     app[KEYRING] = Keyring()
     app[LIMITER] = Limiter(app[METRICS])
@@ -68,6 +77,7 @@ def create_app(
     app.cleanup_ctx.append(lifecycle.config_watcher)
     app.cleanup_ctx.append(_limiter)
     app.cleanup_ctx.append(_cache)
+    app.cleanup_ctx.append(_tracing)
     app.on_response_prepare.append(add_headers)
     app.on_shutdown.append(_stop_ready)
 
@@ -88,6 +98,14 @@ def create_app(
     app.router.add_post("/api/v1/cache/clear", ops.cache_clear)
     app.router.add_get("/api/v1/config", ops.config)
     app.router.add_post("/api/v1/config/reload", ops.config_reload)
+    app.router.add_get("/api/v1/stats/live", live.stats_live)
+    app.router.add_get("/api/v1/requests", live.requests)  # until a durable ledger serves it
+    app.router.add_get("/admin", admin.index)
+    app.router.add_get("/admin/", admin.index)
+    app.router.add_get("/admin/session", admin.session_status)
+    app.router.add_post("/admin/session", admin.sign_in)
+    app.router.add_delete("/admin/session", admin.sign_out)
+    app.router.add_get("/admin/{name:.+}", admin.static)
     return app
 
 
@@ -131,6 +149,12 @@ async def _cache(app: web.Application) -> AsyncIterator[None]:
     """The cache outlives every config snapshot; its store closes with the app."""
     yield
     await app[CACHE].close()
+
+
+async def _tracing(app: web.Application) -> AsyncIterator[None]:
+    """Spans still queued are exported at shutdown (within the export timeout)."""
+    yield
+    await asyncio.to_thread(app[TRACING].close)
 
 
 def _config_store(

@@ -161,6 +161,15 @@ class StreamTranslator(Protocol):
     def finish(self) -> bytes: ...
 
 
+class Trace(Protocol):
+    """A request's trace (``observe.tracing.RequestTrace``), when tracing is on."""
+
+    trace_id: str
+
+    def event(self, name: str, attributes: Mapping[str, str | int | float | bool]) -> None: ...
+    def finish(self, ctx: RequestContext) -> None: ...
+
+
 @dataclass(slots=True)
 class RequestContext:
     request_id: str
@@ -186,6 +195,7 @@ class RequestContext:
     prompt: str | None = None  # only when logging.log_prompts is on
     streamed_events: int = 0  # SSE events relayed (estimates tokens when usage never came)
     ratelimit: dict[str, str] | None = None  # x-ratelimit-* headers, written by add_headers
+    trace: Trace | None = None  # the request's trace, when telemetry is on
     # Smart routing (SPEC §10): how the targets were chosen, for X-LLMGW-Routing.
     strategy: str | None = None  # balanced, cost, ..., ordered; None: not routed
     scores: Mapping[str, float] | None = None  # "provider/model" -> score, scored strategies

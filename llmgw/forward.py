@@ -9,6 +9,7 @@ happens next is the stream's business.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -31,6 +32,7 @@ from llmgw.errors import (
     provider_rejection,
 )
 from llmgw.observe.metrics import CIRCUIT_STATES, Metrics
+from llmgw.observe.tracing import answer_model, start_attempt
 from llmgw.routing.router import Target, backoff, falls_back, retries
 from llmgw.runtime import Provider, Runtime
 from llmgw.upstream import (
@@ -155,10 +157,42 @@ async def _hedged(
 async def _attempt(
     ctx: RequestContext, provider: Provider, target: Target, call: Call, answer: Answer
 ) -> web.StreamResponse:
+    """One upstream attempt, in a client span of its own when tracing is on."""
+    span = start_attempt(ctx, provider.name, provider.config.type, target.model)
+    if span is None:
+        return await _send(ctx, provider, target, call, answer, None)
+    try:
+        response = await _send(ctx, provider, target, call, answer, span.headers())
+    except AttemptFailure as failure:
+        span.end(status=failure.status, error=failure.outcome)
+        raise
+    except BaseException:
+        span.end(error="cancelled")
+        raise
+    span.end(
+        status=response.status,
+        error=ctx.error if _broken_stream(ctx) is not None else None,
+        response_model=answer_model(response) or ctx.upstream_model,
+        usage=(ctx.prompt_tokens, ctx.completion_tokens),
+    )
+    return response
+
+
+async def _send(
+    ctx: RequestContext,
+    provider: Provider,
+    target: Target,
+    call: Call,
+    answer: Answer,
+    trace_headers: Mapping[str, str] | None,
+) -> web.StreamResponse:
     try:
         upstream_request = provider.adapter.request(call, target.model, provider.config)
     except Unsupported as exc:
         raise AttemptFailure("unsupported", str(exc), param=exc.param) from None
+    if trace_headers:  # W3C traceparent: the provider's spans join the client's trace
+        headers = {**upstream_request.headers, **trace_headers}
+        upstream_request = dataclasses.replace(upstream_request, headers=headers)
     state = provider.state
     slots = state.semaphore(provider.config.max_concurrency)
     if slots is not None:

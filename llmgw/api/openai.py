@@ -16,8 +16,9 @@ from llmgw.api.routing import annotate, route
 from llmgw.auth.keys import allow_model, authenticate, may_use
 from llmgw.cache import serve as caching
 from llmgw.core import Call, Endpoint, Principal
-from llmgw.errors import ModelNotFound
+from llmgw.errors import GatewayError, ModelNotFound
 from llmgw.forward import forward
+from llmgw.observe.tracing import note
 from llmgw.runtime import Runtime
 from llmgw.server.appkeys import BODIES, CACHE, CONTEXT, KEYRING, LIMITER, METRICS, STORE, USAGE
 
@@ -60,7 +61,14 @@ async def _serve(
         ctx.prompt = prompt_excerpt(call)
     allow_model(principal, call.model)
     targets = route(request, ctx, runtime, call)  # 404 (or 400) before limits and cache
-    admission = await app[LIMITER].admit(config.limits, principal, call, targets, ctx)
+    if ctx.trace is not None:
+        note(ctx, "llmgw.routing", targets=", ".join(str(target) for target in targets))
+    try:
+        admission = await app[LIMITER].admit(config.limits, principal, call, targets, ctx)
+    except GatewayError as refused:
+        note(ctx, "llmgw.limits", decision="refused", code=refused.code)
+        raise
+    note(ctx, "llmgw.limits", decision="admitted")
     metrics = app[METRICS]
     response = None
     try:

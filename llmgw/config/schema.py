@@ -9,6 +9,7 @@ their errors can be located like any other.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import ssl
@@ -353,6 +354,26 @@ class AuthConfig(Frozen):
     keys: tuple[ClientKey, ...] = ()
 
 
+class TelemetryConfig(Frozen):
+    """OpenTelemetry tracing (SPEC §15): off while ``otlp_endpoint`` is unset."""
+
+    otlp_endpoint: Optional = None  # an OTLP/HTTP collector, e.g. http://otel-collector:4318
+    service_name: str = Field("llmgw", min_length=1)
+    sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
+    # Finished spans waiting for the exporter; past it they are dropped (and counted).
+    max_queue_size: int = Field(2048, ge=1, le=1_000_000)
+    export_timeout: Duration = 5.0
+
+    _url = field_validator("otlp_endpoint")(_check_url)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _sdk_installed(cls, value: str | None) -> str | None:
+        if value is not None and importlib.util.find_spec("opentelemetry.sdk") is None:
+            raise ValueError("tracing needs the OpenTelemetry SDK: pip install 'llmgw[tracing]'")
+        return value
+
+
 class Price(Frozen):
     input: float = Field(ge=0)
     output: float = Field(ge=0)
@@ -369,3 +390,4 @@ class GatewayConfig(Frozen):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     prices: FrozenMap[str, Price] = Field(default_factory=_empty_map)
     profiles: FrozenMap[str, ModelProfile] = Field(default_factory=_empty_map)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)

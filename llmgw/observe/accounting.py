@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from llmgw.core import RequestContext
+from llmgw.observe.live import LiveStats
 from llmgw.observe.logs import AccessLog
 from llmgw.observe.metrics import Metrics
 
@@ -26,10 +28,11 @@ access_log = AccessLog(logging.getLogger("llmgw.access"))
 class Accounting:
     """Requests that ended in this turn of the loop, to be logged and counted."""
 
-    __slots__ = ("_metrics", "_pending")
+    __slots__ = ("_live", "_metrics", "_pending")
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, live: LiveStats | None = None) -> None:
         self._metrics = metrics
+        self._live = live
         self._pending: list[tuple[RequestContext, bool, float]] = []
 
     def add(self, ctx: RequestContext, client_api: bool) -> None:
@@ -43,21 +46,28 @@ class Accounting:
         """Log and count every pending request, in the order they ended."""
         batch, self._pending = self._pending, []
         metrics = self._metrics
+        live = self._live
         for ctx, client_api, latency in batch:
             try:
-                account(ctx, metrics, client_api, latency)
+                fields = account(ctx, metrics, client_api, latency)
+                if live is not None and ctx.endpoint is not None:
+                    live.add(fields)
             except Exception:  # one bad record must not cost the others their line
                 log.exception("could not account for request %s", ctx.request_id)
 
 
-def account(ctx: RequestContext, metrics: Metrics, client_api: bool, latency: float) -> None:
-    """One request's access log line and metrics."""
+def account(
+    ctx: RequestContext, metrics: Metrics, client_api: bool, latency: float
+) -> dict[str, Any]:
+    """One request's access log line and metrics; returns the line's fields."""
     fields = ctx.log_fields(latency)
     if ctx.prompt is not None:
         fields["prompt"] = ctx.prompt
+    if ctx.trace is not None:
+        fields["trace_id"] = ctx.trace.trace_id
     access_log.log(logging.INFO if client_api or ctx.status >= 500 else logging.DEBUG, fields)
     if ctx.endpoint is None:
-        return
+        return fields
     endpoint = ctx.endpoint
     metrics.requests.labels(
         endpoint,
@@ -70,3 +80,4 @@ def account(ctx: RequestContext, metrics: Metrics, client_api: bool, latency: fl
     if ctx.first_byte is not None:
         metrics.ttfb.labels(endpoint).observe(ctx.first_byte - ctx.started)
     metrics.overhead.labels(endpoint).observe(max(0.0, latency - ctx.upstream_wait))
+    return fields

@@ -187,6 +187,16 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.spans_dropped = Counter(
+            "llmgw_trace_spans_dropped",
+            "Finished trace spans not exported: the queue was full or the collector failed.",
+            registry=registry,
+        )
+        self.admin_signin_failures = Counter(
+            "llmgw_admin_signin_failures",
+            "Dashboard sign-ins refused for a wrong admin key.",
+            registry=registry,
+        )
         self.connections = UpstreamConnections()
         registry.register(self.connections)
         self.config_info = prometheus_client.Gauge(

@@ -5,12 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from llmgw.auth.keys import Keyring
+from llmgw.auth.sessions import Sessions
 from llmgw.cache.front import ResponseCache
 from llmgw.core import RequestContext
 from llmgw.http.client import Pool
 from llmgw.limits.front import Limiter
 from llmgw.observe.accounting import Accounting
+from llmgw.observe.live import LiveStats
 from llmgw.observe.metrics import Metrics
+from llmgw.observe.tracing import Tracing
 from llmgw.observe.usage import UsageBook
 from llmgw.routing.state import RoutingState
 from llmgw.runtime import ProviderStates
@@ -30,4 +33,7 @@ CACHE = web.AppKey("cache", ResponseCache)
 METRICS_LISTENER = web.AppKey("metrics_listener", bool)
 BODIES = web.AppKey("bodies", Bodies)
 ROUTING = web.AppKey("routing", RoutingState)  # pools' round-robin, recent decisions
+TRACING = web.AppKey("tracing", Tracing)
+SESSIONS = web.AppKey("admin_sessions", Sessions)
+LIVE = web.AppKey("live_stats", LiveStats)
 CONTEXT = web.RequestKey("context", RequestContext)

@@ -20,7 +20,7 @@ from aiohttp.typedefs import Handler
 from llmgw.core import RequestContext
 from llmgw.errors import GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
 from llmgw.server import cors
-from llmgw.server.appkeys import ACCOUNTING, CONTEXT, METRICS, STORE
+from llmgw.server.appkeys import ACCOUNTING, CONTEXT, METRICS, STORE, TRACING
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,13 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         surface="anthropic" if request.path.startswith("/v1/messages") else "openai",
     )
     request[CONTEXT] = ctx
+    store = request.app.get(STORE)
+    if store is not None:  # tracing: one attribute test while telemetry is off
+        telemetry = store.current.config.telemetry
+        if telemetry.otlp_endpoint is not None:
+            ctx.trace = request.app[TRACING].start(
+                telemetry, request.method, request.path, request.headers
+            )
     if request.method == "OPTIONS":
         preflight = cors.preflight(request, _origins(request))
         if preflight is not None:
@@ -96,6 +103,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         if client_api:
             metrics.inflight.dec()
+        if ctx.trace is not None:
+            ctx.trace.finish(ctx)
         app[ACCOUNTING].add(ctx, client_api)
 
 
