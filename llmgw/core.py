@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from llmgw.config.schema import LimitSpec
+from llmgw.config.store import BudgetSpec
 
 ANONYMOUS_LABEL = "anonymous"  # metrics and usage name for callers of an open gateway
 
@@ -159,6 +160,8 @@ class RequestContext:
     prompt: str | None = None  # only when logging.log_prompts is on
     streamed_events: int = 0  # SSE events relayed (estimates tokens when usage never came)
     ratelimit: dict[str, str] | None = None  # x-ratelimit-* headers, written by add_headers
+    tags: dict[str, str] | None = None  # x-gateway.metadata: kept in the usage ledger
+    budget_key: str | None = None  # x-budget-key: the budget this request spends from
 
     def log_fields(self, latency: float) -> dict[str, Any]:
         ttfb = (
@@ -189,6 +192,7 @@ class Principal:
     models: frozenset[str] | None = None  # allowlist; None = every model
     limits: LimitSpec | None = None
     cache_refresh: bool = False  # its no-cache may replace shared cache entries
+    budget: BudgetSpec | None = None  # monthly spend allowed (SPEC §11)
 
     @property
     def label(self) -> str:

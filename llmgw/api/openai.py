@@ -12,13 +12,24 @@ import orjson
 from aiohttp import web
 
 from llmgw.api.calls import check_model, parse_call, prompt_excerpt
-from llmgw.auth.keys import allow_model, authenticate, may_use
+from llmgw.auth.keys import allow_model, identify, may_use
+from llmgw.budgets import budget_key_of
 from llmgw.cache import serve as caching
 from llmgw.core import Call, Endpoint, Principal
 from llmgw.errors import ModelNotFound
 from llmgw.forward import forward
 from llmgw.runtime import Runtime
-from llmgw.server.appkeys import BODIES, CACHE, CONTEXT, KEYRING, LIMITER, METRICS, STORE, USAGE
+from llmgw.server.appkeys import (
+    BODIES,
+    BUDGETS,
+    CACHE,
+    CONTEXT,
+    KEYRING,
+    LIMITER,
+    METRICS,
+    STORE,
+    USAGE,
+)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -40,7 +51,7 @@ async def handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     app = request.app
     runtime = app[STORE].current  # this request's snapshot, to the end
     config = runtime.config
-    principal = authenticate(request.headers, config.auth, app[KEYRING])
+    principal = await identify(request.headers, config.auth, app[KEYRING])
     ctx.key = principal.name
     async with app[BODIES].receive(request, config.server) as raw:
         call = parse_call(endpoint, raw, request.headers)
@@ -59,7 +70,13 @@ async def _serve(
         ctx.prompt = prompt_excerpt(call)
     allow_model(principal, call.model)
     targets = runtime.router.resolve(call.model)  # 404 before limits and cache
-    admission = await app[LIMITER].admit(config.limits, principal, call, targets, ctx)
+    ctx.budget_key = budget_key_of(request.headers)
+    hold = await app[BUDGETS].admit(config, principal, call, targets, ctx.budget_key)
+    try:
+        admission = await app[LIMITER].admit(config.limits, principal, call, targets, ctx)
+    except BaseException:
+        await app[BUDGETS].release(hold)
+        raise
     metrics = app[METRICS]
     response = None
     try:
@@ -77,12 +94,13 @@ async def _serve(
     finally:  # also on errors and when the client went away
         spend = app[USAGE].record(ctx, call, response, config.prices)
         await app[LIMITER].settle(admission, spend)
+        await app[BUDGETS].settle(hold, spend, config.budgets.alerts, config.budgets.webhook)
 
 
 async def list_models(request: web.Request) -> web.Response:
     """The names this key may use: aliases, then models listed by enabled providers."""
     runtime = request.app[STORE].current
-    principal = authenticate(request.headers, runtime.config.auth, request.app[KEYRING])
+    principal = await identify(request.headers, runtime.config.auth, request.app[KEYRING])
     router = runtime.router
     data = [
         _model_entry(name, router.owners(name))
@@ -97,7 +115,7 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def get_model(request: web.Request) -> web.Response:
     runtime = request.app[STORE].current
-    principal = authenticate(request.headers, runtime.config.auth, request.app[KEYRING])
+    principal = await identify(request.headers, runtime.config.auth, request.app[KEYRING])
     model = request.match_info["model"]
     check_model(model)
     router = runtime.router

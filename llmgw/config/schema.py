@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from llmgw.config.store import BudgetsConfig, BudgetSpec, DatabaseConfig, JwtConfig
 from llmgw.config.units import parse_duration, parse_size
 
 K = TypeVar("K")
@@ -313,6 +314,7 @@ class ClientKey(Frozen):
     key_sha256: str | None = None
     models: Names | None = None
     limits: LimitSpec | None = None
+    budget: BudgetSpec | None = None
     # May this key's ``Cache-Control: no-cache`` (or ``max-age=0``) replace an entry
     # other keys share (``cache.scope: global``)? Without it, such a request still
     # skips reading the cache but stores nothing.
@@ -337,6 +339,7 @@ class ClientKey(Frozen):
 class AuthConfig(Frozen):
     admin_key: Optional = None
     keys: tuple[ClientKey, ...] = ()
+    jwt: JwtConfig | None = None
 
 
 class Price(Frozen):
@@ -354,3 +357,6 @@ class GatewayConfig(Frozen):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     prices: FrozenMap[str, Price] = Field(default_factory=_empty_map)
+    # None: the default SQLite file beside the config file (none without a file)
+    database: DatabaseConfig | None = None
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from llmgw.core import RequestContext
 from llmgw.observe.logs import AccessLog
@@ -26,11 +27,13 @@ access_log = AccessLog(logging.getLogger("llmgw.access"))
 class Accounting:
     """Requests that ended in this turn of the loop, to be logged and counted."""
 
-    __slots__ = ("_metrics", "_pending")
+    __slots__ = ("_metrics", "_pending", "ledger")
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._pending: list[tuple[RequestContext, bool, float]] = []
+        # Where each ended request's row goes too (the usage ledger), when there is one.
+        self.ledger: Callable[[RequestContext, float], None] | None = None
 
     def add(self, ctx: RequestContext, client_api: bool) -> None:
         """``ctx``'s request is over: its latency is taken now, the rest soon."""
@@ -43,9 +46,12 @@ class Accounting:
         """Log and count every pending request, in the order they ended."""
         batch, self._pending = self._pending, []
         metrics = self._metrics
+        ledger = self.ledger
         for ctx, client_api, latency in batch:
             try:
                 account(ctx, metrics, client_api, latency)
+                if ledger is not None:
+                    ledger(ctx, latency)
             except Exception:  # one bad record must not cost the others their line
                 log.exception("could not account for request %s", ctx.request_id)
 

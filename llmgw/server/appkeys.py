@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from llmgw.auth.keys import Keyring
+from llmgw.budgets import Budgets
 from llmgw.cache.front import ResponseCache
 from llmgw.core import RequestContext
 from llmgw.http.client import Pool
@@ -15,6 +16,8 @@ from llmgw.observe.usage import UsageBook
 from llmgw.runtime import ProviderStates
 from llmgw.server.body import Bodies
 from llmgw.server.reload import ConfigStore
+from llmgw.store.engine import Database
+from llmgw.store.ledger import Ledger
 
 METRICS = web.AppKey("metrics", Metrics)
 ACCOUNTING = web.AppKey("accounting", Accounting)
@@ -29,3 +32,7 @@ CACHE = web.AppKey("cache", ResponseCache)
 METRICS_LISTENER = web.AppKey("metrics_listener", bool)
 BODIES = web.AppKey("bodies", Bodies)
 CONTEXT = web.RequestKey("context", RequestContext)
+BUDGETS = web.AppKey("budgets", Budgets)
+# The database and its ledger, or None (database.url: '', or no config file).
+DATABASE: web.AppKey[Database | None] = web.AppKey("database")
+LEDGER: web.AppKey[Ledger | None] = web.AppKey("ledger")
