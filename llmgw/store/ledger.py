@@ -68,6 +68,7 @@ class Ledger:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._stopping = False
 
     def add(self, ctx: RequestContext, latency: float) -> None:
         """Queue ``ctx``'s row (client API requests only)."""
@@ -98,10 +99,12 @@ class Ledger:
 
     async def _run(self) -> None:
         backoff = INTERVAL
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), backoff)
             self._wake.clear()
+            if self._stopping:
+                return
             backoff = INTERVAL if await self.flush() else min(MAX_BACKOFF, backoff * 2)
 
     async def flush(self) -> bool:
@@ -131,9 +134,11 @@ class Ledger:
     async def close(self, within: float = 10.0) -> None:
         """Stop the writer, then write what is held (retrying for up to ``within`` s)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Not cancelled mid-write (that would strand a connection): asked to stop.
+            self._stopping = True
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), within)
         deadline = time.monotonic() + within
         for _ in range(max(1, int(within / 0.2))):  # bounded: a dead database ends it
             if await self.flush() or time.monotonic() >= deadline:

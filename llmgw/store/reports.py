@@ -105,7 +105,7 @@ async def recent(
         rows = list(await conn.execute(query))
     out = []
     for row in rows:
-        item = dict(row._mapping)
+        item = {name: row._mapping[name] for name in RECENT_FIELDS}
         nano = item.pop("cost_nano_usd")
         item["cost_usd"] = None if nano is None else round(nano / NANO, 9)
         out.append(item)
