@@ -36,7 +36,8 @@ LABEL org.opencontainers.image.title="llmgw" \
 # A fixed numeric id, so Kubernetes can verify runAsNonRoot without a passwd lookup.
 RUN groupadd --system --gid 10001 llmgw \
     && useradd --system --uid 10001 --gid llmgw --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin llmgw
+       --home-dir /nonexistent --shell /usr/sbin/nologin llmgw \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/llmgw
 
 COPY --from=build /opt/llmgw /opt/llmgw
 COPY gateway.yaml /etc/llmgw/gateway.yaml
@@ -44,8 +45,11 @@ COPY gateway.yaml /etc/llmgw/gateway.yaml
 ENV PATH=/opt/llmgw/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    LLMGW_CONFIG=/etc/llmgw/gateway.yaml
+    LLMGW_CONFIG=/etc/llmgw/gateway.yaml \
+    LLMGW_DATABASE_URL=sqlite:////var/lib/llmgw/llmgw.db
 
+# The usage ledger, budgets and managed keys (SQLite; mount a volume to keep them).
+VOLUME ["/var/lib/llmgw"]
 USER 10001:10001
 EXPOSE 8080
 

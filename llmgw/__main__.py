@@ -13,6 +13,7 @@ from llmgw.app import create_app, create_metrics_app
 from llmgw.config import ConfigError, parse, read_text
 from llmgw.observe import logs
 from llmgw.server.lifecycle import MANAGE_LOGGING, serve
+from llmgw.store.engine import StoreError
 
 log = logging.getLogger("llmgw")
 
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                 config.server.max_connections,
             )
         )
+    except StoreError as exc:  # the database cannot be opened or migrated
+        log.error("%s", exc)
+        return 1
     except OSError as exc:  # e.g. the port is taken
         log.error("cannot serve on %s:%s: %s", host, port, exc)
         return 1

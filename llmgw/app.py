@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from llmgw import __version__
-from llmgw.api import admin, anthropic, live, openai, openapi, ops, routing, usage
+from llmgw.api import admin, anthropic, budget, keys, live, openai, openapi, ops, routing, usage
 from llmgw.auth.keys import Keyring
 from llmgw.auth.sessions import Sessions
+from llmgw.budgets import Budgets
 from llmgw.cache.front import ResponseCache
 from llmgw.config import GatewayConfig
+from llmgw.config.store import DatabaseConfig
 from llmgw.errors import NotFound
 from llmgw.http.client import Pool
 from llmgw.limits.front import Limiter
@@ -28,8 +30,11 @@ from llmgw.server import lifecycle
 from llmgw.server.appkeys import (
     ACCOUNTING,
     BODIES,
+    BUDGETS,
     CACHE,
+    DATABASE,
     KEYRING,
+    LEDGER,
     LIMITER,
     LIVE,
     METRICS,
@@ -45,6 +50,8 @@ from llmgw.server.appkeys import (
 from llmgw.server.body import Bodies
 from llmgw.server.middleware import IDS, RequestIds, add_headers, gateway_middleware
 from llmgw.server.reload import ConfigStore
+from llmgw.store import engine
+from llmgw.store.ledger import Ledger
 from llmgw.upstream import MAX_RESPONSE_BYTES
 
 
@@ -72,8 +79,12 @@ def create_app(
     app[METRICS_LISTENER] = config.server.metrics_port is not None
     app[BODIES] = Bodies()
     app[ROUTING] = RoutingState()
+    app[BUDGETS] = Budgets(app[METRICS])
+    app[DATABASE] = None
+    app[LEDGER] = None
     app.cleanup_ctx.append(_upstream_pool)
     app.cleanup_ctx.append(_config_store(config, config_path, config_text))
+    app.cleanup_ctx.append(_database(engine.configured(config.database, config_path)))
     app.cleanup_ctx.append(lifecycle.config_watcher)
     app.cleanup_ctx.append(_limiter)
     app.cleanup_ctx.append(_cache)
@@ -94,12 +105,18 @@ def create_app(
     app.router.add_get("/api/v1/providers/status", ops.providers_status)
     app.router.add_get("/api/v1/usage", usage.usage)
     app.router.add_get("/api/v1/routing", routing.routing_status)
+    app.router.add_get("/api/v1/requests", usage.recent_requests)
+    app.router.add_get("/api/v1/budget", budget.budget)
+    app.router.add_post("/api/v1/keys", keys.create_key)
+    app.router.add_get("/api/v1/keys", keys.list_keys)
+    app.router.add_get("/api/v1/keys/{name}", keys.get_key)
+    app.router.add_patch("/api/v1/keys/{name}", keys.change_key)
+    app.router.add_delete("/api/v1/keys/{name}", keys.delete_key)
     app.router.add_get("/api/v1/cache/stats", ops.cache_stats)
     app.router.add_post("/api/v1/cache/clear", ops.cache_clear)
     app.router.add_get("/api/v1/config", ops.config)
     app.router.add_post("/api/v1/config/reload", ops.config_reload)
     app.router.add_get("/api/v1/stats/live", live.stats_live)
-    app.router.add_get("/api/v1/requests", live.requests)  # until a durable ledger serves it
     app.router.add_get("/admin", admin.index)
     app.router.add_get("/admin/", admin.index)
     app.router.add_get("/admin/session", admin.session_status)
@@ -166,6 +183,42 @@ def _config_store(
         app[STORE] = ConfigStore(runtime, path, text)
         app[METRICS].config_info.labels(runtime.digest).set(1)
         yield
+
+    return owner
+
+
+def _database(url: str | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The database (fixed for the life of the process, like server.port): migrated at
+    start; the usage ledger written until the end; managed keys followed; JWT keys
+    fetched."""
+
+    async def owner(app: web.Application) -> AsyncIterator[None]:
+        verifier = app[KEYRING].jwt(app[STORE].current.config.auth)
+        if verifier is not None:
+            await verifier.refresh(force=True)
+        if url is None:
+            yield
+            await app[BUDGETS].close()
+            return
+        db = engine.Database(url)
+        await db.start()
+        app[DATABASE] = db
+        app[BUDGETS].db = db
+        keyring = app[KEYRING]
+        await keyring.managed.load(db)
+        buffer = (app[STORE].current.config.database or DatabaseConfig()).buffer
+        ledger = app[LEDGER] = Ledger(db, app[METRICS], buffer)
+        app[ACCOUNTING].ledger = ledger.add
+        ledger.start()
+        poller = asyncio.get_running_loop().create_task(keyring.managed.watch(db))
+        yield
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+        app[ACCOUNTING].drain()  # requests that ended in this very turn
+        await ledger.close()
+        await app[BUDGETS].close()
+        await db.close()
 
     return owner
 

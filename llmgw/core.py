@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from llmgw.config.schema import LimitSpec
+from llmgw.config.store import BudgetSpec
 
 ANONYMOUS_LABEL = "anonymous"  # metrics and usage name for callers of an open gateway
 
@@ -256,6 +257,7 @@ class Principal:
     models: frozenset[str] | None = None  # allowlist; None = every model
     limits: LimitSpec | None = None
     cache_refresh: bool = False  # its no-cache may replace shared cache entries
+    budget: BudgetSpec | None = None  # monthly spend allowed (SPEC §11)
 
     @property
     def label(self) -> str:

@@ -10,7 +10,9 @@
     │   └── ModelNotAllowed           403     permission_error       model_not_allowed
     ├── NotFound                      404     not_found_error        not_found
     │   └── ModelNotFound             404     not_found_error        model_not_found
+    ├── Conflict                      409     invalid_request_error  conflict
     ├── RateLimited                   429     rate_limit_error       rate_limit_exceeded
+    ├── BudgetExceeded                429     insufficient_quota     budget_exceeded
     ├── InternalError                 500     api_error              internal_error
     ├── UpstreamFailed                502     api_error              upstream_error
     ├── NoProviderAvailable           503     api_error              no_provider_available
@@ -53,6 +55,7 @@ _ANTHROPIC_TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    409: "invalid_request_error",
     413: "request_too_large",
     415: "invalid_request_error",
     429: "rate_limit_error",
@@ -167,6 +170,23 @@ class RateLimited(GatewayError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(GatewayError):
+    """A monthly budget is spent: retrying will not help before the period ends."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"x-should-retry": "false"})
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class InternalError(GatewayError):

@@ -13,14 +13,25 @@ from aiohttp import web
 
 from llmgw.api.calls import check_model, parse_call, prompt_excerpt
 from llmgw.api.routing import annotate, route
-from llmgw.auth.keys import allow_model, authenticate, may_use
+from llmgw.auth.keys import allow_model, identify, may_use
+from llmgw.budgets import budget_key_of
 from llmgw.cache import serve as caching
 from llmgw.core import Call, Endpoint, Principal
 from llmgw.errors import GatewayError, ModelNotFound
 from llmgw.forward import forward
 from llmgw.observe.tracing import note
 from llmgw.runtime import Runtime
-from llmgw.server.appkeys import BODIES, CACHE, CONTEXT, KEYRING, LIMITER, METRICS, STORE, USAGE
+from llmgw.server.appkeys import (
+    BODIES,
+    BUDGETS,
+    CACHE,
+    CONTEXT,
+    KEYRING,
+    LIMITER,
+    METRICS,
+    STORE,
+    USAGE,
+)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -42,7 +53,7 @@ async def handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     app = request.app
     runtime = app[STORE].current  # this request's snapshot, to the end
     config = runtime.config
-    principal = authenticate(request.headers, config.auth, app[KEYRING])
+    principal = await identify(request.headers, config.auth, app[KEYRING])
     ctx.key = principal.name
     async with app[BODIES].receive(request, config.server) as raw:
         call = parse_call(endpoint, raw, request.headers)
@@ -63,10 +74,15 @@ async def _serve(
     targets = route(request, ctx, runtime, call)  # 404 (or 400) before limits and cache
     if ctx.trace is not None:
         note(ctx, "llmgw.routing", targets=", ".join(str(target) for target in targets))
+    if ctx.budget_key is None:
+        ctx.budget_key = budget_key_of(request.headers)
+    hold = await app[BUDGETS].admit(config, principal, call, targets, ctx.budget_key)
     try:
         admission = await app[LIMITER].admit(config.limits, principal, call, targets, ctx)
-    except GatewayError as refused:
-        note(ctx, "llmgw.limits", decision="refused", code=refused.code)
+    except BaseException as refused:
+        await app[BUDGETS].release(hold)
+        if isinstance(refused, GatewayError):
+            note(ctx, "llmgw.limits", decision="refused", code=refused.code)
         raise
     note(ctx, "llmgw.limits", decision="admitted")
     metrics = app[METRICS]
@@ -91,12 +107,13 @@ async def _serve(
                 app[USAGE].record(loser, call, None, config.prices)
         spend = app[USAGE].record(ctx, call, response, config.prices)
         await app[LIMITER].settle(admission, spend)
+        await app[BUDGETS].settle(hold, spend, config.budgets.alerts, config.budgets.webhook)
 
 
 async def list_models(request: web.Request) -> web.Response:
     """The names this key may use: aliases, then models listed by enabled providers."""
     runtime = request.app[STORE].current
-    principal = authenticate(request.headers, runtime.config.auth, request.app[KEYRING])
+    principal = await identify(request.headers, runtime.config.auth, request.app[KEYRING])
     router = runtime.router
     data = [
         _model_entry(name, router.owners(name))
@@ -111,7 +128,7 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def get_model(request: web.Request) -> web.Response:
     runtime = request.app[STORE].current
-    principal = authenticate(request.headers, runtime.config.auth, request.app[KEYRING])
+    principal = await identify(request.headers, runtime.config.auth, request.app[KEYRING])
     model = request.match_info["model"]
     check_model(model)
     router = runtime.router

@@ -36,6 +36,7 @@ from llmgw.config.routing import (
     ModelProfile,
     ScoringStrategy,
 )
+from llmgw.config.store import BudgetsConfig, BudgetSpec, DatabaseConfig, JwtConfig
 from llmgw.config.units import parse_duration, parse_size
 
 K = TypeVar("K")
@@ -328,6 +329,7 @@ class ClientKey(Frozen):
     key_sha256: str | None = None
     models: Names | None = None
     limits: LimitSpec | None = None
+    budget: BudgetSpec | None = None
     # May this key's ``Cache-Control: no-cache`` (or ``max-age=0``) replace an entry
     # other keys share (``cache.scope: global``)? Without it, such a request still
     # skips reading the cache but stores nothing.
@@ -352,6 +354,7 @@ class ClientKey(Frozen):
 class AuthConfig(Frozen):
     admin_key: Optional = None
     keys: tuple[ClientKey, ...] = ()
+    jwt: JwtConfig | None = None
 
 
 class TelemetryConfig(Frozen):
@@ -391,3 +394,6 @@ class GatewayConfig(Frozen):
     prices: FrozenMap[str, Price] = Field(default_factory=_empty_map)
     profiles: FrozenMap[str, ModelProfile] = Field(default_factory=_empty_map)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    # None: the default SQLite file beside the config file (none without a file)
+    database: DatabaseConfig | None = None
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from llmgw.core import RequestContext
@@ -28,12 +29,14 @@ access_log = AccessLog(logging.getLogger("llmgw.access"))
 class Accounting:
     """Requests that ended in this turn of the loop, to be logged and counted."""
 
-    __slots__ = ("_live", "_metrics", "_pending")
+    __slots__ = ("_live", "_metrics", "_pending", "ledger")
 
     def __init__(self, metrics: Metrics, live: LiveStats | None = None) -> None:
         self._metrics = metrics
         self._live = live
         self._pending: list[tuple[RequestContext, bool, float]] = []
+        # Where each ended request's row goes too (the usage ledger), when there is one.
+        self.ledger: Callable[[RequestContext, float], None] | None = None
 
     def add(self, ctx: RequestContext, client_api: bool) -> None:
         """``ctx``'s request is over: its latency is taken now, the rest soon."""
@@ -46,12 +49,14 @@ class Accounting:
         """Log and count every pending request, in the order they ended."""
         batch, self._pending = self._pending, []
         metrics = self._metrics
-        live = self._live
+        live, ledger = self._live, self.ledger
         for ctx, client_api, latency in batch:
             try:
                 fields = account(ctx, metrics, client_api, latency)
                 if live is not None and ctx.endpoint is not None:
                     live.add(fields)
+                if ledger is not None:
+                    ledger(ctx, latency)
             except Exception:  # one bad record must not cost the others their line
                 log.exception("could not account for request %s", ctx.request_id)
 

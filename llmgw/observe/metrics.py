@@ -197,6 +197,24 @@ class Metrics:
             "Dashboard sign-ins refused for a wrong admin key.",
             registry=registry,
         )
+        self.ledger_dropped = Counter(
+            "llmgw_ledger_dropped",
+            "Requests left out of the usage ledger (its buffer full while the database "
+            "could not be written, or still held at exit).",
+            registry=registry,
+        )
+        self.budget_alerts = Counter(
+            "llmgw_budget_alerts",
+            "Budget alerts fired, by scope kind (key, budget_key, global) and fraction.",
+            ["scope", "fraction"],
+            registry=registry,
+        )
+        self.budget_rejections = Counter(
+            "llmgw_budget_rejections",
+            "Requests refused with 429 budget_exceeded, by scope kind.",
+            ["scope"],
+            registry=registry,
+        )
         self.connections = UpstreamConnections()
         registry.register(self.connections)
         self.config_info = prometheus_client.Gauge(

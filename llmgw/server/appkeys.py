@@ -6,6 +6,7 @@ from aiohttp import web
 
 from llmgw.auth.keys import Keyring
 from llmgw.auth.sessions import Sessions
+from llmgw.budgets import Budgets
 from llmgw.cache.front import ResponseCache
 from llmgw.core import RequestContext
 from llmgw.http.client import Pool
@@ -19,6 +20,8 @@ from llmgw.routing.state import RoutingState
 from llmgw.runtime import ProviderStates
 from llmgw.server.body import Bodies
 from llmgw.server.reload import ConfigStore
+from llmgw.store.engine import Database
+from llmgw.store.ledger import Ledger
 
 METRICS = web.AppKey("metrics", Metrics)
 ACCOUNTING = web.AppKey("accounting", Accounting)
@@ -37,3 +40,7 @@ TRACING = web.AppKey("tracing", Tracing)
 SESSIONS = web.AppKey("admin_sessions", Sessions)
 LIVE = web.AppKey("live_stats", LiveStats)
 CONTEXT = web.RequestKey("context", RequestContext)
+BUDGETS = web.AppKey("budgets", Budgets)
+# The database and its ledger, or None (database.url: '', or no config file).
+DATABASE: web.AppKey[Database | None] = web.AppKey("database")
+LEDGER: web.AppKey[Ledger | None] = web.AppKey("ledger")

@@ -16,7 +16,7 @@ export async function render(root) {
     for (const [name, value] of new FormData(form)) if (value) params.set(name, value);
     const { data } = await api(`/api/v1/requests?${params}`);
     body.replaceChildren(card(`${data.length} requests, newest first`, table([
-      { label: "Time", render: (r) => (r.time ? new Date(r.time * 1000).toLocaleTimeString() : r.created_at ?? "") },
+      { label: "Time", render: (r) => { const at = r.time ?? r.ts; return at ? new Date(at * 1000).toLocaleTimeString() : ""; } },
       { label: "Status", render: (r) => el("span", { class: `pill ${r.status >= 400 ? "error" : "success"}`, text: String(r.status) }) },
       { label: "Key", key: "key" }, { label: "Model", key: "model" },
       { label: "Provider", key: "provider" }, { label: "Cache", key: "cache" },

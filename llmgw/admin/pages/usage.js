@@ -30,9 +30,8 @@ export async function render(root) {
   root.append(el("h1", { text: "Usage and cost" }));
   const usage = await api("/api/v1/usage");
   const groups = { model: rowsOf(usage.models), key: rowsOf(usage.keys), provider: rowsOf(usage.providers) };
-  const [byDay, byTag] = await Promise.all([grouped("day"), grouped("tag")]);
+  const byDay = await grouped("day");
   if (byDay) groups.day = byDay;
-  if (byTag) groups.tag = byTag;
   const total = usage.total || {};
   const link = el("a", { class: "button", href: "#", id: "export-csv", download: "llmgw-usage.csv", text: "Export CSV" });
   link.href = URL.createObjectURL(new Blob([csv(groups)], { type: "text/csv" }));
@@ -47,10 +46,30 @@ export async function render(root) {
     el("div", { class: "grid" }, Object.entries(groups).map(([name, rows]) =>
       card(`Requests by ${name}`, barChart(`Requests by ${name}`, rows.map((r) => ({ label: r.name, value: r.requests ?? 0 })))))),
     !byDay ? el("p", { class: "muted", text: "By day and by tag need durable usage (database:); this gateway keeps totals since it started." }) : null,
+    byDay ? tagForm() : null,
     card("By model", table([
       { label: "Model", key: "name" }, { label: "Requests", key: "requests" },
       { label: "Prompt tokens", key: "prompt_tokens" }, { label: "Completion tokens", key: "completion_tokens" },
       { label: "Cost", render: (r) => usd(r.cost_usd) }], groups.model)),
   );
   return () => URL.revokeObjectURL(link.href);
+}
+
+function tagForm() {
+  // x-gateway.metadata tags are free-form: the operator names the one to group by.
+  const input = el("input", { id: "tag-name", name: "tag", type: "text", autocomplete: "off", placeholder: "feature" });
+  const out = el("div", { id: "tag-chart" });
+  const form = el("form", { class: "inline", "aria-label": "Group by tag" },
+    el("label", { for: "tag-name", text: "Group by tag " }), input,
+    el("button", { type: "submit", text: "Show" }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = input.value.trim();
+    if (!name) return;
+    const rows = await grouped(`tag:${name}`);
+    out.replaceChildren(rows
+      ? barChart(`Cost by tag ${name}`, rows.map((r) => ({ label: r.name, value: r.cost_usd ?? 0 })), usd)
+      : el("p", { class: "muted", text: `No usage carries the tag ${name}.` }));
+  });
+  return card("By tag", form, out);
 }

@@ -1,0 +1,70 @@
+"""``GET /api/v1/budget``: this month's spend, limit, remaining and alerts fired, for
+every budgeted key (configured and managed), every ``x-budget-key`` seen and the
+gateway as a whole."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from llmgw.api.guard import require_admin
+from llmgw.budgets import period_end, period_of
+from llmgw.config.store import BudgetSpec
+from llmgw.errors import NotFound
+from llmgw.observe.usage import NANO
+from llmgw.server.appkeys import DATABASE, KEYRING, STORE
+from llmgw.store import budgets as queries
+
+
+def _entry(
+    scope: str, spec: BudgetSpec | None, row: Any, fired: list[float], end: str
+) -> dict[str, Any]:
+    spent = int(row.spent_nano_usd) if row is not None else 0
+    tokens = int(row.tokens) if row is not None else 0
+    limit_usd = spec.monthly_usd if spec else None
+    limit_tokens = spec.monthly_tokens if spec else None
+    return {
+        "scope": scope,
+        "spent_usd": round(spent / NANO, 9),
+        "limit_usd": limit_usd,
+        "remaining_usd": (
+            None if limit_usd is None else round(max(0.0, limit_usd - spent / NANO), 9)
+        ),
+        "tokens": tokens,
+        "limit_tokens": limit_tokens,
+        "remaining_tokens": None if limit_tokens is None else max(0, limit_tokens - tokens),
+        "period_end": end,
+        "alerts_fired": fired,
+    }
+
+
+async def budget(request: web.Request) -> web.Response:
+    require_admin(request)
+    db = request.app[DATABASE]
+    if db is None:
+        raise NotFound("Budgets need a database (database.url)")
+    config = request.app[STORE].current.config
+    specs: dict[str, BudgetSpec | None] = {}
+    for key in config.auth.keys:
+        if key.budget is not None:
+            specs[f"key:{key.name}"] = key.budget
+    for managed in request.app[KEYRING].managed.by_digest.values():
+        if managed.principal.budget is not None:
+            specs[f"key:{managed.principal.name}"] = managed.principal.budget
+    if config.budgets.global_ is not None:
+        specs["global"] = config.budgets.global_
+    period = period_of()
+    end = period_end(period)
+    rows = {row.scope: row for row in await queries.spend(db, period)}
+    fired = await queries.alerts(db, period)
+    for scope in rows:
+        if scope.startswith("budget_key:"):
+            specs.setdefault(scope, config.budgets.per_budget_key)
+    entries = [
+        _entry(scope, spec, rows.get(scope), fired.get(scope, []), end)
+        for scope, spec in sorted(specs.items())
+    ]
+    document = {"period": period, "period_end": end, "budgets": entries}
+    return web.Response(body=orjson.dumps(document), content_type="application/json")

@@ -1,0 +1,152 @@
+"""The usage ledger: one row per client request, written in batches off the hot path.
+
+``add`` is called by accounting once per ended request (already batched per loop
+turn) and only appends a row to a bounded buffer. A background task writes the
+buffer in one ``INSERT`` per batch every quarter second, or sooner once a batch is
+full. While the database cannot be written the rows stay in the buffer and the write
+is retried (backing off up to 5 s); rows are taken out only once written, so none is
+lost to a failed attempt. When the buffer is full (``database.buffer`` rows) new rows
+are dropped, counted in ``llmgw_ledger_dropped_total`` and logged. ``close`` (at
+shutdown, SIGTERM included) writes everything still held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from llmgw.core import ANONYMOUS_LABEL, RequestContext
+from llmgw.observe.metrics import Metrics
+from llmgw.store.engine import Database
+from llmgw.store.tables import requests
+
+log = logging.getLogger(__name__)
+BATCH = 500  # rows per INSERT
+INTERVAL = 0.25  # seconds between writes of a partial batch
+MAX_BACKOFF = 5.0
+
+
+def ledger_row(ctx: RequestContext, latency: float, now: float) -> dict[str, Any]:
+    cost = None if ctx.cost_usd is None else round(ctx.cost_usd * 1_000_000_000)
+    return {
+        "request_id": ctx.request_id,
+        "ts": now,
+        "day": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d"),
+        "key": ctx.key or ANONYMOUS_LABEL,
+        "budget_key": ctx.budget_key,
+        "model": ctx.model,
+        "provider": ctx.provider,
+        "upstream_model": ctx.upstream_model,
+        "endpoint": ctx.endpoint,
+        "status": ctx.status,
+        "cache": ctx.cache,
+        "prompt_tokens": ctx.prompt_tokens or 0,
+        "completion_tokens": ctx.completion_tokens or 0,
+        "cost_nano_usd": cost,
+        "latency_ms": round(latency * 1000, 2),
+        "error": ctx.error,
+        "tags": ctx.tags,
+    }
+
+
+class Ledger:
+    def __init__(self, db: Database, metrics: Metrics, bound: int) -> None:
+        self.db = db
+        self.metrics = metrics
+        self.bound = bound
+        self.written = 0
+        self.dropped = 0
+        self._rows: deque[dict[str, Any]] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+        self._stopping = False
+
+    def add(self, ctx: RequestContext, latency: float) -> None:
+        """Queue ``ctx``'s row (client API requests only)."""
+        if ctx.endpoint is None:
+            return
+        if len(self._rows) >= self.bound:
+            self.dropped += 1
+            self.metrics.ledger_dropped.inc()
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error(
+                    "usage ledger buffer full (%d rows): request %s not recorded "
+                    "(%d dropped so far)",
+                    self.bound,
+                    ctx.request_id,
+                    self.dropped,
+                )
+            return
+        self._rows.append(ledger_row(ctx, latency, time.time()))
+        if len(self._rows) >= BATCH:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._rows)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        backoff = INTERVAL
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), backoff)
+            self._wake.clear()
+            if self._stopping:
+                return
+            backoff = INTERVAL if await self.flush() else min(MAX_BACKOFF, backoff * 2)
+
+    async def flush(self) -> bool:
+        """Write every held row; False when the database refused (rows kept)."""
+        while self._rows:
+            batch = [self._rows[i] for i in range(min(BATCH, len(self._rows)))]
+            try:
+                async with self.db.engine.begin() as conn:
+                    await conn.execute(insert(requests), batch)
+            except (SQLAlchemyError, OSError) as exc:
+                if not self._failing:
+                    log.warning(
+                        "usage ledger: cannot write to the database (%s); %d rows held, retrying",
+                        str(exc).splitlines()[0],
+                        len(self._rows),
+                    )
+                self._failing = True
+                return False
+            for _ in batch:
+                self._rows.popleft()
+            self.written += len(batch)
+            if self._failing:
+                log.info("usage ledger: the database is back; writing held rows")
+                self._failing = False
+        return True
+
+    async def close(self, within: float = 10.0) -> None:
+        """Stop the writer, then write what is held (retrying for up to ``within`` s)."""
+        if self._task is not None:
+            # Not cancelled mid-write (that would strand a connection): asked to stop.
+            self._stopping = True
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), within)
+        deadline = time.monotonic() + within
+        for _ in range(max(1, int(within / 0.2))):  # bounded: a dead database ends it
+            if await self.flush() or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        if self._rows:
+            lost = len(self._rows)
+            self.dropped += lost
+            self.metrics.ledger_dropped.inc(lost)
+            log.error("usage ledger: %d rows could not be written before exit", lost)
+            self._rows.clear()

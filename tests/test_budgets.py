@@ -1,0 +1,125 @@
+"""Monthly budgets: refusal after the crossing request, alerts once per fraction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+
+from llmgw.config import ConfigError, parse
+from tests.conftest import CLIENT_KEY, PROVIDER_KEY, GatewayFactory
+from tests.fakes import FakeOpenAI
+
+ADMIN = {"Authorization": "Bearer admin-secret-1"}
+
+
+def budget_config(url: str, db: Path, *, key_budget: str, extra: str = "") -> str:
+    # FakeOpenAI reports 9 + 3 tokens: at $1000/M each request costs $0.012.
+    return f"""
+providers:
+  up: {{type: openai, base_url: {url}, api_key: {PROVIDER_KEY}, models: [gpt-4o-mini]}}
+prices:
+  gpt-4o-mini: {{input: 1000, output: 1000}}
+database: {{url: "sqlite:///{db}"}}
+auth:
+  admin_key: admin-secret-1
+  keys:
+    - {{name: team-a, key: {CLIENT_KEY}, budget: {key_budget}}}
+{extra}
+"""
+
+
+async def test_a_cent_refuses_the_request_after_the_one_that_crossed_it(
+    gateway: GatewayFactory, fake: FakeOpenAI, sdk: Any, tmp_path: Path
+) -> None:
+    gw = await gateway(budget_config(fake.url, tmp_path / "b.db", key_budget="{monthly_usd: 0.01}"))
+    client = sdk(gw)
+    first = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    )
+    assert first.usage is not None and first.usage.total_tokens == 12  # $0.012 > $0.01
+    with pytest.raises(openai.RateLimitError) as refused:
+        await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+    error = refused.value
+    assert error.code == "budget_exceeded" and error.type == "insufficient_quota"
+    assert error.response.headers["x-should-retry"] == "false"
+    assert len(fake.seen) == 1  # nothing went upstream
+    report = await (await gw.get("/api/v1/budget", headers=ADMIN)).json()
+    (entry,) = [b for b in report["budgets"] if b["scope"] == "key:team-a"]
+    assert entry["spent_usd"] == pytest.approx(0.012) and entry["remaining_usd"] == 0
+    assert entry["limit_usd"] == 0.01
+
+
+async def test_alerts_fire_once_each_at_80_and_95_percent(
+    gateway: GatewayFactory, fake: FakeOpenAI, aiohttp_server: Any, sdk: Any, tmp_path: Path
+) -> None:
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", hook)
+    hook_server = await aiohttp_server(hook_app)
+    extra = f"budgets:\n  alerts: [0.8, 0.95]\n  webhook: {hook_server.make_url('/hook')}"
+    gw = await gateway(
+        budget_config(fake.url, tmp_path / "b.db", key_budget="{monthly_usd: 0.1}", extra=extra)
+    )
+    client = sdk(gw)
+    served = 0
+    for _ in range(12):  # $0.012 each: 0.084 crosses 80 %, 0.096 95 %, 0.108 the limit
+        try:
+            await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+            )
+            served += 1
+        except openai.RateLimitError:
+            break
+    assert served == 9
+    metrics = await (await gw.get("/metrics", headers=ADMIN)).text()
+    assert 'llmgw_budget_alerts_total{fraction="0.8",scope="key"} 1.0' in metrics
+    assert 'llmgw_budget_alerts_total{fraction="0.95",scope="key"} 1.0' in metrics
+    for _ in range(100):  # the webhook is posted off the request path
+        if len(received) >= 2:
+            break
+        await __import__("asyncio").sleep(0.05)
+    assert [(e["scope"], e["fraction"]) for e in received] == [
+        ("key:team-a", 0.8),
+        ("key:team-a", 0.95),
+    ]
+    report = await (await gw.get("/api/v1/budget", headers=ADMIN)).json()
+    (entry,) = [b for b in report["budgets"] if b["scope"] == "key:team-a"]
+    assert entry["alerts_fired"] == [0.8, 0.95]
+
+
+async def test_x_budget_key_has_a_budget_of_its_own(
+    gateway: GatewayFactory, fake: FakeOpenAI, sdk: Any, tmp_path: Path
+) -> None:
+    extra = "budgets:\n  per_budget_key: {monthly_tokens: 10}"
+    gw = await gateway(
+        budget_config(fake.url, tmp_path / "b.db", key_budget="{monthly_usd: 100}", extra=extra)
+    )
+    client = sdk(gw)
+    ask: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    await client.chat.completions.create(**ask, extra_headers={"x-budget-key": "user-1"})
+    with pytest.raises(openai.RateLimitError) as refused:
+        await client.chat.completions.create(**ask, extra_headers={"x-budget-key": "user-1"})
+    assert "budget key 'user-1'" in refused.value.message
+    await client.chat.completions.create(**ask, extra_headers={"x-budget-key": "user-2"})
+
+
+def test_a_negative_budget_is_a_config_error() -> None:
+    text = """
+providers: {demo: {type: mock}}
+auth:
+  keys: [{name: a, key: k, budget: {monthly_usd: -1}}]
+"""
+    with pytest.raises(ConfigError) as failed:
+        parse(text, environ={})
+    assert "auth.keys.0.budget.monthly_usd" in str(failed.value.errors)
