@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from llmgw import __version__
-from llmgw.api import anthropic, openai, openapi, ops, usage
+from llmgw.api import anthropic, openai, openapi, ops, simple, usage
 from llmgw.auth.keys import Keyring
 from llmgw.cache.front import ResponseCache
 from llmgw.config import GatewayConfig
@@ -74,6 +74,10 @@ def create_app(
     app.router.add_post("/v1/messages", anthropic.messages)
     app.router.add_get("/v1/models", openai.list_models)
     app.router.add_get("/v1/models/{model:.+}", openai.get_model)
+    app.router.add_post("/api/chat", simple.chat)
+    app.router.add_get("/api/chat/stream", simple.chat_stream)
+    app.router.add_post("/api/chat/stream", simple.chat_stream)
+    app.router.add_post("/gateway/query", simple.query)
     app.router.add_get("/health", ops.health)
     app.router.add_get("/ready", ops.ready)
     app.router.add_get("/metrics", ops.metrics)

@@ -159,6 +159,7 @@ class RequestContext:
     prompt: str | None = None  # only when logging.log_prompts is on
     streamed_events: int = 0  # SSE events relayed (estimates tokens when usage never came)
     ratelimit: dict[str, str] | None = None  # x-ratelimit-* headers, written by add_headers
+    client_ip: str | None = None  # the client's address as limits.per_ip counts it
 
     def log_fields(self, latency: float) -> dict[str, Any]:
         ttfb = (

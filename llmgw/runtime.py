@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 from llmgw.config import GatewayConfig, MockProvider, ProviderConfig, digest
 from llmgw.http import client as http_client
+from llmgw.limits.clientip import Network, networks
 from llmgw.providers import ADAPTERS, Adapter
 from llmgw.routing.router import CircuitBreaker, Router
 from llmgw.upstream import HttpTransport, LocalTransport, Timeouts, Transport
@@ -91,6 +92,7 @@ class Runtime:
     router: Router
     fallback_on: frozenset[str | int]
     loaded_at: float
+    trusted_proxies: tuple[Network, ...] = ()  # server.trusted_proxies, parsed once
 
     def announce(self) -> None:
         """Say once, at each load, what this config means for serving."""
@@ -156,4 +158,5 @@ def build_runtime(config: GatewayConfig, states: ProviderStates, pool: http_clie
         router=Router(config, enabled),
         fallback_on=frozenset(config.routing.fallback_on),
         loaded_at=time.time(),
+        trusted_proxies=networks(config.server.trusted_proxies),
     )

@@ -17,6 +17,7 @@ from llmgw.cache import serve as caching
 from llmgw.core import Call, Endpoint, Principal
 from llmgw.errors import ModelNotFound
 from llmgw.forward import forward
+from llmgw.limits.clientip import client_address
 from llmgw.runtime import Runtime
 from llmgw.server.appkeys import BODIES, CACHE, CONTEXT, KEYRING, LIMITER, METRICS, STORE, USAGE
 
@@ -53,6 +54,9 @@ async def _serve(
     ctx = request[CONTEXT]
     app = request.app
     config = runtime.config
+    ctx.client_ip = client_address(
+        request.remote, request.headers.getall("X-Forwarded-For", ()), runtime.trusted_proxies
+    )
     ctx.model = call.model
     ctx.model_label = runtime.router.label(call.model)
     if config.logging.log_prompts:
@@ -77,6 +81,9 @@ async def _serve(
     finally:  # also on errors and when the client went away
         spend = app[USAGE].record(ctx, call, response, config.prices)
         await app[LIMITER].settle(admission, spend)
+
+
+serve_call = _serve  # the itinerary from an already parsed call (api/simple.py)
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -9,12 +9,13 @@ their errors can be located like any other.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import ssl
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -124,6 +125,18 @@ class ServerConfig(Frozen):
     metrics_port: Annotated[int | None, BeforeValidator(_empty_to_none)] = Field(
         None, ge=1, le=65535
     )
+    # Peers (CIDRs) whose X-Forwarded-For names the client's address (limits.per_ip).
+    trusted_proxies: Names = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or CIDR range") from None
+        return values
 
     @model_validator(mode="after")
     def _two_ports(self) -> ServerConfig:
@@ -160,6 +173,8 @@ class _ProviderBase(Frozen):
     ca_file: Optional = None
     client_cert: Optional = None
     client_key: Optional = None
+    # The model a simple-API request naming this provider (``provider``) is served by.
+    default_model: Optional = None
 
     _url = field_validator("base_url")(_check_url)
     _proxy = field_validator("proxy")(_check_proxy)
@@ -235,8 +250,24 @@ class MockProvider(_ProviderBase):
     embedding_dimensions: int = Field(16, ge=1, le=8192)
 
 
+# OpenAI-compatible services whose default base_url is in providers/presets.py.
+PresetType = Literal[
+    "groq", "openrouter", "together", "huggingface", "mistral", "deepseek", "ollama", "vllm"
+]
+PRESET_TYPES: tuple[str, ...] = get_args(PresetType)
+
+
+class PresetProvider(_ProviderBase):
+    type: PresetType
+
+
 ProviderConfig = Annotated[
-    OpenAIProvider | AzureProvider | AnthropicProvider | GeminiProvider | MockProvider,
+    OpenAIProvider
+    | AzureProvider
+    | AnthropicProvider
+    | GeminiProvider
+    | MockProvider
+    | PresetProvider,
     Field(discriminator="type"),
 ]
 PROVIDER_MODELS: Mapping[str, type[_ProviderBase]] = MappingProxyType(
@@ -246,6 +277,7 @@ PROVIDER_MODELS: Mapping[str, type[_ProviderBase]] = MappingProxyType(
         "anthropic": AnthropicProvider,
         "gemini": GeminiProvider,
         "mock": MockProvider,
+        **dict.fromkeys(PRESET_TYPES, PresetProvider),
     }
 )
 PROVIDER_TYPES = tuple(PROVIDER_MODELS)
@@ -296,6 +328,19 @@ class LimitSpec(Frozen):
     concurrency: int | None = Field(None, ge=1)
 
 
+LimitedEndpoint = Literal[
+    "chat",
+    "completions",
+    "embeddings",
+    "messages",
+    "audio",
+    "images",
+    "responses",
+    "simple",
+    "moderations",
+]
+
+
 class LimitsConfig(Frozen):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: Optional = None
@@ -305,6 +350,8 @@ class LimitsConfig(Frozen):
     on_redis_error: Literal["local", "allow", "deny"] = "local"
     global_: LimitSpec | None = Field(None, alias="global")
     models: FrozenMap[str, LimitSpec] = Field(default_factory=_empty_map)
+    per_ip: LimitSpec | None = None  # each client address (server.trusted_proxies)
+    endpoints: FrozenMap[LimitedEndpoint, LimitSpec] = Field(default_factory=_empty_map)
 
 
 class ClientKey(Frozen):
@@ -344,6 +391,13 @@ class Price(Frozen):
     output: float = Field(ge=0)
 
 
+class SimpleApiConfig(Frozen):
+    """/api/chat, /api/chat/stream and /gateway/query (SPEC §9)."""
+
+    enabled: bool = True
+    model: Optional = None  # unset: the first configured model name
+
+
 class GatewayConfig(Frozen):
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
@@ -354,3 +408,4 @@ class GatewayConfig(Frozen):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     prices: FrozenMap[str, Price] = Field(default_factory=_empty_map)
+    simple_api: SimpleApiConfig = Field(default_factory=SimpleApiConfig)

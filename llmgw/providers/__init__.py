@@ -12,6 +12,7 @@ from llmgw.providers.azure import AzureAdapter
 from llmgw.providers.base import Adapter
 from llmgw.providers.gemini import GeminiAdapter
 from llmgw.providers.mock import MOCK_URL, MockAdapter
+from llmgw.providers.presets import PRESETS
 
 ADAPTERS: Mapping[str, Adapter] = MappingProxyType(
     {
@@ -20,6 +21,10 @@ ADAPTERS: Mapping[str, Adapter] = MappingProxyType(
         "anthropic": AnthropicAdapter("anthropic"),
         "gemini": GeminiAdapter("gemini"),
         "azure": AzureAdapter("azure"),
+        **{
+            name: Adapter(name, p.base_url, requires_key=p.requires_key)
+            for name, p in PRESETS.items()
+        },
     }
 )
 
