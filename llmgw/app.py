@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from llmgw import __version__
-from llmgw.api import anthropic, openai, openapi, ops, simple, usage
+from llmgw.api import anthropic, health, openai, openapi, ops, simple, usage
 from llmgw.auth.keys import Keyring
 from llmgw.cache.front import ResponseCache
 from llmgw.config import GatewayConfig
@@ -80,6 +80,12 @@ def create_app(
     app.router.add_post("/gateway/query", simple.query)
     app.router.add_get("/health", ops.health)
     app.router.add_get("/ready", ops.ready)
+    app.router.add_get("/v1/health/live", ops.health)
+    app.router.add_get("/v1/health/ready", ops.ready)
+    app.router.add_get("/v1/health/detailed", health.detailed)
+    app.router.add_get("/v1/health/metrics", health.metrics)
+    app.router.add_get("/", health.discovery)
+    app.router.add_get("/v1", health.discovery)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/openapi.json", openapi.document)
     app.router.add_get("/api/v1/providers/status", ops.providers_status)

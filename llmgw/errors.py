@@ -54,24 +54,29 @@ class GatewayError(Exception):
     code: ClassVar[str] = "internal_error"
 
     def __init__(
-        self, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        details: dict[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.headers = headers or {}
+        self.details = details  # more for the client, inside ``error`` (OpenAI dialect)
 
     def openai_body(self) -> bytes:
-        return orjson.dumps(
-            {
-                "error": {
-                    "message": self.message,
-                    "type": self.type,
-                    "param": self.param,
-                    "code": self.code,
-                }
-            }
-        )
+        error: dict[str, object] = {
+            "message": self.message,
+            "type": self.type,
+            "param": self.param,
+            "code": self.code,
+        }
+        if self.details is not None:
+            error["details"] = self.details
+        return orjson.dumps({"error": error})
 
     def anthropic_body(self) -> bytes:
         kind = _ANTHROPIC_TYPES.get(self.status, "api_error")

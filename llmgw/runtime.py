@@ -18,6 +18,7 @@ from types import MappingProxyType
 from llmgw.config import GatewayConfig, MockProvider, ProviderConfig, digest
 from llmgw.http import client as http_client
 from llmgw.limits.clientip import Network, networks
+from llmgw.observe.reservoir import Reservoir
 from llmgw.providers import ADAPTERS, Adapter
 from llmgw.routing.router import CircuitBreaker, Router
 from llmgw.upstream import HttpTransport, LocalTransport, Timeouts, Transport
@@ -29,12 +30,14 @@ class ProviderState:
     """One provider's live state and counters, kept across reloads."""
 
     __slots__ = (
+        "_last_error",
         "_limit",
         "_semaphore",
         "breaker",
         "errors",
         "inflight",
-        "last_error",
+        "last_error_at",
+        "latencies",
         "latency_ms",
         "requests",
     )
@@ -45,7 +48,9 @@ class ProviderState:
         self.errors = 0
         self.inflight = 0
         self.latency_ms: float | None = None  # moving average of time to headers
-        self.last_error: str | None = None
+        self.latencies = Reservoir(256)  # recent times to headers, ms (p50/p95)
+        self._last_error: str | None = None
+        self.last_error_at: float | None = None  # unix time of the last failure
         self._limit = 0
         self._semaphore: asyncio.Semaphore | None = None
 
@@ -56,8 +61,19 @@ class ProviderState:
             self._semaphore = asyncio.Semaphore(limit) if limit else None
         return self._semaphore
 
+    @property
+    def last_error(self) -> str | None:
+        """The kind of the last failed attempt (its time: ``last_error_at``)."""
+        return self._last_error
+
+    @last_error.setter
+    def last_error(self, kind: str | None) -> None:
+        self._last_error = kind
+        self.last_error_at = time.time()
+
     def observe_latency(self, seconds: float) -> None:
         ms = seconds * 1000
+        self.latencies.add(ms)
         self.latency_ms = ms if self.latency_ms is None else self.latency_ms * 0.8 + ms * 0.2
 
 

@@ -18,6 +18,7 @@ import time
 from llmgw.core import RequestContext
 from llmgw.observe.logs import AccessLog
 from llmgw.observe.metrics import Metrics
+from llmgw.observe.reservoir import Reservoir
 
 log = logging.getLogger(__name__)
 access_log = AccessLog(logging.getLogger("llmgw.access"))
@@ -26,11 +27,15 @@ access_log = AccessLog(logging.getLogger("llmgw.access"))
 class Accounting:
     """Requests that ended in this turn of the loop, to be logged and counted."""
 
-    __slots__ = ("_metrics", "_pending")
+    __slots__ = ("_metrics", "_pending", "errors", "latencies", "requests")
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._pending: list[tuple[RequestContext, bool, float]] = []
+        # Client API totals since start (/v1/health/metrics).
+        self.requests = 0
+        self.errors = 0  # answered with a status of 400 or more (499 included)
+        self.latencies = Reservoir(1024)  # recent latencies, ms
 
     def add(self, ctx: RequestContext, client_api: bool) -> None:
         """``ctx``'s request is over: its latency is taken now, the rest soon."""
@@ -44,6 +49,10 @@ class Accounting:
         batch, self._pending = self._pending, []
         metrics = self._metrics
         for ctx, client_api, latency in batch:
+            if ctx.endpoint is not None:
+                self.requests += 1
+                self.errors += ctx.status >= 400
+                self.latencies.add(latency * 1000)
             try:
                 account(ctx, metrics, client_api, latency)
             except Exception:  # one bad record must not cost the others their line
