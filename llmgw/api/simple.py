@@ -31,6 +31,7 @@ from llmgw.runtime import Runtime
 from llmgw.server.appkeys import BODIES, CONTEXT, KEYRING, STORE
 from llmgw.translate.simple import Shape
 
+QUERY_FIELDS = ("prompt", "message", "model", "provider", "system")
 MAX_PROMPT_CHARS = 1_000_000  # a query string cannot come near; a JSON body may
 
 
@@ -56,7 +57,8 @@ async def _handle(request: web.Request, shape: Shape, *, stream: bool) -> web.St
     principal = authenticate(_bare_key(request.headers), config.auth, request.app[KEYRING])
     ctx.key = principal.name
     if request.method == "GET":
-        call = build_call(runtime, dict(request.query), stream)
+        fields = {name: request.query[name] for name in QUERY_FIELDS if name in request.query}
+        call = build_call(runtime, fields, stream)
         simple_wire.install(request, ctx, shape)
         return await serve_call(request, runtime, principal, call)
     async with request.app[BODIES].receive(request, config.server) as raw:
