@@ -82,9 +82,12 @@ def build_call(runtime: Runtime, fields: Mapping[str, Any], stream: bool) -> Cal
     if len(prompt) > MAX_PROMPT_CHARS:
         raise InvalidRequest(f"'{name}' is over {MAX_PROMPT_CHARS} characters", param=name)
     for field in ("model", "provider", "system"):
-        if fields.get(field) is not None and not isinstance(fields[field], str):
-            raise InvalidRequest(f"'{field}' must be a string", param=field)
-    model = _model(runtime, fields.get("model") or None, fields.get("provider") or None)
+        value = fields.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, str) or (field != "system" and not value.strip()):
+            raise InvalidRequest(f"'{field}' must be a non-empty string", param=field)
+    model = _model(runtime, fields.get("model"), fields.get("provider"))
     check_model(model)
     messages: list[dict[str, Any]] = []
     if fields.get("system"):
