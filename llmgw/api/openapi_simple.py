@@ -14,14 +14,16 @@ _USAGE: Schema = {
         "total_tokens": {"type": "integer"},
     },
 }
+_NAME: Schema = {"type": "string", "minLength": 1, "pattern": r"\S"}
+_OPTIONAL_NAME: Schema = {**_NAME, "type": ["string", "null"]}  # null: unset
 _SIMPLE_FIELDS: Schema = {
     "message": _PROMPT,
     "prompt": _PROMPT,
-    "model": {"type": "string", "minLength": 1, "pattern": r"\S"},
-    "provider": {"type": "string", "minLength": 1, "pattern": r"\S"},
-    "system": {"type": "string"},
-    "max_tokens": {"type": "integer", "minimum": 1},
-    "temperature": {"type": "number"},
+    "model": _OPTIONAL_NAME,
+    "provider": _OPTIONAL_NAME,
+    "system": {"type": ["string", "null"]},
+    "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+    "temperature": {"type": ["number", "null"]},
 }
 SCHEMAS: dict[str, Schema] = {
     "SimpleRequest": {
@@ -114,7 +116,7 @@ def _simple(summary: str, body: Schema, answer: Schema) -> Schema:
 
 
 _STREAM_QUERY = [
-    {"name": name, "in": "query", "required": False, "schema": _SIMPLE_FIELDS[name]}
+    {"name": name, "in": "query", "required": False, "schema": _NAME}
     for name in ("prompt", "message", "model", "provider")
 ]
 _LIVE = {"get": {"summary": "Liveness", "responses": {"200": json(ref("Status"), "Alive")}}}
