@@ -9,7 +9,20 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from llmgw import __version__
-from llmgw.api import admin, anthropic, budget, keys, live, openai, openapi, ops, routing, usage
+from llmgw.api import (
+    admin,
+    anthropic,
+    budget,
+    health,
+    keys,
+    live,
+    openai,
+    openapi,
+    ops,
+    routing,
+    simple,
+    usage,
+)
 from llmgw.auth.keys import Keyring
 from llmgw.auth.sessions import Sessions
 from llmgw.budgets import Budgets
@@ -98,8 +111,18 @@ def create_app(
     app.router.add_post("/v1/messages", anthropic.messages)
     app.router.add_get("/v1/models", openai.list_models)
     app.router.add_get("/v1/models/{model:.+}", openai.get_model)
+    app.router.add_post("/api/chat", simple.chat)
+    app.router.add_get("/api/chat/stream", simple.chat_stream)
+    app.router.add_post("/api/chat/stream", simple.chat_stream)
+    app.router.add_post("/gateway/query", simple.query)
     app.router.add_get("/health", ops.health)
     app.router.add_get("/ready", ops.ready)
+    app.router.add_get("/v1/health/live", ops.health)
+    app.router.add_get("/v1/health/ready", ops.ready)
+    app.router.add_get("/v1/health/detailed", health.detailed)
+    app.router.add_get("/v1/health/metrics", health.metrics)
+    app.router.add_get("/", health.discovery)
+    app.router.add_get("/v1", health.discovery)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/openapi.json", openapi.document)
     app.router.add_get("/api/v1/providers/status", ops.providers_status)

@@ -31,7 +31,7 @@ when every target has failed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import ClassVar, Literal
 
 import orjson
@@ -72,25 +72,38 @@ class GatewayError(Exception):
     code: ClassVar[str] = "internal_error"
 
     def __init__(
-        self, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        details: dict[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.headers = headers or {}
+        self.details = details  # more for the client, inside ``error`` (OpenAI dialect)
 
     def openai_body(self) -> bytes:
-        return openai_error(self.message, self.type, self.code, self.param)
+        return openai_error(self.message, self.type, self.code, self.param, self.details)
 
     def anthropic_body(self) -> bytes:
         return anthropic_error(anthropic_error_type(self.status), self.message)
 
 
 def openai_error(
-    message: str, type: str, code: str | None = None, param: str | None = None
+    message: str,
+    type: str,
+    code: str | None = None,
+    param: str | None = None,
+    details: Mapping[str, object] | None = None,
 ) -> bytes:
-    """An error body in OpenAI's dialect (what the openai SDK parses into its errors)."""
-    error = {"message": message, "type": type, "param": param, "code": code}
+    """An error body in OpenAI's dialect (what the openai SDK parses into its errors);
+    ``details`` (e.g. the models available) go inside ``error``."""
+    error: dict[str, object] = {"message": message, "type": type, "param": param, "code": code}
+    if details is not None:
+        error["details"] = details
     return orjson.dumps({"error": error})
 
 

@@ -18,6 +18,8 @@ from types import MappingProxyType
 from llmgw.adapter import Adapter
 from llmgw.config import GatewayConfig, ProviderConfig, digest
 from llmgw.http import client as http_client
+from llmgw.limits.clientip import Network, networks
+from llmgw.observe.reservoir import Reservoir
 from llmgw.routing.profiles import Facts, profile_table
 from llmgw.routing.router import CircuitBreaker, Router
 from llmgw.upstream import HttpTransport, LocalTransport, Timeouts, Transport
@@ -31,12 +33,14 @@ class ProviderState:
     """One provider's live state and counters, kept across reloads."""
 
     __slots__ = (
+        "_last_error",
         "_limit",
         "_semaphore",
         "breaker",
         "errors",
         "inflight",
-        "last_error",
+        "last_error_at",
+        "latencies",
         "latency_ms",
         "requests",
         "target_latency_ms",
@@ -48,8 +52,10 @@ class ProviderState:
         self.errors = 0
         self.inflight = 0
         self.latency_ms: float | None = None  # moving average of time to headers
-        self.last_error: str | None = None
         self.target_latency_ms: dict[str, float] = {}  # per upstream model, same average
+        self.latencies = Reservoir(256)  # recent times to headers, ms (p50/p95)
+        self._last_error: str | None = None
+        self.last_error_at: float | None = None  # unix time of the last failure
         self._limit = 0
         self._semaphore: asyncio.Semaphore | None = None
 
@@ -60,10 +66,21 @@ class ProviderState:
             self._semaphore = asyncio.Semaphore(limit) if limit else None
         return self._semaphore
 
+    @property
+    def last_error(self) -> str | None:
+        """The kind of the last failed attempt (its time: ``last_error_at``)."""
+        return self._last_error
+
+    @last_error.setter
+    def last_error(self, kind: str | None) -> None:
+        self._last_error = kind
+        self.last_error_at = time.time()
+
     def observe_latency(self, seconds: float, model: str | None = None) -> None:
         ms = seconds * 1000
+        self.latencies.add(ms)
         self.latency_ms = ms if self.latency_ms is None else self.latency_ms * 0.8 + ms * 0.2
-        if model is not None:  # per target, for smart routing (routing/plan.py)
+        if model is not None:  # per target, for smart routing (plan.py)
             if len(self.target_latency_ms) >= MAX_TRACKED and model not in self.target_latency_ms:
                 return  # "*" providers serve any name: keep the table bounded
             last = self.target_latency_ms.get(model)
@@ -103,6 +120,7 @@ class Runtime:
     loaded_at: float
     # "provider/model" -> profile and price, of every candidate and pool target
     profiles: Mapping[str, Facts] = field(default_factory=lambda: MappingProxyType({}))
+    trusted_proxies: tuple[Network, ...] = ()  # server.trusted_proxies, parsed once
 
     def announce(self) -> None:
         """Say once, at each load, what this config means for serving."""
@@ -168,4 +186,5 @@ def build_runtime(config: GatewayConfig, states: ProviderStates, pool: http_clie
         fallback_on=frozenset(config.routing.fallback_on),
         loaded_at=time.time(),
         profiles=profile_table(config, router.chat_targets),
+        trusted_proxies=networks(config.server.trusted_proxies),
     )

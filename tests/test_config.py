@@ -142,7 +142,7 @@ auth:
         "(use e.g. 250ms, 30s, 5m, 1h)",
         "gw.yaml:7:5: providers.openai.timout: unknown key 'timout' (did you mean 'timeout'?)",
         "gw.yaml:9:11: providers.bad.type: type must be one of openai, azure, anthropic, "
-        "gemini, mock",
+        "gemini, mock, groq, openrouter, together, huggingface, mistral, deepseek, ollama, vllm",
         "gw.yaml:11:11: models.smart.0: target 'nobody/x' names unknown provider 'nobody' "
         "(known: openai, bad)",
         "gw.yaml:11:21: models.smart.1: target 'openai' must be written provider/model",

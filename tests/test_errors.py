@@ -19,7 +19,8 @@ async def error_of(response: Any, status: int) -> dict[str, Any]:
     assert response.headers["Content-Type"].startswith("application/json")
     body = await response.json()
     assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
+    fields = {"message", "type", "param", "code"}
+    assert fields <= set(body["error"]) <= fields | {"details"}  # details: SPEC §9
     assert "Traceback" not in body["error"]["message"]
     return dict(body["error"])
 
@@ -78,6 +79,10 @@ async def test_404_unknown_model_lists_available(fake: FakeOpenAI, gateway: Any)
     assert error["type"] == "not_found_error" and error["code"] == "model_not_found"
     assert error["param"] == "model"
     assert "fast" in error["message"] and "gpt-4o-mini" in error["message"]
+    assert error["details"] == {
+        "requested_model": "gpt-5",
+        "available_models": ["fast", "gpt-4o-mini"],
+    }
 
 
 async def test_404_unknown_path_and_405(fake: FakeOpenAI, gateway: Any) -> None:

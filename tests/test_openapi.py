@@ -113,6 +113,8 @@ def test_document_is_valid_openapi_31(base_url: str) -> None:
     routes |= {"/v1/models", "/v1/models/{model}", "/health", "/ready", "/metrics"}
     routes |= {"/api/v1/config", "/api/v1/config/reload", "/api/v1/usage"}
     routes |= {"/api/v1/cache/stats", "/api/v1/cache/clear", "/api/v1/providers/status"}
+    routes |= {"/api/chat", "/api/chat/stream", "/gateway/query", "/", "/v1"}
+    routes |= {f"/v1/health/{name}" for name in ("live", "ready", "detailed", "metrics")}
     assert routes <= set(document["paths"])
 
 
@@ -149,6 +151,16 @@ OPERATIONS = [
     ("POST", "/api/v1/cache/clear"),
     ("GET", "/api/v1/config"),
     ("POST", "/api/v1/config/reload"),
+    ("POST", "/api/chat"),
+    ("GET", "/api/chat/stream"),
+    ("POST", "/api/chat/stream"),
+    ("POST", "/gateway/query"),
+    ("GET", "/v1/health/live"),
+    ("GET", "/v1/health/ready"),
+    ("GET", "/v1/health/detailed"),
+    ("GET", "/v1/health/metrics"),
+    ("GET", "/"),
+    ("GET", "/v1"),
 ]
 
 
@@ -183,7 +195,10 @@ def test_positive_examples_conform(schema: Any, base_url: str, method: str, path
     assert fuzz(schema, base_url, method, path, GenerationMode.POSITIVE) > 0
 
 
-BODIES = [op for op in OPERATIONS if op[1].startswith("/v1/") and op[0] == "POST"]
+SIMPLE = {"/api/chat", "/api/chat/stream", "/gateway/query"}
+BODIES = [
+    op for op in OPERATIONS if (op[1].startswith("/v1/") or op[1] in SIMPLE) and op[0] == "POST"
+]
 
 
 @pytest.mark.parametrize(("method", "path"), BODIES, ids=[f"{m} {p}" for m, p in BODIES])

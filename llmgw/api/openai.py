@@ -19,6 +19,7 @@ from llmgw.cache import serve as caching
 from llmgw.core import Call, Endpoint, Principal
 from llmgw.errors import GatewayError, ModelNotFound
 from llmgw.forward import forward
+from llmgw.limits.clientip import client_address
 from llmgw.observe.tracing import note
 from llmgw.runtime import Runtime
 from llmgw.server.appkeys import (
@@ -66,6 +67,9 @@ async def _serve(
     ctx = request[CONTEXT]
     app = request.app
     config = runtime.config
+    ctx.client_ip = client_address(
+        request.remote, request.headers.getall("X-Forwarded-For", ()), runtime.trusted_proxies
+    )
     ctx.model = call.model
     ctx.model_label = runtime.router.label(call.model)
     if config.logging.log_prompts:
@@ -108,6 +112,9 @@ async def _serve(
         spend = app[USAGE].record(ctx, call, response, config.prices)
         await app[LIMITER].settle(admission, spend)
         await app[BUDGETS].settle(hold, spend, config.budgets.alerts, config.budgets.webhook)
+
+
+serve_call = _serve  # the itinerary from an already parsed call (api/simple.py)
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -8,68 +8,30 @@ shapes, and the operations endpoints. The test suite fuzzes the gateway against 
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from aiohttp import web
 
 from llmgw import __version__
-
-JSON = "application/json"
-Schema = dict[str, Any]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: Schema, description: str) -> Schema:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
-
-
-_REASONS = {
-    400: "Malformed JSON, or a missing or wrong-typed field",
-    401: "No key, or an unknown key",
-    403: "The model is not in the key's allowlist, or the caller may not use this",
-    404: "Unknown model or path",
-    405: "Method not allowed",
-    413: "Body over server.max_body_size",
-    415: "A compressed body (Content-Encoding other than identity)",
-    429: "A limit is reached",
-    502: "Every target failed",
-    503: (
-        "No provider can serve (all disabled or circuits open), or the gateway holds"
-        " server.max_pending_body_bytes of unfinished bodies"
-    ),
-    504: "Every target timed out",
-}
-# A provider's own 4xx about the request is relayed as it sent it (a JSON object).
-_RELAYED = "A provider's own error about the request, relayed (a JSON object)"
-
-
-def _errors(schema: str, *statuses: int) -> dict[str, Schema]:
-    return {str(status): _json(_ref(schema), _REASONS[status]) for status in statuses}
-
-
-def _client_errors(schema: str) -> dict[str, Schema]:
-    either = {"anyOf": [_ref(schema), _ref("RelayedError")]}
-    return {
-        **_errors(schema, 401, 403, 405, 413, 415, 429, 502, 503, 504),
-        "400": _json(either, f"{_REASONS[400]}; or {_RELAYED}"),
-        "404": _json(either, f"{_REASONS[404]}; or {_RELAYED}"),
-        "4XX": _json(_ref("RelayedError"), _RELAYED),
-    }
-
-
-_ADMIN_ERRORS = (401, 403, 405)
-_CLIENT_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}, {"googApiKey": []}]
-_NULLABLE_INT = {"type": ["integer", "null"]}
+from llmgw.api import openapi_simple
+from llmgw.api.openapi_parts import (
+    ADMIN_ERRORS,
+    CLIENT_SECURITY,
+    JSON,
+    NULLABLE_INT,
+    RELAYED,
+    Schema,
+    admin,
+    client_errors,
+    errors,
+    json,
+    ref,
+)
 
 
 def _client_call(summary: str, body: str, errors: str, answer: str) -> Schema:
     return {
         "summary": summary,
-        "security": _CLIENT_SECURITY,
+        "security": CLIENT_SECURITY,
         "parameters": [
             {
                 "name": "Cache-Control",
@@ -84,27 +46,17 @@ def _client_call(summary: str, body: str, errors: str, answer: str) -> Schema:
                 "schema": {"type": "string"},
             },
         ],
-        "requestBody": {"required": True, "content": {JSON: {"schema": _ref(body)}}},
+        "requestBody": {"required": True, "content": {JSON: {"schema": ref(body)}}},
         "responses": {
             "200": {
                 "description": "The answer: JSON, or an SSE stream when `stream` is true",
                 "content": {
-                    JSON: {"schema": _ref(answer)},
+                    JSON: {"schema": ref(answer)},
                     "text/event-stream": {"schema": {"type": "string"}},
                 },
             },
-            **_client_errors(errors),
+            **client_errors(errors),
         },
-    }
-
-
-def _admin(summary: str, required: list[str], **more: Schema) -> Schema:
-    """An operations endpoint answering a JSON object with at least ``required``."""
-    answer = {"type": "object", "required": required}
-    return {
-        "summary": summary,
-        "security": [{"admin": []}],
-        "responses": {"200": _json(answer, "OK"), **more, **_errors("OpenAIError", *_ADMIN_ERRORS)},
     }
 
 
@@ -127,9 +79,9 @@ _SCHEMAS: dict[str, Schema] = {
         "properties": {
             **_COMMON_FIELDS,
             "messages": _MESSAGES,
-            "max_tokens": _NULLABLE_INT,
-            "max_completion_tokens": _NULLABLE_INT,
-            "n": _NULLABLE_INT,
+            "max_tokens": NULLABLE_INT,
+            "max_completion_tokens": NULLABLE_INT,
+            "n": NULLABLE_INT,
         },
     },
     "CompletionRequest": {
@@ -156,7 +108,7 @@ _SCHEMAS: dict[str, Schema] = {
         },
     },
     "Answer": {"type": "object", "description": "The provider's answer, in OpenAI's format"},
-    "RelayedError": {"type": "object", "description": _RELAYED},
+    "RelayedError": {"type": "object", "description": RELAYED},
     "Message": {"type": "object", "description": "The answer, in Anthropic's format"},
     "OpenAIError": {
         "type": "object",
@@ -201,7 +153,7 @@ _SCHEMAS: dict[str, Schema] = {
         "required": ["object", "data"],
         "properties": {
             "object": {"const": "list"},
-            "data": {"type": "array", "items": _ref("Model")},
+            "data": {"type": "array", "items": ref("Model")},
         },
     },
     "Status": {
@@ -245,39 +197,39 @@ DOCUMENT: Schema = {
         "/v1/models": {
             "get": {
                 "summary": "Aliases and provider models",
-                "security": _CLIENT_SECURITY,
+                "security": CLIENT_SECURITY,
                 "responses": {
-                    "200": _json(_ref("ModelList"), "The models"),
-                    **_errors("OpenAIError", 401),
+                    "200": json(ref("ModelList"), "The models"),
+                    **errors("OpenAIError", 401),
                 },
             }
         },
         "/v1/models/{model}": {
             "get": {
                 "summary": "One model",
-                "security": _CLIENT_SECURITY,
+                "security": CLIENT_SECURITY,
                 "parameters": [
                     {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
                 "responses": {
-                    "200": _json(_ref("Model"), "The model"),
-                    "400": _json(
-                        _ref("OpenAIError"),
+                    "200": json(ref("Model"), "The model"),
+                    "400": json(
+                        ref("OpenAIError"),
                         "A model name over 256 characters or with control characters",
                     ),
-                    **_errors("OpenAIError", 401, 404),
+                    **errors("OpenAIError", 401, 404),
                 },
             }
         },
         "/health": {
-            "get": {"summary": "Liveness", "responses": {"200": _json(_ref("Status"), "Alive")}}
+            "get": {"summary": "Liveness", "responses": {"200": json(ref("Status"), "Alive")}}
         },
         "/ready": {
             "get": {
                 "summary": "Readiness",
                 "responses": {
-                    "200": _json(_ref("Status"), "A config is loaded and a provider can serve"),
-                    "503": _json(_ref("Status"), "Stopping, or no provider can serve"),
+                    "200": json(ref("Status"), "A config is loaded and a provider can serve"),
+                    "503": json(ref("Status"), "Stopping, or no provider can serve"),
                 },
             }
         },
@@ -290,42 +242,49 @@ DOCUMENT: Schema = {
                         "description": "Prometheus text format",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                    **_errors("OpenAIError", 404, *_ADMIN_ERRORS),
+                    **errors("OpenAIError", 404, *ADMIN_ERRORS),
                 },
             }
         },
         "/openapi.json": {
             "get": {
                 "summary": "This document",
-                "responses": {"200": _json({"type": "object"}, "The OpenAPI document")},
+                "responses": {"200": json({"type": "object"}, "The OpenAPI document")},
             }
         },
         "/api/v1/providers/status": {
-            "get": _admin("Per provider: enabled, circuit, latency, errors", ["providers"])
+            "get": admin("Per provider: enabled, circuit, latency, errors", ["providers"])
         },
-        "/api/v1/usage": {"get": _admin("Requests, tokens and cost", ["total"])},
+        "/api/v1/usage": {"get": admin("Requests, tokens and cost", ["total"])},
         "/api/v1/cache/stats": {
-            "get": _admin("Cache statistics", ["entries", "bytes", "hits", "misses", "evictions"])
+            "get": admin("Cache statistics", ["entries", "bytes", "hits", "misses", "evictions"])
         },
-        "/api/v1/cache/clear": {"post": _admin("Empty the cache", ["cleared"])},
+        "/api/v1/cache/clear": {"post": admin("Empty the cache", ["cleared"])},
         "/api/v1/config": {
-            "get": _admin("The running config, secrets redacted", ["hash", "config", "last_reload"])
+            "get": admin("The running config, secrets redacted", ["hash", "config", "last_reload"])
         },
         "/api/v1/config/reload": {
-            "post": _admin(
+            "post": admin(
                 "Reload the config file now",
                 ["result", "errors"],
-                **{"422": _json(_ref("Reload"), "The file is invalid: the running config is kept")},
+                **{"422": json(ref("Reload"), "The file is invalid: the running config is kept")},
             )
         },
+        **openapi_simple.PATHS,
     },
     "components": {
-        "schemas": _SCHEMAS,
+        "schemas": _SCHEMAS | openapi_simple.SCHEMAS,
         "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "description": "A client key"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             "googApiKey": {"type": "apiKey", "in": "header", "name": "x-goog-api-key"},
             "admin": {"type": "http", "scheme": "bearer", "description": "auth.admin_key"},
+            "bareKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "A client key without `Bearer ` (the simple prompt APIs only)",
+            },
         },
     },
 }

@@ -10,12 +10,13 @@ their errors can be located like any other.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import re
 import ssl
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -134,6 +135,18 @@ class ServerConfig(Frozen):
     metrics_port: Annotated[int | None, BeforeValidator(_empty_to_none)] = Field(
         None, ge=1, le=65535
     )
+    # Peers (CIDRs) whose X-Forwarded-For names the client's address (limits.per_ip).
+    trusted_proxies: Names = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or CIDR range") from None
+        return values
 
     @model_validator(mode="after")
     def _two_ports(self) -> ServerConfig:
@@ -170,6 +183,8 @@ class _ProviderBase(Frozen):
     ca_file: Optional = None
     client_cert: Optional = None
     client_key: Optional = None
+    # The model a simple-API request naming this provider (``provider``) is served by.
+    default_model: Optional = None
 
     _url = field_validator("base_url")(_check_url)
     _proxy = field_validator("proxy")(_check_proxy)
@@ -245,8 +260,24 @@ class MockProvider(_ProviderBase):
     embedding_dimensions: int = Field(16, ge=1, le=8192)
 
 
+# OpenAI-compatible services whose default base_url is in providers/presets.py.
+PresetType = Literal[
+    "groq", "openrouter", "together", "huggingface", "mistral", "deepseek", "ollama", "vllm"
+]
+PRESET_TYPES: tuple[str, ...] = get_args(PresetType)
+
+
+class PresetProvider(_ProviderBase):
+    type: PresetType
+
+
 ProviderConfig = Annotated[
-    OpenAIProvider | AzureProvider | AnthropicProvider | GeminiProvider | MockProvider,
+    OpenAIProvider
+    | AzureProvider
+    | AnthropicProvider
+    | GeminiProvider
+    | MockProvider
+    | PresetProvider,
     Field(discriminator="type"),
 ]
 PROVIDER_MODELS: Mapping[str, type[_ProviderBase]] = MappingProxyType(
@@ -256,6 +287,7 @@ PROVIDER_MODELS: Mapping[str, type[_ProviderBase]] = MappingProxyType(
         "anthropic": AnthropicProvider,
         "gemini": GeminiProvider,
         "mock": MockProvider,
+        **dict.fromkeys(PRESET_TYPES, PresetProvider),
     }
 )
 PROVIDER_TYPES = tuple(PROVIDER_MODELS)
@@ -312,6 +344,19 @@ class LimitSpec(Frozen):
     concurrency: int | None = Field(None, ge=1)
 
 
+LimitedEndpoint = Literal[
+    "chat",
+    "completions",
+    "embeddings",
+    "messages",
+    "audio",
+    "images",
+    "responses",
+    "simple",
+    "moderations",
+]
+
+
 class LimitsConfig(Frozen):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: Optional = None
@@ -321,6 +366,8 @@ class LimitsConfig(Frozen):
     on_redis_error: Literal["local", "allow", "deny"] = "local"
     global_: LimitSpec | None = Field(None, alias="global")
     models: FrozenMap[str, LimitSpec] = Field(default_factory=_empty_map)
+    per_ip: LimitSpec | None = None  # each client address (server.trusted_proxies)
+    endpoints: FrozenMap[LimitedEndpoint, LimitSpec] = Field(default_factory=_empty_map)
 
 
 class ClientKey(Frozen):
@@ -382,6 +429,13 @@ class Price(Frozen):
     output: float = Field(ge=0)
 
 
+class SimpleApiConfig(Frozen):
+    """/api/chat, /api/chat/stream and /gateway/query (SPEC §9)."""
+
+    enabled: bool = True
+    model: Optional = None  # unset: the first configured model name
+
+
 class GatewayConfig(Frozen):
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
@@ -397,3 +451,4 @@ class GatewayConfig(Frozen):
     # None: the default SQLite file beside the config file (none without a file)
     database: DatabaseConfig | None = None
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+    simple_api: SimpleApiConfig = Field(default_factory=SimpleApiConfig)

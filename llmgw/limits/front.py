@@ -5,6 +5,10 @@ A request is checked against every *scope* that has a limit for it — its key
 ``limits.global`` — all at once: either it fits in all of them and is recorded in
 all of them, or it is refused (429) and recorded in none.
 
+``limits.per_ip`` is a scope per client address (``ip:<address>``, the address from
+``limits.clientip``) and ``limits.endpoints`` one per client surface
+(``endpoint:<name>``, the endpoint label: ``simple`` for the simple prompt APIs).
+
 A ``limits.models`` entry applies when it names the model the client sent (an alias,
 say) or one of the request's resolved targets, as ``model`` or ``provider/model``: a
 limit on ``gpt-4o`` holds whether clients write ``gpt-4o``, ``openai/gpt-4o`` or an
@@ -31,7 +35,9 @@ holds exactly across replicas; while Redis cannot be reached,
 ``limits.on_redis_error`` decides (``local`` | ``allow`` | ``deny``).
 
 Every response that a limit applies to carries OpenAI's ``x-ratelimit-*`` headers
-for the most constrained scope; a 429 also carries ``Retry-After``.
+for the most constrained scope, and the same scope's requests (tokens when only
+``tpm`` applies) as ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
+``X-RateLimit-Reset`` (unix seconds); a 429 also carries ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -120,6 +126,7 @@ class Limiter:
     ) -> Admission:
         """Record the request in every scope that limits it, or raise 429."""
         scopes = self._scopes(limits, principal, limited_models(limits, call.model, targets))
+        scopes = _request_scopes(limits, ctx) + scopes
         shared = self._shared_for(limits)
         if not scopes:
             return Admission(shared=shared)
@@ -220,6 +227,17 @@ class Limiter:
         return task
 
 
+def _request_scopes(limits: LimitsConfig, ctx: RequestContext) -> tuple[Scope, ...]:
+    """The scopes of this client address and this endpoint, when limited."""
+    scopes: tuple[Scope, ...] = ()
+    if limits.per_ip is not None and ctx.client_ip is not None:
+        scopes += (Scope("ip", f"ip:{ctx.client_ip}", limits.per_ip),)
+    spec = limits.endpoints.get(ctx.endpoint) if ctx.endpoint else None  # type: ignore[call-overload]
+    if spec is not None:
+        scopes += (Scope("endpoint", f"endpoint:{ctx.endpoint}", spec),)
+    return tuple(s for s in scopes if s.spec.rpm or s.spec.tpm or s.spec.concurrency)
+
+
 def rate_headers(scopes: tuple[Scope, ...], counts: list[Count]) -> dict[str, str] | None:
     """OpenAI's ``x-ratelimit-*`` headers for the most constrained scope: the one with
     the fewest requests (tokens) remaining, the later reset on a tie."""
@@ -238,6 +256,11 @@ def rate_headers(scopes: tuple[Scope, ...], counts: list[Count]) -> dict[str, st
     if requests is None and tokens is None:
         return None
     headers: dict[str, str] = {}
+    plain = requests or tokens  # the seed gateways' X-RateLimit-*: requests first
+    assert plain is not None
+    headers["X-RateLimit-Limit"] = str(plain[2])
+    headers["X-RateLimit-Remaining"] = str(plain[0])
+    headers["X-RateLimit-Reset"] = str(math.ceil(time.time() + plain[1]))
     if requests is not None:
         headers["x-ratelimit-limit-requests"] = str(requests[2])
         headers["x-ratelimit-remaining-requests"] = str(requests[0])
@@ -268,4 +291,8 @@ def _describe(scope: Scope) -> str:
         return f"API key '{scope.id[4:]}'"
     if scope.kind == "model":
         return f"model '{scope.id[6:]}'"
+    if scope.kind == "ip":
+        return f"client address {scope.id[3:]}"
+    if scope.kind == "endpoint":
+        return f"the {scope.id[9:]} endpoint"
     return "the gateway"

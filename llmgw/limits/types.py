@@ -15,7 +15,7 @@ PER_SECOND = 10  # the memory windows' ticks per second
 TICKS = int(WINDOW * PER_SECOND)
 CONCURRENCY_RETRY = 1.0  # when a slot frees is unknown: suggest a second
 
-ScopeKind = Literal["key", "model", "global"]
+ScopeKind = Literal["key", "ip", "endpoint", "model", "global"]
 
 
 @dataclass(frozen=True, slots=True)

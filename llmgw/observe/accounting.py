@@ -21,6 +21,7 @@ from llmgw.core import RequestContext
 from llmgw.observe.live import LiveStats
 from llmgw.observe.logs import AccessLog
 from llmgw.observe.metrics import Metrics
+from llmgw.observe.reservoir import Reservoir
 
 log = logging.getLogger(__name__)
 access_log = AccessLog(logging.getLogger("llmgw.access"))
@@ -29,7 +30,7 @@ access_log = AccessLog(logging.getLogger("llmgw.access"))
 class Accounting:
     """Requests that ended in this turn of the loop, to be logged and counted."""
 
-    __slots__ = ("_live", "_metrics", "_pending", "ledger")
+    __slots__ = ("_live", "_metrics", "_pending", "errors", "latencies", "ledger", "requests")
 
     def __init__(self, metrics: Metrics, live: LiveStats | None = None) -> None:
         self._metrics = metrics
@@ -37,6 +38,10 @@ class Accounting:
         self._pending: list[tuple[RequestContext, bool, float]] = []
         # Where each ended request's row goes too (the usage ledger), when there is one.
         self.ledger: Callable[[RequestContext, float], None] | None = None
+        # Client API totals since start (/v1/health/metrics).
+        self.requests = 0
+        self.errors = 0  # answered with a status of 400 or more (499 included)
+        self.latencies = Reservoir(1024)  # recent latencies, ms
 
     def add(self, ctx: RequestContext, client_api: bool) -> None:
         """``ctx``'s request is over: its latency is taken now, the rest soon."""
@@ -51,6 +56,10 @@ class Accounting:
         metrics = self._metrics
         live, ledger = self._live, self.ledger
         for ctx, client_api, latency in batch:
+            if ctx.endpoint is not None:
+                self.requests += 1
+                self.errors += ctx.status >= 400
+                self.latencies.add(latency * 1000)
             try:
                 fields = account(ctx, metrics, client_api, latency)
                 if live is not None and ctx.endpoint is not None:

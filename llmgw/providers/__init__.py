@@ -13,6 +13,7 @@ from llmgw.providers.base import ProviderType
 from llmgw.providers.gemini import GEMINI
 from llmgw.providers.mock import MOCK
 from llmgw.providers.openai import OPENAI
+from llmgw.providers.presets import PRESETS
 
 PROVIDER_TYPES: Mapping[str, ProviderType] = MappingProxyType(
     {
@@ -21,6 +22,10 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = MappingProxyType(
         "anthropic": ANTHROPIC,
         "gemini": GEMINI,
         "azure": AZURE,
+        **{
+            name: ProviderType(name, preset.base_url, requires_key=preset.requires_key)
+            for name, preset in PRESETS.items()
+        },
     }
 )
 

@@ -127,6 +127,7 @@ class Router:
             f"The model '{model}' does not exist or is not served here. "
             f"Available models: {shown or 'none'}",
             param="model",
+            details={"requested_model": model, "available_models": list(self._names)},
         )
 
     def label(self, model: str) -> str:

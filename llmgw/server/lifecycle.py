@@ -47,7 +47,7 @@ async def reload_config(app: web.Application, trigger: str) -> ReloadResult:
         lambda config: build_runtime(config, app[STATES], app[POOL]), trigger
     )
     metrics = app[METRICS]
-    if result.result != "unchanged":
+    if result.result != "unchanged" or trigger != "file":
         metrics.config_reloads.labels(result.result).inc()
     after = store.current
     if after is not before:

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # A response the client cut short: it left, it read nothing for server.write_timeout,
 # or (following a coalesced request) it fell too far behind the stream (499 for all).
 CLIENT_FAULTS = frozenset({"client_disconnected", "client_stalled", "client_lagged"})
+SIMPLE_PATHS = frozenset({"/api/chat", "/api/chat/stream", "/gateway/query"})
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # What a header value may not carry (CR/LF would split the response head).
 _UNSAFE_HEADER = re.compile(r"[\x00-\x1f\x7f]")
@@ -76,7 +77,10 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             return preflight
     app = request.app
     metrics = app[METRICS]
-    client_api = request.path.startswith("/v1/")
+    path = request.path
+    client_api = (path.startswith("/v1/") and not path.startswith("/v1/health")) or (
+        path in SIMPLE_PATHS
+    )
     if client_api:
         metrics.inflight.inc()
     try:

@@ -5,6 +5,9 @@ reads and validates the whole file, builds a whole new runtime and swaps the
 reference, so every request sees exactly one config from ingress to its last byte.
 An invalid file changes nothing: the last good config keeps serving and the error
 is reported (log, ``/api/v1/config``, ``llmgw_config_reloads_total{result="error"}``).
+A SIGHUP or reload call that finds the text unchanged is reported too
+(``result="unchanged"``), so a ``systemctl reload`` is never silent; the watcher's
+wake-ups for other files in the folder are not.
 
 The watcher is small and separate from what it reloads: it watches the directory
 holding the file (editors save by renaming over it; a Kubernetes ConfigMap swaps a
@@ -73,7 +76,11 @@ class ConfigStore:
             except ConfigError as exc:
                 return self._record(ReloadResult("error", time.time(), tuple(exc.errors), trigger))
             if text == self._text:
-                return ReloadResult("unchanged", time.time(), (), trigger)
+                unchanged = ReloadResult("unchanged", time.time(), (), trigger)
+                if trigger == "file":  # the watcher sees every change in the folder
+                    return unchanged
+                log.info("config reload (%s): unchanged, still %s", trigger, self.current.digest)
+                return self._record(unchanged)
             previous = self.swap(build(config))
             self._text = text
             _note_restart_needed(previous.config, config)
