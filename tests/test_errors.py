@@ -81,7 +81,7 @@ async def test_404_unknown_model_lists_available(fake: FakeOpenAI, gateway: Any)
     assert "fast" in error["message"] and "gpt-4o-mini" in error["message"]
     assert error["details"] == {
         "requested_model": "gpt-5",
-        "available_models": ["fast", "gpt-4o-mini"],
+        "available_models": ["fast", "auto", "cheap", "gpt-4o-mini"],
     }
 
 

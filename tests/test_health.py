@@ -87,7 +87,7 @@ async def test_model_not_found_lists_available_models(gateway: Any, fake: FakeOp
     assert response.status == 404 and error["code"] == "model_not_found"
     assert error["details"] == {
         "requested_model": "nope",
-        "available_models": ["fast", "gpt-4o-mini", "echo"],
+        "available_models": ["fast", "auto", "cheap", "gpt-4o-mini", "echo"],
     }
 
 
