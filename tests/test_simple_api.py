@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from llmgw.config.schema import PRESET_TYPES
+from llmgw.config.providers import PRESET_TYPES
 from llmgw.providers.presets import PRESETS
 from tests.conftest import CLIENT_KEY, PROVIDER_KEY
 from tests.fakes import FakeOpenAI, chat_chunks, reply_error, reply_stream

@@ -4,16 +4,15 @@ This package depends on nothing else in llmgw.
 """
 
 from llmgw.config.loader import ConfigError, digest, load, parse, read_text
-from llmgw.config.schema import (
+from llmgw.config.providers import (
     AnthropicProvider,
     AzureProvider,
-    GatewayConfig,
     GeminiProvider,
-    LimitSpec,
     MockProvider,
     OpenAIProvider,
     ProviderConfig,
 )
+from llmgw.config.schema import GatewayConfig, LimitSpec
 
 __all__ = [
     "AnthropicProvider",
