@@ -1,5 +1,10 @@
 """Configuration: gateway.yaml parsed into one immutable, validated snapshot.
 
+``loader`` reads and reports (with YAML lines), ``schema`` is the document's root,
+with a module per bigger section (``server``, ``providers``, ``routing``, ``store``)
+over the shared ``fields`` and ``units``; ``checks`` holds cross-field rules and
+``redact`` the secrets that never leave the process.
+
 This package depends on nothing else in llmgw.
 """
 
