@@ -3,7 +3,8 @@
 A plain loop over the targets routing returned. Whether a failure moves on is a
 pure function of the failure (``routing.falls_back``). It can move on only before
 the first byte reached the client: once ``relay.stream`` has committed, what
-happens next is the stream's business.
+happens next is the stream's business. When no target answered, the error the client
+gets is ``verdict``'s.
 """
 
 from __future__ import annotations
@@ -11,26 +12,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from aiohttp import web
 
-from llmgw import hedge, relay
+from llmgw import hedge, relay, verdict
 from llmgw.answer import Answer
 from llmgw.config.redact import provider_secrets
 from llmgw.core import Call, RequestContext, Unsupported
-from llmgw.errors import (
-    GatewayError,
-    InvalidRequest,
-    NoProviderAvailable,
-    RateLimited,
-    UpstreamFailed,
-    UpstreamTimedOut,
-    provider_rejection,
-)
+from llmgw.errors import provider_rejection
 from llmgw.observe.metrics import CIRCUIT_STATES, Metrics
 from llmgw.observe.tracing import answer_model, start_attempt
 from llmgw.routing.router import Target, backoff, falls_back, retries
@@ -94,8 +86,8 @@ async def forward(
                 if not falls_back(failure, runtime.fallback_on):
                     if failure.kind == "status" and (failure.status or 0) < 500:
                         return _client_error(ctx, provider, call, failure)
-                    error = _final_error(call, failures, skipped)
-                    raise _advise(error, failures, circuit_open) from None
+                    error = verdict.final_error(call, failures, skipped)
+                    raise verdict.advise(error, failures, circuit_open) from None
                 if not retries(failure):
                     break
                 continue
@@ -111,7 +103,7 @@ async def forward(
             else:  # too late to fall back, not too late to count against the provider
                 _record_failure(metrics, provider, broken, breaker.failures)
             return response
-    raise _advise(_final_error(call, failures, skipped), failures, circuit_open)
+    raise verdict.advise(verdict.final_error(call, failures, skipped), failures, circuit_open)
 
 
 async def _hedged(
@@ -292,7 +284,7 @@ def _client_error(
     status = failure.status or 400
     body = provider.adapter.error_body(call, status, failure.body)
     body = provider_rejection(status, body, call.client_format, provider_secrets(provider.config))
-    headers = _retry_after([(provider.name, failure)]) if status == 429 else None
+    headers = verdict.client_retry_after([(provider.name, failure)]) if status == 429 else None
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
@@ -345,70 +337,3 @@ def _record_success(metrics: Metrics, provider: Provider) -> None:
 
 def _show_circuit(metrics: Metrics, provider: Provider) -> None:
     metrics.circuit_state.labels(provider.name).set(CIRCUIT_STATES[provider.state.breaker.state])
-
-
-def _final_error(
-    call: Call, failures: list[tuple[str, AttemptFailure]], skipped: list[str]
-) -> GatewayError:
-    """Every target failed or was skipped: one gateway error, in the gateway's words."""
-    if not failures:
-        reasons = "; ".join(skipped) or "no targets"
-        return NoProviderAvailable(f"No provider can serve '{call.model}' right now ({reasons})")
-    if all(f.kind == "unsupported" for _, f in failures):
-        named = next((f for _, f in failures if f.param), None)
-        if named is not None:  # a parameter or content part, not the endpoint
-            return InvalidRequest(
-                f"The model '{call.model}' cannot serve this request: {named.message}",
-                param=named.param,
-            )
-        return InvalidRequest(
-            f"The model '{call.model}' cannot serve {call.endpoint} requests", param="model"
-        )
-    if all(f.kind == "busy" for _, f in failures):
-        return NoProviderAvailable(f"Every provider for '{call.model}' is at its concurrency limit")
-    summary = "; ".join(f"{name}: {failure.outcome}" for name, failure in failures)
-    if all(_status(f) == 429 for _, f in failures):
-        return RateLimited(
-            f"Every provider for '{call.model}' is rate limited ({summary})",
-            headers=_retry_after(failures),
-        )
-    if all(_status(f) in OVERLOADED for _, f in failures):
-        return NoProviderAvailable(
-            f"Every provider for '{call.model}' is overloaded ({summary})",
-            headers=_retry_after(failures),
-        )
-    if all(f.kind == "timeout" for _, f in failures):
-        return UpstreamTimedOut(f"Every provider for '{call.model}' timed out ({summary})")
-    return UpstreamFailed(f"Every provider for '{call.model}' failed ({summary})")
-
-
-OVERLOADED = (503, 529)  # Anthropic's 529 is read as 503 by its adapter; others may send it
-# A provider's 4xx that fell back and that no SDK retries: the same request fails again.
-_LASTING = frozenset(range(400, 500)) - {408, 409, 429}
-
-
-def _status(failure: AttemptFailure) -> int | None:
-    return failure.status if failure.kind == "status" else None
-
-
-def _retry_after(failures: Sequence[tuple[str, AttemptFailure]]) -> dict[str, str]:
-    """``Retry-After`` for the client: the soonest that a provider said it would take
-    requests again (each provider's latest word), whole seconds rounded up; none when no
-    provider said."""
-    latest = {name: failure.retry_at for name, failure in failures}
-    deadlines = [at for at in latest.values() if at is not None]
-    if not deadlines:
-        return {}
-    return {"Retry-After": str(math.ceil(max(0.0, min(deadlines) - time.monotonic())))}
-
-
-def _advise(
-    error: GatewayError, failures: Sequence[tuple[str, AttemptFailure]], circuit_open: bool
-) -> GatewayError:
-    """``x-should-retry: false`` (honoured by the openai and anthropic SDKs) on a 5xx that
-    the same request would meet again: every target disabled, or every failure one that
-    lasts (unsupported, a credential or other 4xx), with no circuit that may close."""
-    lasting = all(f.kind == "unsupported" or _status(f) in _LASTING for _, f in failures)
-    if error.status >= 500 and lasting and not circuit_open:
-        error.headers["x-should-retry"] = "false"
-    return error

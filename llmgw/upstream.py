@@ -1,7 +1,7 @@
 """The only provider I/O: transports that send an ``UpstreamRequest``.
 
 One contract: ``await transport.send(request, timeouts) -> UpstreamResponse``.
-``HttpTransport`` uses the process's one connection ``Pool`` (``http_client``);
+``HttpTransport`` uses the process's one connection ``Pool`` (``http.client``);
 ``LocalTransport`` answers in-process for a provider type that declares a ``local``
 answer (the built-in ``mock``).
 Foreign errors (the HTTP client's, the OS's, timeouts) are translated here, once, into
@@ -40,7 +40,7 @@ class AttemptFailure(Exception):
     ``unsupported`` (this provider cannot serve the endpoint, or the request's
     ``param``). ``reason`` narrows a kind for operators (``dns_error``,
     ``tls_error``, ``connect_refused``, ... are ``connect_error``s: see
-    ``http_errors``) and is the metric's ``outcome``. ``retry_at`` is when the
+    ``http.errors``) and is the metric's ``outcome``. ``retry_at`` is when the
     provider's ``Retry-After`` runs out, on the monotonic clock.
     """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 import pytest
@@ -16,9 +16,13 @@ from llmgw.app import create_app
 from llmgw.config import parse
 from llmgw.server.lifecycle import handler_options
 from tests.fakes import FakeOpenAI
+
+if TYPE_CHECKING:
+    from tests.provider_fakes import FakeAnthropic
 from tests.redis_server import redis_server
 
 GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+Serve = Callable[[str], Awaitable[TestClient[Any, Any]]]
 
 # In CI every property test draws the same examples, so a red run can be reproduced;
 # locally each run explores new ones (LLMGW_FUZZ_EXAMPLES raises the counts).
@@ -94,12 +98,49 @@ def redis_url(redis_server_url: str) -> str:
 
 def one_provider(url: str, **settings: Any) -> str:
     """A config with one OpenAI-compatible provider ``up`` serving gpt-4o-mini."""
+    return provider_config(url, "up", "openai", "gpt-4o-mini", **settings)
+
+
+def claude_config(url: str, extra: str = "", model: str = "claude-haiku-4-5") -> str:
+    """A config with one Anthropic provider ``claude`` serving ``model``, no retries,
+    then ``extra`` (more YAML at the top level)."""
+    return provider_config(url, "claude", "anthropic", model, max_retries=0) + extra
+
+
+def provider_config(url: str, name: str, kind: str, model: str, **settings: Any) -> str:
+    """``providers:`` with the one provider ``name`` of type ``kind`` at ``url``,
+    serving ``model``, with ``settings`` (``key=value`` lines under it)."""
     extra = "".join(f"\n    {k}: {v}" for k, v in settings.items())
     return f"""
 providers:
-  up:
-    type: openai
+  {name}:
+    type: {kind}
     base_url: {url}
     api_key: {PROVIDER_KEY}
-    models: [gpt-4o-mini]{extra}
+    models: [{model}]{extra}
 """
+
+
+@pytest.fixture
+async def claude(aiohttp_server: Any) -> FakeAnthropic:
+    """The fake Anthropic API on 127.0.0.1."""
+    from tests.provider_fakes import FakeAnthropic, serve  # it imports this module
+
+    fake = FakeAnthropic()
+    await serve(aiohttp_server, fake)
+    return fake
+
+
+@pytest.fixture
+async def serve(aiohttp_client: Any) -> Serve:
+    """The gateway on a config text with ``handler_cancellation=True``, as in production:
+    a client that leaves cancels its handler (and the upstream call)."""
+
+    async def start(text: str) -> TestClient[Any, Any]:
+        app = create_app(parse(text, environ={}))
+        client: TestClient[Any, Any] = await aiohttp_client(
+            app, server_kwargs={"handler_cancellation": True}
+        )
+        return client
+
+    return start

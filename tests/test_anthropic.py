@@ -10,7 +10,7 @@ import openai
 import orjson
 import pytest
 
-from tests.conftest import PROVIDER_KEY
+from tests.conftest import PROVIDER_KEY, claude_config
 from tests.fakes import FakeOpenAI, reply_json, wait_for
 from tests.provider_fakes import (
     FakeAnthropic,
@@ -35,25 +35,6 @@ WEATHER = {
     },
 }
 ASK = [{"role": "user", "content": "What's the weather in San Francisco?"}]
-
-
-def claude_config(url: str, extra: str = "") -> str:
-    return f"""
-providers:
-  claude:
-    type: anthropic
-    base_url: {url}
-    api_key: {PROVIDER_KEY}
-    models: [claude-haiku-4-5]
-    max_retries: 0
-{extra}"""
-
-
-@pytest.fixture
-async def claude(aiohttp_server: Any) -> FakeAnthropic:
-    fake = FakeAnthropic()
-    await serve(aiohttp_server, fake)
-    return fake
 
 
 # The openai SDK in front of Anthropic ----------------------------------------------

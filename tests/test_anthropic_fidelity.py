@@ -10,7 +10,7 @@ import anthropic
 import orjson
 import pytest
 
-from tests.conftest import PROVIDER_KEY
+from tests.conftest import PROVIDER_KEY, claude_config
 from tests.fakes import FakeOpenAI, reply_json
 from tests.provider_fakes import (
     FakeAnthropic,
@@ -18,7 +18,6 @@ from tests.provider_fakes import (
     anthropic_events,
     openai_chunks,
     reply_sse,
-    serve,
 )
 
 NOW = {"type": "function", "function": {"name": "get_time"}}  # a tool that takes nothing
@@ -31,25 +30,6 @@ WEATHER = {
 }
 ASK = [{"role": "user", "content": "What time is it, and the weather in Paris?"}]
 SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
-
-
-def claude_config(url: str) -> str:
-    return f"""
-providers:
-  claude:
-    type: anthropic
-    base_url: {url}
-    api_key: {PROVIDER_KEY}
-    models: [claude-haiku-4-5]
-    max_retries: 0
-"""
-
-
-@pytest.fixture
-async def claude(aiohttp_server: Any) -> FakeAnthropic:
-    fake = FakeAnthropic()
-    await serve(aiohttp_server, fake)
-    return fake
 
 
 def anthropic_sse(*events: dict[str, Any]) -> bytes:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from llmgw.cache.keys import cache_key
 from llmgw.core import Call
 from tests.fakes import FakeOpenAI, chat_completion, reply_json
@@ -15,7 +13,6 @@ from tests.provider_fakes import (
     FakeAnthropic,
     anthropic_client,
     anthropic_message,
-    serve,
 )
 
 MESSAGES = [{"role": "user", "content": "cache me"}]
@@ -25,13 +22,6 @@ KEYS = """auth:
     - {name: b, key: key-b}
     - {name: ops, key: key-ops, cache_refresh: true}
 """
-
-
-@pytest.fixture
-async def claude(aiohttp_server: Any) -> FakeAnthropic:
-    fake = FakeAnthropic()
-    await serve(aiohttp_server, fake)
-    return fake
 
 
 def claude_cached(url: str, extra: str = "") -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import PROVIDER_KEY
+from tests.conftest import claude_config
 from tests.fault_fakes import (
     LAST_CHUNK,
     SSE_HEAD,
@@ -30,16 +30,7 @@ CHAT = {"model": "claude-x", "messages": [{"role": "user", "content": "hi"}], "s
 
 
 def config(url: str) -> str:
-    return f"""
-providers:
-  claude:
-    type: anthropic
-    base_url: {url}
-    api_key: {PROVIDER_KEY}
-    models: [claude-x]
-    max_retries: 0
-cache: {{enabled: true}}
-"""
+    return claude_config(url, "cache: {enabled: true}\n", model="claude-x")
 
 
 def gated(

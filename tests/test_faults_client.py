@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tracemalloc
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -21,13 +21,10 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from llmgw.app import create_app
-from llmgw.config import parse
-from tests.conftest import CLIENT_KEY, PROVIDER_KEY
+from tests.conftest import CLIENT_KEY, Serve, one_provider
 from tests.fakes import chat_chunks, wait_for
 from tests.fault_fakes import RawUpstream, flood, hang, raw_upstream, stream
 
-Serve = Callable[[str], Awaitable[TestClient[Any, Any]]]
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 STREAM = {**CHAT, "stream": True}
 AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
@@ -35,15 +32,9 @@ ADMIN_KEY = "adm-secret-admin-key-4242"  # used where a config sets auth.admin_k
 
 
 def config(url: str, extra: str = "") -> str:
-    return f"""
-providers:
-  up:
-    type: openai
-    base_url: {url}
-    api_key: {PROVIDER_KEY}
-    models: [gpt-4o-mini]
-    max_retries: 0
-    read_timeout: 10s
+    return (
+        one_provider(url, max_retries=0, read_timeout="10s")
+        + f"""\
   demo:
     type: mock
 auth:
@@ -51,18 +42,7 @@ auth:
     - {{name: team, key: {CLIENT_KEY}, limits: {{concurrency: 1}}}}
 {extra}
 """
-
-
-@pytest.fixture
-async def serve(aiohttp_client: Any) -> Serve:
-    async def start(text: str) -> TestClient[Any, Any]:
-        app = create_app(parse(text, environ={}))
-        client: TestClient[Any, Any] = await aiohttp_client(
-            app, server_kwargs={"handler_cancellation": True}
-        )
-        return client
-
-    return start
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -22,18 +22,16 @@ import orjson
 import pytest
 
 from llmgw.observe import logs
-from tests.conftest import CLIENT_KEY
+from tests.conftest import CLIENT_KEY, Serve
 from tests.fakes import free_port
 from tests.test_faults_client import (
     ADMIN_KEY,
-    Serve,
     healthy,
     no_gateway_errors,
     raw_exchange,
-    serve,
 )
 
-__all__ = ["no_gateway_errors", "serve"]  # fixtures shared with test_faults_client
+__all__ = ["no_gateway_errors"]  # a fixture shared with test_faults_client
 
 CONFIG = f"""
 server: {{max_body_size: 64KiB}}

@@ -23,11 +23,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from llmgw.app import create_app
 from llmgw.cache.coalesce import FOLLOWER_LAG, LAG_CHECK
-from llmgw.config import parse
 from llmgw.server.appkeys import CACHE
-from tests.conftest import CLIENT_KEY, PROVIDER_KEY
+from tests.conftest import CLIENT_KEY, Serve, one_provider
 from tests.fakes import chat_chunks, wait_for
 from tests.fault_fakes import (
     LAST_CHUNK,
@@ -41,21 +39,8 @@ from tests.fault_fakes import (
 )
 from tests.test_faults_client import STREAM, post_head
 
-Serve = Callable[[str], Awaitable[TestClient[Any, Any]]]
 OTHER_KEY = "sk-client-other-1111111111"
 EVENT_SIZE = 16 * 1024  # the provider's content events, about this many bytes each
-
-
-@pytest.fixture
-async def serve(aiohttp_client: Any) -> Serve:
-    async def start(text: str) -> TestClient[Any, Any]:
-        app = create_app(parse(text, environ={}))
-        client: TestClient[Any, Any] = await aiohttp_client(
-            app, server_kwargs={"handler_cancellation": True}
-        )
-        return client
-
-    return start
 
 
 @pytest.fixture(autouse=True)
@@ -68,22 +53,16 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 
 def config(url: str, extra: str = "") -> str:
-    return f"""
-providers:
-  up:
-    type: openai
-    base_url: {url}
-    api_key: {PROVIDER_KEY}
-    models: [gpt-4o-mini]
-    max_retries: 0
-    max_concurrency: 1
-    timeout: 3s
+    return (
+        one_provider(url, max_retries=0, max_concurrency=1, timeout="3s")
+        + f"""\
 auth:
   keys:
     - {{name: team, key: {CLIENT_KEY}}}
     - {{name: other, key: {OTHER_KEY}}}
 {extra}
 """
+    )
 
 
 async def stop_reading(gw: TestClient[Any, Any], request_id: str) -> tuple[Any, Any]:

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmgw import sse
-from tests.conftest import PROVIDER_KEY
+from tests.conftest import provider_config
 from tests.fault_fakes import LEAK, answer, raw_upstream, stream
 from tests.provider_fakes import fixture, pieces
 from tests.test_faults_upstream import assert_clean_error, cache_entries, error_events
@@ -29,23 +29,18 @@ OVERSIZED = 17 * MIB
 
 
 def config(url: str) -> str:
-    return f"""
-providers:
-  claude:
-    type: anthropic
-    base_url: {url}
-    api_key: {PROVIDER_KEY}
-    models: [claude-x]
-    max_retries: 0
-    timeout: 250ms
-    read_timeout: 250ms
-    response_timeout: 250ms
+    timeouts = {"timeout": "250ms", "read_timeout": "250ms", "response_timeout": "250ms"}
+    claude = provider_config(url, "claude", "anthropic", "claude-x", max_retries=0, **timeouts)
+    return (
+        claude
+        + """\
   backup:
     type: mock
 models:
   chain: [claude/claude-x, backup/echo]
-cache: {{enabled: true}}
+cache: {enabled: true}
 """
+    )
 
 
 def delta(text: str) -> bytes:

@@ -9,11 +9,11 @@ from typing import Any
 import orjson
 import pytest
 
-from llmgw.config.schema import PRESET_TYPES
+from llmgw.config.providers import PRESET_TYPES
 from llmgw.providers.presets import PRESETS
 from tests.conftest import CLIENT_KEY, PROVIDER_KEY
 from tests.fakes import FakeOpenAI, chat_chunks, reply_error, reply_stream
-from tests.provider_fakes import FakeAnthropic, serve
+from tests.provider_fakes import FakeAnthropic
 
 
 def config(openai_url: str, claude_url: str, extra: str = "") -> str:
@@ -38,13 +38,6 @@ models:
 cache: {{enabled: true}}
 simple_api: {{enabled: true, model: fast}}
 {extra}"""
-
-
-@pytest.fixture
-async def claude(aiohttp_server: Any) -> FakeAnthropic:
-    fake = FakeAnthropic()
-    await serve(aiohttp_server, fake)
-    return fake
 
 
 def events(text: str) -> list[tuple[str | None, dict[str, Any]]]:

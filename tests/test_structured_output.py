@@ -56,13 +56,6 @@ models:
 
 
 @pytest.fixture
-async def claude(aiohttp_server: Any) -> FakeAnthropic:
-    fake = FakeAnthropic()
-    await serve(aiohttp_server, fake)
-    return fake
-
-
-@pytest.fixture
 async def gemini(aiohttp_server: Any) -> FakeGemini:
     fake = FakeGemini()
     await serve(aiohttp_server, fake)

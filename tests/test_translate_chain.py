@@ -12,7 +12,7 @@ from anthropic.types import Message
 from llmgw import relay
 from llmgw.adapter import Adapter
 from llmgw.config import parse
-from llmgw.config.schema import PROVIDER_TYPES as CONFIG_TYPES
+from llmgw.config.providers import PROVIDER_TYPES as CONFIG_TYPES
 from llmgw.core import Call, Unsupported
 from llmgw.errors import (
     InvalidRequest,

@@ -12,7 +12,7 @@ What a flight holds is bounded. While the answer may still be cached it keeps ev
 chunk, up to ``cache.max_size`` (the most an entry may weigh); past that the answer
 cannot be stored, and the flight keeps only the chunks a follower has yet to read —
 none once nobody follows. A follower more than ``FOLLOWER_LAG`` (8 MiB) behind the
-leader is dropped (it ends with the stream's error event, see ``caching.follow``):
+leader is dropped (it ends with the stream's error event, see ``serve.follow``):
 it no longer pins the chunks it has not read, so a client that stops reading never
 makes a recording grow past ``max(cache.max_size, FOLLOWER_LAG)`` plus ``LAG_CHECK``
 and one chunk.

@@ -21,7 +21,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from llmgw.config.checks import Path, check
-from llmgw.config.schema import PROVIDER_MODELS, PROVIDER_TYPES, GatewayConfig
+from llmgw.config.providers import PROVIDER_MODELS, PROVIDER_TYPES
+from llmgw.config.schema import GatewayConfig
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _STR_TAG = "tag:yaml.org,2002:str"

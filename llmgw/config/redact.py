@@ -6,7 +6,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from llmgw.config.schema import GatewayConfig, ProviderConfig
+from llmgw.config.providers import ProviderConfig
+from llmgw.config.schema import GatewayConfig
 
 REDACTED = "[redacted]"
 _SECRET_KEYS = frozenset({"api_key", "key", "admin_key"})

@@ -9,12 +9,12 @@ between a call relayed by llmgw and one answered from memory.
 
 Only what a provider call needs: requests with a bytes body, ``http`` and ``https``,
 ``Content-Length``, chunked and until-close bodies, no redirects. Beside it:
-``http_connect`` (routes, resolution, Happy Eyeballs), ``http_proxy`` (HTTP proxies,
-``CONNECT``), ``http_tls`` (CA files, mTLS), ``http_response`` (the response) and
-``http_errors`` (the error tree; ``ReadTimeout`` is also a ``TimeoutError``).
+``connect`` (routes, resolution, Happy Eyeballs), ``proxy`` (HTTP proxies,
+``CONNECT``), ``tls`` (CA files, mTLS), ``response`` (the response) and
+``errors`` (the error tree; ``ReadTimeout`` is also a ``TimeoutError``).
 
 ``Accept-Encoding: identity`` is sent (without it any coding would be acceptable,
-RFC 9110 §12.5.3); a server that compresses anyway is decoded (``http_response``).
+RFC 9110 §12.5.3); a server that compresses anyway is decoded (``response``).
 A keep-alive connection the server closed as it was reused (uvicorn closes idle ones
 after 5 s, others after their own keep-alive) is retried once on a new connection,
 and only when not a byte of the response had arrived: the server closed it before
@@ -263,7 +263,7 @@ class Pool:
 
     async def _connect(self, target: Target) -> Connection:
         """A new connection: to the proxy (tunnelled for ``https``) or the origin,
-        TLS for ``https``; each failure says which step failed (``http_errors``)."""
+        TLS for ``https``; each failure says which step failed (``errors``)."""
         proxy = target.proxy
         host, port = (proxy.host, proxy.port) if proxy else (target.host, target.port)
         what = "the proxy" if proxy else "the provider"

@@ -1,6 +1,6 @@
 """The provider HTTP client's errors, in their own module so that the pool
-(``http_client``), the response (``http_response``) and the connecting helpers
-(``http_connect``, ``http_proxy``, ``http_tls``) share them without an import circle.
+(``client``), the response (``response``) and the connecting helpers
+(``connect``, ``proxy``, ``tls``) share them without an import circle.
 
 ::
 

@@ -2,9 +2,9 @@
 
 ``Response`` is the httptools parser's callback target while the body arrives, and the
 reader's side: ``read()`` for the whole body, ``chunks()`` for pieces as they come.
-The connection and its pool (``http_client``) feed it and take the connection back;
+The connection and its pool (``client``) feed it and take the connection back;
 what it needs of them is written down as ``Carrier`` and ``Owner``, so this module
-imports neither (the errors are ``http_errors``).
+imports neither (the errors are ``errors``).
 
 The head is bounded: ``MAX_HEAD`` bytes received without the head's end fail the
 response with ``HeadTooLarge`` (aiohttp bounds each line at 8190 bytes and the
@@ -49,7 +49,7 @@ _CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate
 
 
 class Carrier(Protocol):
-    """The connection a response arrives on (``http_client.Connection``)."""
+    """The connection a response arrives on (``client.Connection``)."""
 
     transport: asyncio.Transport
     closed: bool
@@ -60,7 +60,7 @@ class Carrier(Protocol):
 
 
 class Owner(Protocol):
-    """The pool a connection goes back to (``http_client.Pool``)."""
+    """The pool a connection goes back to (``client.Pool``)."""
 
     loop: asyncio.AbstractEventLoop
     max_body: int

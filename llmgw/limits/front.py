@@ -30,7 +30,7 @@ The limits come from the request's config snapshot; the counters live here, in
 objects made once per app and keyed by scope id (``key:<name>``, ``model:<name>``,
 ``global``), so a reload changes a limit at once without resetting what was counted.
 The ``memory`` backend counts in this process. The ``redis`` backend
-(``limits_redis``) runs one atomic script per request across every scope, so a limit
+(``limits.redis``) runs one atomic script per request across every scope, so a limit
 holds exactly across replicas; while Redis cannot be reached,
 ``limits.on_redis_error`` decides (``local`` | ``allow`` | ``deny``).
 

@@ -61,7 +61,7 @@ PoolFigures = Callable[[], Mapping[str, tuple[int, int, int]]]
 class UpstreamConnections:
     """The provider pool's connections per provider, read from the pool at scrape
     time (nothing is counted on the request path): ``source`` is
-    ``http_client.Pool.figures``, set when the pool is made."""
+    ``http.client.Pool.figures``, set when the pool is made."""
 
     def __init__(self) -> None:
         self.source: PoolFigures | None = None

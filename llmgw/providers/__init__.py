@@ -1,7 +1,7 @@
 """Provider types, one module each with its transport facts, and their one registry.
 
 Adding a provider type is one module, one line in ``PROVIDER_TYPES`` (and its config
-model in ``config.schema``: a test holds the two lists equal), and its fixture tests.
+model in ``config.providers``: a test holds the two lists equal), and its fixture tests.
 """
 
 from collections.abc import Mapping

@@ -103,7 +103,6 @@ _REASONING_WORDS = frozenset(
     ]
 )
 _REASONING_MARKS = ("step by step", "pros and cons")
-LEVELS = ("simple", "medium", "complex")
 
 
 def classify(body: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from llmgw.config.schema import ServerConfig
+from llmgw.config.server import ServerConfig
 from llmgw.errors import (
     InvalidRequest,
     Overloaded,

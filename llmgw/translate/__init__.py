@@ -6,5 +6,6 @@ One package per pair of formats and direction (client side first): ``chat_anthro
 chat), ``chat_gemini`` (OpenAI chat and embeddings → Gemini). Below them, shared by
 all: ``openai_chat`` and ``anthropic_messages`` (format helpers), ``params`` (each
 parameter's fate), ``wire`` (typed wire formats). Above them, ``chain`` composes a
-call's stages for any provider type.
+call's stages for any provider type; ``simple`` shapes chat answers for the simple
+prompt APIs.
 """
