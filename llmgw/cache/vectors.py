@@ -3,11 +3,12 @@
 Each partition (model, parameters, scope: ``semantic.py``) holds its unit vectors as
 rows of one float32 matrix; a lookup is one matrix-vector product over that partition
 and an argmax, so its cost grows with the partition's size, not the whole index's.
-Measured in tests/benchmarks/semantic_lookup.py: numpy brute force stays well under a
-millisecond per lookup to 10^4 vectors and a few milliseconds at 10^5 (256 dims); past
-that an ANN index (hnswlib, usearch) would be the next step. Bounded by ``max_entries``,
-least recently used (added or served) evicted first; removal moves the partition's last
-row into the freed one, so every operation but the lookup is O(1).
+Measured with tests/benchmarks/semantic_lookup.py (one partition holding everything,
+on a loaded 2-core machine): median 8 ms at 10^4 x 256 dims, 29 ms at 10^5 x 256,
+140 ms at 10^5 x 1536 (586 MiB of matrix). Fine to ~10^5 per partition; past that, or
+with large embeddings, an ANN index (hnswlib, usearch) is the next step. Bounded by
+``max_entries``, least recently used (added or served) evicted first; removal moves
+the partition's last row into the freed one, so every operation but the lookup is O(1).
 """
 
 from __future__ import annotations
