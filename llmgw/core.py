@@ -185,6 +185,8 @@ class RequestContext:
     dropped: tuple[str, ...] = ()  # request parameters the provider's translation left out
     status: int = 0
     cache: str | None = None
+    cache_match: str | None = None  # a hit's X-Cache-Match: exact | semantic
+    cache_similarity: float | None = None  # a semantic hit's cosine similarity
     attempts: int = 0
     first_byte: float | None = None  # perf_counter when the first body byte went out
     upstream_wait: float = 0.0  # seconds spent waiting on providers

@@ -49,13 +49,14 @@ async def test_miss_then_hit_with_age(fake: FakeOpenAI, gateway: Any) -> None:
     second, again = await post(gw)
     assert first.headers["X-Cache"] == "MISS" and "Age" not in first.headers
     assert second.headers["X-Cache"] == "HIT" and second.headers["Age"] == "0"
+    assert second.headers["X-Cache-Match"] == "exact" and "X-Cache-Match" not in first.headers
     assert again == body
     assert second.headers["X-LLMGW-Provider"] == "up"
     assert len(fake.seen) == 1
     stats = await (await gw.get("/api/v1/cache/stats")).json()
     assert (stats["hits"], stats["misses"], stats["entries"]) == (1, 1, 1)
     metrics = await (await gw.get("/metrics")).text()
-    assert 'llmgw_cache_requests_total{result="hit"} 1.0' in metrics
+    assert 'llmgw_cache_requests_total{match="exact",result="hit"} 1.0' in metrics
     assert 'cache="hit",endpoint="chat"' in metrics
 
 

@@ -626,7 +626,7 @@ SPEC_METRICS: dict[str, set[str]] = {
     "llmgw_fallbacks_total": {"model"},
     "llmgw_tokens_total": {"provider", "model", "key", "kind"},
     "llmgw_cost_usd_total": set(),
-    "llmgw_cache_requests_total": {"result"},
+    "llmgw_cache_requests_total": {"result", "match"},
     "llmgw_cache_size_bytes": set(),
     "llmgw_ratelimit_rejections_total": {"scope"},
     "llmgw_inflight_requests": set(),

@@ -16,13 +16,15 @@ from llmgw.api.routing import annotate, route
 from llmgw.auth.keys import allow_model, identify, may_use
 from llmgw.budgets import budget_key_of
 from llmgw.cache import serve as caching
-from llmgw.core import Call, Endpoint, Principal
+from llmgw.cache.embed import Embedder, embedder
+from llmgw.core import Call, Endpoint, Principal, RequestContext
 from llmgw.errors import GatewayError, ModelNotFound
 from llmgw.forward import forward
 from llmgw.limits.clientip import client_address
 from llmgw.observe.tracing import note
 from llmgw.runtime import Runtime
 from llmgw.server.appkeys import (
+    ACCOUNTING,
     BODIES,
     BUDGETS,
     CACHE,
@@ -102,6 +104,7 @@ async def _serve(
             lambda answer: forward(ctx, runtime, call, targets, metrics, answer),
             refresh=principal.cache_refresh,
             use_cache=call.extensions.cache,
+            embed=_embedder(request, runtime, call),
         )
         annotate(ctx, response)
         return response
@@ -112,6 +115,21 @@ async def _serve(
         spend = app[USAGE].record(ctx, call, response, config.prices)
         await app[LIMITER].settle(admission, spend)
         await app[BUDGETS].settle(hold, spend, config.budgets.alerts, config.budgets.webhook)
+
+
+def _embedder(request: web.Request, runtime: Runtime, call: Call) -> Embedder | None:
+    """How this request embeds its prompt for the semantic cache (SPEC §13), its usage
+    counted (tokens, log line, ledger) under the request's key; None when off."""
+    cache = runtime.config.cache
+    if not (cache.enabled and cache.semantic.enabled and call.extensions.cache):
+        return None
+    app = request.app
+
+    def account(ctx: RequestContext, embedding: Call) -> None:
+        app[USAGE].record(ctx, embedding, None, runtime.config.prices)
+        app[ACCOUNTING].add(ctx, True)
+
+    return embedder(runtime, app[METRICS], request[CONTEXT], account)
 
 
 serve_call = _serve  # the itinerary from an already parsed call (api/simple.py)

@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from llmgw.api.guard import require_admin
+from llmgw.cache.front import ResponseCache
 from llmgw.cache.memory import MemoryStore
 from llmgw.config.redact import redacted
 from llmgw.errors import NotFound
@@ -123,8 +124,24 @@ async def cache_stats(request: web.Request) -> web.Response:
         "misses": cache.misses,
         "evictions": store.stats.evictions if store is not None else 0,
         "in_flight": len(cache.flights),
+        "semantic": _semantic_stats(cache, settings.semantic.enabled),
     }
     return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+def _semantic_stats(cache: ResponseCache, enabled: bool) -> dict[str, object]:
+    """SPEC §13's counts: lookups answered, missed, skipped; the index's size."""
+    semantic = cache.current_semantic()
+    if semantic is None:
+        return {"enabled": enabled, "hits": 0, "misses": 0, "skipped": 0, "index_size": 0}
+    return {
+        "enabled": enabled,
+        "hits": semantic.hits,
+        "misses": semantic.misses,
+        "skipped": semantic.skipped,
+        "index_size": len(semantic.index),
+        "evictions": semantic.index.evictions,
+    }
 
 
 async def cache_clear(request: web.Request) -> web.Response:

@@ -9,6 +9,8 @@ from llmgw.cache.coalesce import Flights
 from llmgw.cache.entry import Store
 from llmgw.cache.memory import MemoryStore
 from llmgw.cache.redis import RedisStore
+from llmgw.cache.semantic import SemanticCache
+from llmgw.cache.semantic_redis import RedisVectors
 from llmgw.config.schema import CacheConfig
 
 
@@ -23,6 +25,8 @@ class ResponseCache:
         self._closing: set[asyncio.Future[None]] = set()
         self._store: Store | None = None
         self._backend: tuple[str, str | None] | None = None
+        self._semantic: SemanticCache | None = None
+        self._semantic_backend: tuple[str, str | None] | None = None
 
     def store(self, settings: CacheConfig) -> Store:
         backend = (settings.backend, settings.redis_url if settings.backend == "redis" else None)
@@ -38,14 +42,41 @@ class ResponseCache:
     def current(self) -> Store | None:
         return self._store
 
+    def semantic(self, settings: CacheConfig) -> SemanticCache | None:
+        """The semantic index (SPEC §13) when on: kept across reloads while the
+        backend stays the same, shared through Redis under ``backend: redis``."""
+        if not settings.semantic.enabled:
+            return None
+        backend = (settings.backend, settings.redis_url if settings.backend == "redis" else None)
+        if self._semantic is None or backend != self._semantic_backend:
+            self._retire_semantic()
+            self._semantic = SemanticCache(settings.semantic)
+            if settings.backend == "redis" and settings.redis_url:
+                self._semantic.sync = RedisVectors(settings.redis_url, self._semantic.index)
+            self._semantic_backend = backend
+        self._semantic.resize(settings.semantic.max_entries)
+        return self._semantic
+
+    def current_semantic(self) -> SemanticCache | None:
+        return self._semantic
+
     async def close(self) -> None:
         if self._store is not None:
             await self._store.close()
+        if self._semantic is not None:
+            await self._semantic.close()
 
     def _open(self, settings: CacheConfig) -> Store:
         if settings.backend == "redis" and settings.redis_url:
             return RedisStore(settings.redis_url)
         return MemoryStore(settings.max_size)
+
+    def _retire_semantic(self) -> None:
+        old = self._semantic
+        if old is not None:
+            task = asyncio.ensure_future(old.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def _retire(self) -> None:
         old = self._store

@@ -7,6 +7,11 @@ never an error, a truncated stream or a cancelled one. Hits and followers are wr
 like misses, within ``server.write_timeout`` (``sink.py``); a follower too far behind
 its leader is dropped (``coalesce.py``).
 
+After an exact miss, the semantic cache (SPEC §13, when on) looks for an earlier
+answer to a paraphrase (``semantic_serve.py``); a hit says ``X-Cache-Match: semantic``
+and its ``X-Cache-Similarity``, an exact one ``X-Cache-Match: exact``. A clean miss's
+stored answer is indexed by its prompt's vector. ``no-cache`` skips it both ways.
+
 A ``no-cache`` (or ``max-age=0``) answer replaces the stored entry only when the
 caller may refresh it: always under ``scope: key`` (the entry is its own), else only
 a principal with ``cache_refresh``. Anyone else's skips the cache both ways, so no key
@@ -24,10 +29,12 @@ from aiohttp import web
 
 from llmgw.answer import Answer, ClientAnswer, Head, apart
 from llmgw.cache.coalesce import Flight, Follower
+from llmgw.cache.embed import Embedder
 from llmgw.cache.entry import Entry, Store
 from llmgw.cache.front import ResponseCache
 from llmgw.cache.keys import Policy, cache_key
 from llmgw.cache.recording import Recording
+from llmgw.cache.semantic_serve import look, remember
 from llmgw.core import Call, RequestContext
 from llmgw.errors import stream_error_event
 from llmgw.observe.metrics import Metrics
@@ -49,17 +56,20 @@ async def serve(
     upstream: Upstream,
     refresh: bool = False,
     use_cache: bool = True,
+    embed: Embedder | None = None,
 ) -> web.StreamResponse:
     """Answer ``call`` from the cache or from ``upstream``, recording what is cacheable;
     ``refresh``: the caller may replace shared entries (``Principal.cache_refresh``);
-    ``use_cache`` False (``x-cache: false``): neither read nor write it."""
+    ``use_cache`` False (``x-cache: false``): neither read nor write it; ``embed``: how
+    this request embeds its prompt for the semantic cache (``semantic_serve.py``)."""
     settings = runtime.config.cache
     write_timeout = runtime.config.server.write_timeout
     if not settings.enabled or not use_cache or call.endpoint not in CACHEABLE:
         return await _bypass(ctx, metrics, upstream, ClientAnswer(request, write_timeout))
     policy = Policy.from_header(request.headers.get("Cache-Control"))
     store = cache.store(settings)
-    key = cache_key(call, ctx.key if settings.scope == "key" else None)
+    scope = ctx.key if settings.scope == "key" else None
+    key = cache_key(call, scope)
     if not policy.read:
         writes = policy.write and (refresh or settings.scope == "key")
         recorder = Flight(settings.max_size) if writes else None
@@ -74,15 +84,23 @@ async def serve(
 
     entry = await store.get(key)
     if entry is not None and policy.accepts(entry, time.time()):
-        _count(ctx, metrics, cache, "HIT")
+        _count(ctx, metrics, cache, "HIT", "exact")
         return await replay(request, ctx, entry, write_timeout)
+    semantic = cache.semantic(settings) if embed is not None else None
+    probe = None
+    if semantic is not None and embed is not None:
+        probe = await look(semantic, settings, call, scope, embed, store, policy)
+        if probe is not None and probe.entry is not None:
+            _count(ctx, metrics, cache, "HIT", "semantic")
+            ctx.cache_similarity = probe.similarity
+            return await replay(request, ctx, probe.entry, write_timeout)
     flight, leads = cache.flights.join(key, settings.max_size)
     if not leads:
         follower = flight.follower()
         try:
             head = await follower.head()
             if head is not None and (head.stream or await _finished_whole(follower)):
-                _count(ctx, metrics, cache, "HIT")
+                _count(ctx, metrics, cache, "HIT", "exact")
                 return await follow(request, ctx, follower, head, call.client_format, write_timeout)
         finally:
             follower.leave()
@@ -92,8 +110,8 @@ async def serve(
         response = await upstream(Recording(request, write_timeout, flight))
     finally:
         flight.finish(complete=False)  # a no-op when the relay finished it
-        if policy.write:
-            await _keep(store, key, flight, ctx, settings.ttl)
+        if policy.write and await _keep(store, key, flight, ctx, settings.ttl):
+            remember(probe, key)
         if leads:
             cache.flights.land(key, flight)
     return response
@@ -191,19 +209,19 @@ async def _bypass(
     ctx: RequestContext, metrics: Metrics, upstream: Upstream, answer: Answer
 ) -> web.StreamResponse:
     ctx.cache = "BYPASS"
-    metrics.cache_requests.labels("bypass").inc()
+    metrics.cache_requests.labels("bypass", "none").inc()
     return await upstream(answer)
 
 
 async def _keep(
     store: Store, key: str, flight: Flight | None, ctx: RequestContext, ttl: float
-) -> None:
-    """Store the recording of a complete 200 answer."""
+) -> bool:
+    """Store the recording of a complete 200 answer; whether there was one."""
     if flight is None or not flight.complete or flight.head is None:
-        return
+        return False
     head = flight.head
     if head.status != 200:
-        return
+        return False
     entry = Entry(
         status=head.status,
         content_type=head.content_type,
@@ -216,11 +234,16 @@ async def _keep(
         completion_tokens=ctx.completion_tokens,
     )
     await store.put(key, entry, ttl)
+    return True
 
 
-def _count(ctx: RequestContext, metrics: Metrics, cache: ResponseCache, result: str) -> None:
+def _count(
+    ctx: RequestContext, metrics: Metrics, cache: ResponseCache, result: str, match: str = "none"
+) -> None:
     ctx.cache = result
-    metrics.cache_requests.labels(result.lower()).inc()
+    if result == "HIT":
+        ctx.cache_match = match
+    metrics.cache_requests.labels(result.lower(), match).inc()
     if result == "HIT":
         cache.hits += 1
     else:

@@ -27,6 +27,7 @@ def check(data: dict[str, object]) -> list[Problem]:
         *_candidates(_mapping(data.get("routing")).get("candidates"), providers),
         *_client_keys(_mapping(data.get("auth")).get("keys")),
         *_redis_url("cache", _mapping(data.get("cache")), needs_enabled=True),
+        *_embedding_model(data, providers),
         *_redis_url("limits", _mapping(data.get("limits")), needs_enabled=False),
     ]
 
@@ -84,6 +85,27 @@ def _target(target: str, path: Path, providers: dict[str, object], alias: str) -
     elif provider not in providers:
         known = ", ".join(providers) or "none"
         yield path, f"target {target!r} names unknown provider {provider!r} (known: {known})"
+
+
+def _embedding_model(data: dict[str, object], providers: dict[str, object]) -> Iterator[Problem]:
+    """``cache.semantic.embedding_model``, when on, must be a model this gateway serves:
+    an alias, a model a provider lists (or any, under a ``*``), or ``provider/model``."""
+    semantic = _mapping(_mapping(data.get("cache")).get("semantic"))
+    model = semantic.get("embedding_model", "embed")
+    if semantic.get("enabled") is not True or not isinstance(model, str):
+        return
+    provider, sep, _ = model.partition("/")
+    if model in _mapping(data.get("models")) or (sep and provider in providers):
+        return
+    for settings in providers.values():
+        listed = _mapping(settings).get("models")
+        if isinstance(listed, list) and (model in listed or "*" in listed):
+            return
+    yield (
+        ("cache", "semantic", "embedding_model"),
+        f"embedding_model {model!r} is not a model this gateway serves "
+        "(an alias, a model a provider lists, or provider/model)",
+    )
 
 
 def _client_keys(keys: object) -> Iterator[Problem]:

@@ -37,6 +37,7 @@ from llmgw.config.routing import (
     ModelProfile,
     ScoringStrategy,
 )
+from llmgw.config.semantic import SemanticConfig
 from llmgw.config.server import LoggingConfig, ServerConfig
 from llmgw.config.store import BudgetsConfig, BudgetSpec, DatabaseConfig, JwtConfig
 
@@ -97,6 +98,7 @@ class CacheConfig(Frozen):
     ttl: Duration = 3600.0
     max_size: Size = 256 * 1024**2
     scope: Literal["global", "key"] = "global"
+    semantic: SemanticConfig = Field(default_factory=SemanticConfig)
 
 
 class LimitSpec(Frozen):

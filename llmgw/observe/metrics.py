@@ -166,8 +166,9 @@ class Metrics:
         )
         self.cache_requests = Counter(
             "llmgw_cache_requests",
-            "Cacheable requests by cache result (hit, miss, bypass).",
-            ["result"],
+            "Cacheable requests by cache result (hit, miss, bypass) and how a hit "
+            "matched (exact, semantic; none for misses and bypasses).",
+            ["result", "match"],
             registry=registry,
         )
         self.cache_size = Gauge(

@@ -2,7 +2,8 @@
 
 It echoes the last user message (chat; in each of ``n`` choices) or the prompt
 (completions), word by word when streamed, and returns deterministic unit vectors
-for embeddings, so the gateway works out of the box and tests and benchmarks have a
+for embeddings (hashed words and trigrams, ``mock_embed.py``: similar texts, similar
+vectors), so the gateway works out of the box and tests and benchmarks have a
 predictable upstream. Its provider type declares ``local``: the runtime gives it an
 in-process transport, which calls ``answer``.
 Pure functions: the pacing (``latency``, ``chunk_delay``) is applied by the
@@ -23,6 +24,7 @@ import orjson
 from llmgw.config import MockProvider, ProviderConfig
 from llmgw.core import Call, Endpoint, UpstreamRequest, estimate_tokens
 from llmgw.providers.base import LocalReply, ProviderType
+from llmgw.providers.mock_embed import embed
 
 MOCK_URL = "mock://local"
 MAX_CHOICES = 128  # OpenAI's bound on ``n``
@@ -192,7 +194,8 @@ def _embeddings(body: dict[str, Any], model: str, default_dims: int) -> dict[str
     as_base64 = body.get("encoding_format") == "base64"
     data = []
     for index, item in enumerate(inputs):
-        vector = _unit_vector(orjson.dumps(item), dims)
+        text = item if isinstance(item, str) else orjson.dumps(item).decode()
+        vector = embed(text, dims)
         embedding: object = (
             base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode() if as_base64 else vector
         )
@@ -204,17 +207,6 @@ def _embeddings(body: dict[str, Any], model: str, default_dims: int) -> dict[str
         "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
-
-
-def _unit_vector(seed: bytes, dims: int) -> list[float]:
-    stream = b""
-    counter = 0
-    while len(stream) < dims * 2:
-        stream += hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
-        counter += 1
-    values = [(int.from_bytes(stream[i * 2 : i * 2 + 2], "big") / 32767.5) - 1 for i in range(dims)]
-    norm = sum(v * v for v in values) ** 0.5 or 1.0
-    return [round(v / norm, 6) for v in values]
 
 
 def _wants_usage(call: Call) -> bool:

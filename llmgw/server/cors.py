@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from aiohttp import web
 
 _EXPOSED = (
-    "X-Request-ID, request-id, X-Cache, Age, X-LLMGW-Provider, X-LLMGW-Model, X-LLMGW-Attempts, "
+    "X-Request-ID, request-id, X-Cache, X-Cache-Match, X-Cache-Similarity, Age, "
+    "X-LLMGW-Provider, X-LLMGW-Model, X-LLMGW-Attempts, "
     "X-LLMGW-Dropped-Params, X-LLMGW-Routing, "
     "Retry-After, x-should-retry, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
     "x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, "

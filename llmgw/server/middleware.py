@@ -132,6 +132,10 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
         headers["X-LLMGW-Dropped-Params"] = ", ".join(ctx.dropped)
     if ctx.cache is not None:
         headers["X-Cache"] = ctx.cache
+    if ctx.cache_match is not None:
+        headers["X-Cache-Match"] = ctx.cache_match
+    if ctx.cache_similarity is not None:
+        headers["X-Cache-Similarity"] = f"{ctx.cache_similarity:.2f}"
     routing = ctx.routing_line()
     if routing is not None and not _UNSAFE_HEADER.search(routing):
         headers["X-LLMGW-Routing"] = routing
