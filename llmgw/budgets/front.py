@@ -8,103 +8,69 @@ prompt when unset), priced at the dearest target — and the real usage replaces
 when the request ends. A scope whose spent plus reserved amount has reached its
 limit refuses with ``429 insufficient_quota / budget_exceeded`` and
 ``x-should-retry: false``; so the request that crosses a limit is served and the
-next is refused, and replicas sharing the database overshoot by at most the
-requests in flight. Periods are calendar months, UTC.
+next is refused, and replicas overshoot by at most the requests in flight whose
+estimate fell short. Periods are calendar months, UTC.
 
-Each ``budgets.alerts`` fraction fires once per scope and period, on every replica
-together: the first replica to record it in the database logs it, counts it in
-``llmgw_budget_alerts_total`` and POSTs it to ``budgets.webhook`` (retried 3 times).
-The spend lives in the database (``store/budgets.py``), which every replica shares.
+Where the budgets are held across replicas follows the limits: with
+``limits.backend: redis`` in Redis (``budgets/redis.py``: one atomic script per
+request, month-scoped keys seeded from the database when absent), else in the
+database (``store/budgets.py``: one conditional ``UPDATE`` per scope). The database
+records every request's spend either way. While Redis cannot be reached,
+``limits.on_redis_error`` decides: ``local`` holds the budgets in the database,
+``allow`` admits unchecked, ``deny`` answers ``429`` (``Retry-After: 1``). A database
+that cannot be reached admits unchecked, loudly: serving goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Coroutine, Iterable, Mapping
+import secrets
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
+from llmgw.budgets.alerts import Alerts
+from llmgw.budgets.scopes import (
+    asks_for,
+    describe,
+    estimate,
+    expire_at,
+    period_end,
+    period_of,
+    scopes_for,
+)
 from llmgw.config import GatewayConfig
+from llmgw.config.schema import LimitsConfig
 from llmgw.config.store import BudgetSpec
-from llmgw.core import Call, Principal, estimate_prompt_tokens
-from llmgw.errors import BudgetExceeded, InvalidRequest
+from llmgw.core import Call, Principal
+from llmgw.errors import BudgetExceeded, RateLimited
 from llmgw.limits.types import Target
 from llmgw.observe.metrics import Metrics
-from llmgw.observe.usage import NANO, Spend, price_for
+from llmgw.observe.usage import Spend
 from llmgw.store import budgets as queries
 from llmgw.store.engine import Database
 
-log = logging.getLogger(__name__)
-BUDGET_KEY_HEADER = "x-budget-key"
-MAX_BUDGET_KEY = 200
-WEBHOOK_ATTEMPTS = 3
+if TYPE_CHECKING:
+    from llmgw.budgets.redis import RedisBudgets
 
-
-def period_of(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y-%m")
-
-
-def period_end(period: str) -> str:
-    year, month = (int(part) for part in period.split("-"))
-    year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return f"{year:04d}-{month:02d}-01T00:00:00Z"
+log = logging.getLogger("llmgw.budgets")
+DB_ERRORS = (SQLAlchemyError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
 class Hold:
+    """What ``settle`` needs: where the estimate was reserved, and for which scopes."""
+
     period: str
     asks: tuple[queries.Ask, ...]
     specs: tuple[BudgetSpec, ...]
-
-
-def scopes_for(
-    config: GatewayConfig, principal: Principal, budget_key: str | None
-) -> list[tuple[str, BudgetSpec]]:
-    found: list[tuple[str, BudgetSpec]] = []
-    if principal.budget is not None and principal.name is not None:
-        found.append((f"key:{principal.name}", principal.budget))
-    per = config.budgets.per_budget_key
-    if budget_key is not None and per is not None:
-        found.append((f"budget_key:{budget_key}", per))
-    if config.budgets.global_ is not None:
-        found.append(("global", config.budgets.global_))
-    return [
-        (scope, spec)
-        for scope, spec in found
-        if spec.monthly_usd is not None or spec.monthly_tokens is not None
-    ]
-
-
-def budget_key_of(headers: Mapping[str, str]) -> str | None:
-    value = headers.get(BUDGET_KEY_HEADER)
-    if value is None:
-        return None
-    value = value.strip()
-    if not value or len(value) > MAX_BUDGET_KEY or not value.isprintable():
-        raise InvalidRequest(
-            f"'{BUDGET_KEY_HEADER}' must be 1 to {MAX_BUDGET_KEY} printable characters"
-        )
-    return value
-
-
-def estimate(config: GatewayConfig, call: Call, targets: Iterable[Target]) -> tuple[int, int]:
-    """(nano-USD, tokens) reserved at admission."""
-    prompt = estimate_prompt_tokens(call)
-    limit = call.body.get("max_tokens", call.body.get("max_completion_tokens"))
-    completion = limit if isinstance(limit, int) and limit > 0 else prompt
-    if call.endpoint == "embeddings":
-        completion = 0
-    cost = 0
-    for target in targets:
-        price = price_for(config.prices, target.provider, target.model)
-        if price is not None:
-            cost = max(cost, round((prompt * price[0] + completion * price[1]) * 1000))
-    return cost, prompt + completion
+    in_db: bool = True  # reserved in the database
+    shared: RedisBudgets | None = None  # Redis holds these budgets
+    member: str = ""  # its reservation's name in Redis ("": none)
 
 
 class Budgets:
@@ -113,10 +79,13 @@ class Budgets:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self.db: Database | None = None
-        self._fired: set[tuple[str, str, float]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None
+        self._shared: dict[str, RedisBudgets] = {}  # by redis_url
+        self.alerts = Alerts(metrics, self._spawn)
         self._warned = False
+        # Reservation names, unique across replicas: a random prefix, then a count.
+        self._ids = itertools.count()
+        self._prefix = secrets.token_hex(6)
 
     async def admit(
         self,
@@ -134,31 +103,65 @@ class Budgets:
                 log.error("budgets are configured but there is no database: not enforced")
                 self._warned = True
             return None
-        cost, tokens = estimate(config, call, targets)
-        asks = tuple(
-            queries.Ask(
-                scope,
-                None if spec.monthly_usd is None else round(spec.monthly_usd * NANO),
-                spec.monthly_tokens,
-                cost,
-                tokens,
-            )
-            for scope, spec in scopes
-        )
+        asks = asks_for(scopes, *estimate(config, call, targets))
+        specs = tuple(spec for _, spec in scopes)
         period = period_of()
+        shared = self.shared_for(config.limits)
+        if shared is not None:
+            policy = config.limits.on_redis_error
+            hold = await self._admit_shared(shared, self.db, period, asks, specs, policy)
+            if hold is not None:
+                return hold
+            if policy == "allow":
+                return Hold(period, asks, specs, in_db=False, shared=shared)
+            if policy == "deny":
+                raise RateLimited(
+                    "Budgets cannot be checked right now; retry shortly",
+                    headers={"Retry-After": "1"},
+                )
         try:
             refused = await queries.reserve(self.db, period, asks)
-        except (SQLAlchemyError, OSError) as exc:  # fail open, loudly: serving goes on
+        except DB_ERRORS as exc:  # fail open, loudly: serving goes on
             log.error("budgets: cannot reach the database (%s); request admitted unchecked", exc)
             return None
         if refused >= 0:
-            scope = asks[refused].scope
-            self.metrics.budget_rejections.labels(scope.partition(":")[0]).inc()
-            raise BudgetExceeded(
-                f"The monthly budget of {_describe(scope)} is spent for {period}; "
-                f"it renews at {period_end(period)}"
-            )
-        return Hold(period, asks, tuple(spec for _, spec in scopes))
+            self._refuse(asks[refused].scope, period)
+        return Hold(period, asks, specs, shared=shared)
+
+    async def _admit_shared(
+        self,
+        shared: RedisBudgets,
+        db: Database,
+        period: str,
+        asks: tuple[queries.Ask, ...],
+        specs: tuple[BudgetSpec, ...],
+        policy: str,
+    ) -> Hold | None:
+        """Reserve in Redis, seeding the month's counters from the database when
+        Redis has none; None when Redis cannot be reached."""
+        member = f"{self._prefix}{next(self._ids):x}"
+        until = expire_at(period)
+        verdict = await shared.admit(period, until, asks, member, None, policy)
+        if verdict and verdict[0] < 0:
+            try:
+                rows = await queries.spend(db, period, [ask.scope for ask in asks])
+            except DB_ERRORS as exc:
+                log.error("budgets: cannot read this month's spend (%s); admitted unchecked", exc)
+                return Hold(period, asks, specs, in_db=False, shared=shared)
+            seeds = {row.scope: (int(row.spent_nano_usd), int(row.tokens)) for row in rows}
+            verdict = await shared.admit(period, until, asks, member, seeds, policy)
+        if verdict is None:
+            return None
+        if verdict:
+            self._refuse(asks[verdict[0]].scope, period)
+        return Hold(period, asks, specs, in_db=False, shared=shared, member=member)
+
+    def _refuse(self, scope: str, period: str) -> None:
+        self.metrics.budget_rejections.labels(scope.partition(":")[0]).inc()
+        raise BudgetExceeded(
+            f"The monthly budget of {describe(scope)} is spent for {period}; "
+            f"it renews at {period_end(period)}"
+        )
 
     async def release(self, hold: Hold | None) -> None:
         """Undo ``admit``'s reservation of a request that was not served."""
@@ -166,10 +169,14 @@ class Budgets:
             await asyncio.shield(self._spawn(self._release(self.db, hold)))
 
     async def _release(self, db: Database, hold: Hold) -> None:
-        try:
-            await queries.settle(db, hold.period, hold.asks, 0, 0)
-        except (SQLAlchemyError, OSError) as exc:
-            log.error("budgets: cannot release a reservation (%s)", exc)
+        if hold.in_db:
+            try:
+                await queries.settle(db, hold.period, hold.asks, 0, 0)
+            except DB_ERRORS as exc:
+                log.error("budgets: cannot release a reservation (%s)", exc)
+        if hold.shared is not None and hold.member:
+            scopes = [ask.scope for ask in hold.asks]
+            await hold.shared.settle(hold.period, scopes, hold.member, 0, 0)
 
     async def settle(
         self, hold: Hold | None, spend: Spend, alerts: tuple[float, ...], webhook: str | None
@@ -184,80 +191,51 @@ class Budgets:
         self, db: Database, hold: Hold, spend: Spend, alerts: tuple[float, ...], webhook: str | None
     ) -> None:
         used = spend.prompt_tokens + spend.completion_tokens
-        try:
-            after = await queries.settle(db, hold.period, hold.asks, spend.cost_nano_usd, used)
-        except (SQLAlchemyError, OSError) as exc:
+        cost = spend.cost_nano_usd
+        scopes = [ask.scope for ask in hold.asks]
+        after: dict[str, tuple[int, int]] = {}
+        try:  # the database first: a Redis that lost the month seeds from it
+            if hold.in_db:
+                after = await queries.settle(db, hold.period, hold.asks, cost, used)
+            else:
+                after = await queries.record(db, hold.period, scopes, cost, used)
+        except DB_ERRORS as exc:
             log.error("budgets: cannot record a request's spend (%s): %s", exc, hold.asks)
-            return
-        for ask, spec in zip(hold.asks, hold.specs, strict=True):
-            spent, tokens = after.get(ask.scope, (0, 0))
-            fraction = 0.0
-            if ask.usd_nano:
-                fraction = spent / ask.usd_nano
-            if ask.tokens:
-                fraction = max(fraction, tokens / ask.tokens)
-            for level in alerts:
-                if fraction >= level and (ask.scope, hold.period, level) not in self._fired:
-                    self._fired.add((ask.scope, hold.period, level))
-                    await self._alert(
-                        db, ask.scope, hold.period, level, spec, spent, tokens, webhook
-                    )
+            if hold.shared is None:
+                return
+        if hold.shared is not None:  # also when reserved elsewhere: Redis counts it all
+            held = await hold.shared.settle(hold.period, scopes, hold.member, cost, used)
+            after.update(held or {})
+        for scope, spec in zip(scopes, hold.specs, strict=True):
+            if scope in after:
+                await self.alerts.check(
+                    db, hold.shared, hold.period, scope, spec, after[scope], alerts, webhook
+                )
 
-    async def _alert(
-        self,
-        db: Database,
-        scope: str,
-        period: str,
-        level: float,
-        spec: BudgetSpec,
-        spent: int,
-        tokens: int,
-        webhook: str | None,
-    ) -> None:
-        event = {
-            "event": "budget_alert",
-            "scope": scope,
-            "period": period,
-            "fraction": level,
-            "spent_usd": round(spent / NANO, 9),
-            "limit_usd": spec.monthly_usd,
-            "tokens": tokens,
-            "limit_tokens": spec.monthly_tokens,
-            "period_end": period_end(period),
-        }
-        try:
-            claimed = await queries.claim_alert(db, scope, period, f"{level:g}", str(event))
-        except (SQLAlchemyError, OSError) as exc:
-            log.error("budgets: cannot record an alert (%s); firing it here", exc)
-            claimed = True
-        if not claimed:
-            return  # another replica fired it
-        log.warning(
-            "budget alert: %s has used %d%% of its %s budget",
-            _describe(scope),
-            round(level * 100),
-            period,
-            extra={"budget_alert": event},
-        )
-        self.metrics.budget_alerts.labels(scope.partition(":")[0], f"{level:g}").inc()
-        if webhook:
-            self._spawn(self._post(webhook, event))
+    async def shared_report(
+        self, limits: LimitsConfig, period: str, scopes: list[str], levels: tuple[float, ...]
+    ) -> tuple[dict[str, tuple[int, int]], dict[str, list[float]]] | None:
+        """The spend and alerts Redis holds for ``scopes`` (redis backend), or None."""
+        shared = self.shared_for(limits)
+        if shared is None:
+            return None
+        names = [f"{level:g}" for level in levels]
+        report = await shared.report(period, scopes, names)
+        if report is None:
+            return None
+        spend, fired = report
+        return spend, {scope: [float(name) for name in got] for scope, got in fired.items()}
 
-    async def _post(self, url: str, event: dict[str, Any]) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        for attempt in range(WEBHOOK_ATTEMPTS):
-            try:
-                async with self._session.post(url, json=event) as response:
-                    if response.status < 500 and response.status != 429:
-                        if response.status >= 400:
-                            log.error("budget webhook %s answered %d", url, response.status)
-                        return
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("budget webhook %s failed: %s", url, exc)
-            if attempt + 1 < WEBHOOK_ATTEMPTS:
-                await asyncio.sleep(0.5 * 2**attempt)
-        log.error("budget webhook %s: alert not delivered after %d tries", url, WEBHOOK_ATTEMPTS)
+    def shared_for(self, limits: LimitsConfig) -> RedisBudgets | None:
+        if limits.backend != "redis" or not limits.redis_url:
+            return None
+        shared = self._shared.get(limits.redis_url)
+        if shared is None:
+            # Imported here: a gateway that never uses Redis never loads its client.
+            from llmgw.budgets.redis import RedisBudgets
+
+            shared = self._shared[limits.redis_url] = RedisBudgets(limits.redis_url)
+        return shared
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work)
@@ -268,14 +246,7 @@ class Budgets:
     async def close(self) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
-        if self._session is not None:
-            await self._session.close()
-
-
-def _describe(scope: str) -> str:
-    kind, _, name = scope.partition(":")
-    if kind == "key":
-        return f"API key '{name}'"
-    if kind == "budget_key":
-        return f"budget key '{name}'"
-    return "the gateway"
+        await self.alerts.close()
+        for shared in self._shared.values():
+            await shared.close()
+        self._shared.clear()
