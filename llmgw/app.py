@@ -25,7 +25,7 @@ from llmgw.api import (
 )
 from llmgw.auth.keys import Keyring
 from llmgw.auth.sessions import Sessions
-from llmgw.budgets import Budgets
+from llmgw.budgets.front import Budgets
 from llmgw.cache.front import ResponseCache
 from llmgw.config import GatewayConfig
 from llmgw.config.store import DatabaseConfig

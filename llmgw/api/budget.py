@@ -1,6 +1,8 @@
 """``GET /api/v1/budget``: this month's spend, limit, remaining and alerts fired, for
 every budgeted key (configured and managed), every ``x-budget-key`` seen and the
-gateway as a whole."""
+gateway as a whole. With ``limits.backend: redis`` the spend of every scope Redis
+holds is Redis's (every replica's), and its alerts are added to the database's; while
+Redis cannot be reached, or for a scope it does not hold, the database answers."""
 
 from __future__ import annotations
 
@@ -10,19 +12,18 @@ import orjson
 from aiohttp import web
 
 from llmgw.api.guard import require_admin
-from llmgw.budgets import period_end, period_of
+from llmgw.budgets.scopes import period_end, period_of
 from llmgw.config.store import BudgetSpec
 from llmgw.errors import NotFound
 from llmgw.observe.usage import NANO
-from llmgw.server.appkeys import DATABASE, KEYRING, STORE
+from llmgw.server.appkeys import BUDGETS, DATABASE, KEYRING, STORE
 from llmgw.store import budgets as queries
 
 
 def _entry(
-    scope: str, spec: BudgetSpec | None, row: Any, fired: list[float], end: str
+    scope: str, spec: BudgetSpec | None, used: tuple[int, int], fired: list[float], end: str
 ) -> dict[str, Any]:
-    spent = int(row.spent_nano_usd) if row is not None else 0
-    tokens = int(row.tokens) if row is not None else 0
+    spent, tokens = used
     limit_usd = spec.monthly_usd if spec else None
     limit_tokens = spec.monthly_tokens if spec else None
     return {
@@ -57,13 +58,23 @@ async def budget(request: web.Request) -> web.Response:
         specs["global"] = config.budgets.global_
     period = period_of()
     end = period_end(period)
-    rows = {row.scope: row for row in await queries.spend(db, period)}
+    spend = {
+        row.scope: (int(row.spent_nano_usd), int(row.tokens))
+        for row in await queries.spend(db, period)
+    }
     fired = await queries.alerts(db, period)
-    for scope in rows:
+    for scope in spend:
         if scope.startswith("budget_key:"):
             specs.setdefault(scope, config.budgets.per_budget_key)
+    shared = await request.app[BUDGETS].shared_report(
+        config.limits, period, sorted(specs), config.budgets.alerts
+    )
+    if shared is not None:
+        spend.update(shared[0])
+        for scope, levels in shared[1].items():
+            fired[scope] = sorted({*fired.get(scope, []), *levels})
     entries = [
-        _entry(scope, spec, rows.get(scope), fired.get(scope, []), end)
+        _entry(scope, spec, spend.get(scope, (0, 0)), fired.get(scope, []), end)
         for scope, spec in sorted(specs.items())
     ]
     document = {"period": period, "period_end": end, "budgets": entries}

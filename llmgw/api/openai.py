@@ -14,7 +14,7 @@ from aiohttp import web
 from llmgw.api.calls import check_model, parse_call, prompt_excerpt
 from llmgw.api.routing import annotate, route
 from llmgw.auth.keys import allow_model, identify, may_use
-from llmgw.budgets import budget_key_of
+from llmgw.budgets.scopes import budget_key_of
 from llmgw.cache import serve as caching
 from llmgw.cache.embed import Embedder, embedder
 from llmgw.core import Call, Endpoint, Principal, RequestContext

@@ -124,8 +124,9 @@ class LimitsConfig(Frozen):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: Optional = None
     # What the redis backend does while Redis cannot be reached: ``local`` enforces
-    # every limit in this replica's memory (each replica then allows the whole limit),
-    # ``allow`` admits without limits, ``deny`` answers 429 to every limited request.
+    # every limit in this replica's memory (each replica then allows the whole limit)
+    # and every budget in the database, ``allow`` admits without limits or budgets,
+    # ``deny`` answers 429 to every limited or budgeted request.
     on_redis_error: Literal["local", "allow", "deny"] = "local"
     global_: LimitSpec | None = Field(None, alias="global")
     models: FrozenMap[str, LimitSpec] = Field(default_factory=empty_map)

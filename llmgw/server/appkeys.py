@@ -6,7 +6,7 @@ from aiohttp import web
 
 from llmgw.auth.keys import Keyring
 from llmgw.auth.sessions import Sessions
-from llmgw.budgets import Budgets
+from llmgw.budgets.front import Budgets
 from llmgw.cache.front import ResponseCache
 from llmgw.core import RequestContext
 from llmgw.http.client import Pool

@@ -110,6 +110,41 @@ async def settle(
     return after
 
 
+async def record(
+    db: Database, period: str, scopes: Sequence[str], cost_nano: int, tokens: int
+) -> dict[str, tuple[int, int]]:
+    """Add a request's spend held elsewhere (Redis) to each scope's row, so the
+    database knows the month's spend too; each scope's (spent, tokens) after."""
+    s = budget_spend.c
+    rows = [
+        {
+            "scope": scope,
+            "period": period,
+            "spent_nano_usd": 0,
+            "reserved_nano_usd": 0,
+            "tokens": 0,
+            "reserved_tokens": 0,
+        }
+        for scope in scopes
+    ]
+    after: dict[str, tuple[int, int]] = {}
+    async with db.engine.begin() as conn:
+        await conn.execute(_insert(conn, budget_spend).on_conflict_do_nothing(), rows)
+        await conn.execute(
+            update(budget_spend)
+            .where(and_(s.period == period, s.scope.in_(list(scopes))))
+            .values(spent_nano_usd=s.spent_nano_usd + cost_nano, tokens=s.tokens + tokens)
+        )
+        result = await conn.execute(
+            select(s.scope, s.spent_nano_usd, s.tokens).where(
+                and_(s.period == period, s.scope.in_(list(scopes)))
+            )
+        )
+        for scope, spent, used in result:
+            after[scope] = (int(spent), int(used))
+    return after
+
+
 async def claim_alert(db: Database, scope: str, period: str, fraction: str, detail: str) -> bool:
     """Record the alert; True only for the one caller (of every replica) that did."""
     async with db.engine.begin() as conn:

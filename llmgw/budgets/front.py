@@ -1,0 +1,252 @@
+"""Monthly budgets per key, per ``x-budget-key`` and global, with alerts (SPEC §11).
+
+A request is checked against every budget that applies to it: its key's
+(``auth.keys[].budget`` or a managed key's), ``budgets.per_budget_key`` for the
+``x-budget-key`` it sent, and ``budgets.global``. Like ``tpm``, admission reserves
+an estimate — the prompt's tokens plus ``max_tokens`` (or as many again as the
+prompt when unset), priced at the dearest target — and the real usage replaces it
+when the request ends. A scope whose spent plus reserved amount has reached its
+limit refuses with ``429 insufficient_quota / budget_exceeded`` and
+``x-should-retry: false``; so the request that crosses a limit is served and the
+next is refused, and replicas overshoot by at most the requests in flight whose
+estimate fell short. Periods are calendar months, UTC.
+
+Where the budgets are held across replicas follows the limits: with
+``limits.backend: redis`` in Redis (``budgets/redis.py``: one atomic script per
+request, month-scoped keys seeded from the database when absent), else in the
+database (``store/budgets.py``: one conditional ``UPDATE`` per scope). The database
+records every request's spend either way. While Redis cannot be reached,
+``limits.on_redis_error`` decides: ``local`` holds the budgets in the database,
+``allow`` admits unchecked, ``deny`` answers ``429`` (``Retry-After: 1``). A database
+that cannot be reached admits unchecked, loudly: serving goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from llmgw.budgets.alerts import Alerts
+from llmgw.budgets.scopes import (
+    asks_for,
+    describe,
+    estimate,
+    expire_at,
+    period_end,
+    period_of,
+    scopes_for,
+)
+from llmgw.config import GatewayConfig
+from llmgw.config.schema import LimitsConfig
+from llmgw.config.store import BudgetSpec
+from llmgw.core import Call, Principal
+from llmgw.errors import BudgetExceeded, RateLimited
+from llmgw.limits.types import Target
+from llmgw.observe.metrics import Metrics
+from llmgw.observe.usage import Spend
+from llmgw.store import budgets as queries
+from llmgw.store.engine import Database
+
+if TYPE_CHECKING:
+    from llmgw.budgets.redis import RedisBudgets
+
+log = logging.getLogger("llmgw.budgets")
+DB_ERRORS = (SQLAlchemyError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """What ``settle`` needs: where the estimate was reserved, and for which scopes."""
+
+    period: str
+    asks: tuple[queries.Ask, ...]
+    specs: tuple[BudgetSpec, ...]
+    in_db: bool = True  # reserved in the database
+    shared: RedisBudgets | None = None  # Redis holds these budgets
+    member: str = ""  # its reservation's name in Redis ("": none)
+
+
+class Budgets:
+    """Admission and settlement against budgets; one per app, kept across reloads."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.db: Database | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._shared: dict[str, RedisBudgets] = {}  # by redis_url
+        self.alerts = Alerts(metrics, self._spawn)
+        self._warned = False
+        # Reservation names, unique across replicas: a random prefix, then a count.
+        self._ids = itertools.count()
+        self._prefix = secrets.token_hex(6)
+
+    async def admit(
+        self,
+        config: GatewayConfig,
+        principal: Principal,
+        call: Call,
+        targets: Iterable[Target],
+        budget_key: str | None,
+    ) -> Hold | None:
+        scopes = scopes_for(config, principal, budget_key)
+        if not scopes:
+            return None
+        if self.db is None:
+            if not self._warned:
+                log.error("budgets are configured but there is no database: not enforced")
+                self._warned = True
+            return None
+        asks = asks_for(scopes, *estimate(config, call, targets))
+        specs = tuple(spec for _, spec in scopes)
+        period = period_of()
+        shared = self.shared_for(config.limits)
+        if shared is not None:
+            policy = config.limits.on_redis_error
+            hold = await self._admit_shared(shared, self.db, period, asks, specs, policy)
+            if hold is not None:
+                return hold
+            if policy == "allow":
+                return Hold(period, asks, specs, in_db=False, shared=shared)
+            if policy == "deny":
+                raise RateLimited(
+                    "Budgets cannot be checked right now; retry shortly",
+                    headers={"Retry-After": "1"},
+                )
+        try:
+            refused = await queries.reserve(self.db, period, asks)
+        except DB_ERRORS as exc:  # fail open, loudly: serving goes on
+            log.error("budgets: cannot reach the database (%s); request admitted unchecked", exc)
+            return None
+        if refused >= 0:
+            self._refuse(asks[refused].scope, period)
+        return Hold(period, asks, specs, shared=shared)
+
+    async def _admit_shared(
+        self,
+        shared: RedisBudgets,
+        db: Database,
+        period: str,
+        asks: tuple[queries.Ask, ...],
+        specs: tuple[BudgetSpec, ...],
+        policy: str,
+    ) -> Hold | None:
+        """Reserve in Redis, seeding the month's counters from the database when
+        Redis has none; None when Redis cannot be reached."""
+        member = f"{self._prefix}{next(self._ids):x}"
+        until = expire_at(period)
+        verdict = await shared.admit(period, until, asks, member, None, policy)
+        if verdict and verdict[0] < 0:
+            try:
+                rows = await queries.spend(db, period, [ask.scope for ask in asks])
+            except DB_ERRORS as exc:
+                log.error("budgets: cannot read this month's spend (%s); admitted unchecked", exc)
+                return Hold(period, asks, specs, in_db=False, shared=shared)
+            seeds = {row.scope: (int(row.spent_nano_usd), int(row.tokens)) for row in rows}
+            verdict = await shared.admit(period, until, asks, member, seeds, policy)
+        if verdict is None:
+            return None
+        if verdict:
+            self._refuse(asks[verdict[0]].scope, period)
+        return Hold(period, asks, specs, in_db=False, shared=shared, member=member)
+
+    def _refuse(self, scope: str, period: str) -> None:
+        self.metrics.budget_rejections.labels(scope.partition(":")[0]).inc()
+        raise BudgetExceeded(
+            f"The monthly budget of {describe(scope)} is spent for {period}; "
+            f"it renews at {period_end(period)}"
+        )
+
+    async def release(self, hold: Hold | None) -> None:
+        """Undo ``admit``'s reservation of a request that was not served."""
+        if hold is not None and self.db is not None:
+            await asyncio.shield(self._spawn(self._release(self.db, hold)))
+
+    async def _release(self, db: Database, hold: Hold) -> None:
+        if hold.in_db:
+            try:
+                await queries.settle(db, hold.period, hold.asks, 0, 0)
+            except DB_ERRORS as exc:
+                log.error("budgets: cannot release a reservation (%s)", exc)
+        if hold.shared is not None and hold.member:
+            scopes = [ask.scope for ask in hold.asks]
+            await hold.shared.settle(hold.period, scopes, hold.member, 0, 0)
+
+    async def settle(
+        self, hold: Hold | None, spend: Spend, alerts: tuple[float, ...], webhook: str | None
+    ) -> None:
+        if hold is None or self.db is None:
+            return
+        work = self._settle(self.db, hold, spend, alerts, webhook)
+        # Shielded: a second cancellation of the handler must not lose the spend.
+        await asyncio.shield(self._spawn(work))
+
+    async def _settle(
+        self, db: Database, hold: Hold, spend: Spend, alerts: tuple[float, ...], webhook: str | None
+    ) -> None:
+        used = spend.prompt_tokens + spend.completion_tokens
+        cost = spend.cost_nano_usd
+        scopes = [ask.scope for ask in hold.asks]
+        after: dict[str, tuple[int, int]] = {}
+        try:  # the database first: a Redis that lost the month seeds from it
+            if hold.in_db:
+                after = await queries.settle(db, hold.period, hold.asks, cost, used)
+            else:
+                after = await queries.record(db, hold.period, scopes, cost, used)
+        except DB_ERRORS as exc:
+            log.error("budgets: cannot record a request's spend (%s): %s", exc, hold.asks)
+            if hold.shared is None:
+                return
+        if hold.shared is not None:  # also when reserved elsewhere: Redis counts it all
+            held = await hold.shared.settle(hold.period, scopes, hold.member, cost, used)
+            after.update(held or {})
+        for scope, spec in zip(scopes, hold.specs, strict=True):
+            if scope in after:
+                await self.alerts.check(
+                    db, hold.shared, hold.period, scope, spec, after[scope], alerts, webhook
+                )
+
+    async def shared_report(
+        self, limits: LimitsConfig, period: str, scopes: list[str], levels: tuple[float, ...]
+    ) -> tuple[dict[str, tuple[int, int]], dict[str, list[float]]] | None:
+        """The spend and alerts Redis holds for ``scopes`` (redis backend), or None."""
+        shared = self.shared_for(limits)
+        if shared is None:
+            return None
+        names = [f"{level:g}" for level in levels]
+        report = await shared.report(period, scopes, names)
+        if report is None:
+            return None
+        spend, fired = report
+        return spend, {scope: [float(name) for name in got] for scope, got in fired.items()}
+
+    def shared_for(self, limits: LimitsConfig) -> RedisBudgets | None:
+        if limits.backend != "redis" or not limits.redis_url:
+            return None
+        shared = self._shared.get(limits.redis_url)
+        if shared is None:
+            # Imported here: a gateway that never uses Redis never loads its client.
+            from llmgw.budgets.redis import RedisBudgets
+
+            shared = self._shared[limits.redis_url] = RedisBudgets(limits.redis_url)
+        return shared
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        await self.alerts.close()
+        for shared in self._shared.values():
+            await shared.close()
+        self._shared.clear()
