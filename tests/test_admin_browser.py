@@ -188,6 +188,10 @@ async def test_playground_streams_a_chat_and_shows_the_routing(
     await page.get_by_role("link", name="Overview").click()
     await page.get_by_text("Requests per second", exact=True).wait_for()
     await page.wait_for_load_state("networkidle")
+    tops = await page.locator("main .grid").first.locator(":scope > .card").evaluate_all(
+        "cards => cards.map((card) => card.getBoundingClientRect().top)"
+    )
+    assert len(tops) == 4 and len(set(tops[:3])) == 1, tops  # a row of cards stays level
     overview = tmp_path / "overview.png"
     await page.screenshot(path=str(overview), full_page=True)
     keep(overview)
@@ -217,7 +221,7 @@ async def test_keys_create_use_and_revoke(
     page = await signed_in_page(browser, str(gw.make_url("")).rstrip("/"))
     console = Console(page)
     await page.get_by_role("link", name="Keys").click()
-    await page.get_by_role("heading", level=2).filter(has_text="Managed keys").wait_for()
+    await page.get_by_role("heading", level=2).filter(has_text="Client keys").wait_for()
     configured = page.get_by_role("row").filter(has_text="team-a")
     assert "in the config file" in await configured.inner_text()
     assert await configured.get_by_role("button").count() == 0  # not revocable here
@@ -227,7 +231,8 @@ async def test_keys_create_use_and_revoke(
     await page.get_by_role("button", name="Create key").click()
     secret = await page.locator("#new-key").inner_text()
     assert secret.startswith("sk-llmgw-")
-    await page.get_by_role("row").filter(has_text="browser-made").wait_for()
+    made = page.get_by_role("row").filter(has_text="browser-made")
+    await made.get_by_role("cell", name="$0.00 of $5.00").wait_for()  # its budget at once
     await page.wait_for_load_state("networkidle")
     shot = tmp_path / "keys.png"
     await page.screenshot(path=str(shot), full_page=True)
