@@ -1,8 +1,8 @@
 """The dashboard in a real browser (SPEC §14): Debian's chromium driven by Playwright.
 
 Sign in (a wrong key first), open every page with no console error, look at it at a
-laptop and a phone width, stream a chat in the playground, and manage a key where the
-gateway has managed keys. Screenshots go to the test's temporary folder (and, when
+laptop and a phone width, stream a chat in the playground, and create, use and revoke a
+managed key on a gateway with a database (SPEC §11). Screenshots go to the test's temporary folder (and, when
 ``LLMGW_SCREENSHOTS`` names a folder, are copied there too).
 """
 
