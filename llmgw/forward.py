@@ -158,8 +158,8 @@ async def _attempt(
     except AttemptFailure as failure:
         span.end(status=failure.status, error=failure.outcome)
         raise
-    except BaseException:
-        span.end(error="cancelled")
+    except BaseException as exc:
+        span.end(error="cancelled", lost=hedge.lost(exc))
         raise
     span.end(
         status=response.status,

@@ -7,6 +7,8 @@ commit — a valid first event of a stream, or a whole JSON answer — claims th
 the others are cancelled at once, which closes their upstream connections. Nothing is
 written to the client before a claim, so a request that wrote a byte is never hedged.
 Racers that lost are kept on ``ctx.hedge_losers`` so their partial usage is counted.
+Each racer is its own attempt (numbered on its copy); a racer cancelled because another
+won sees the cancellation carry ``LOST`` (``lost(error)``), so its trace span can say so.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TypeVar
 from llmgw.core import RequestContext
 
 R = TypeVar("R")
+LOST = "llmgw: another hedged attempt answered first"
 Racer = Callable[[RequestContext], Awaitable[R]]
 # What the winner's relay wrote on its copy, handed back to the request's context.
 _ADOPTED = (
@@ -33,6 +36,11 @@ _ADOPTED = (
     "error",
     "delivered",
 )
+
+
+def lost(error: BaseException) -> bool:
+    """Whether ``error`` is the cancellation of a racer another racer beat."""
+    return isinstance(error, asyncio.CancelledError) and error.args[:1] == (LOST,)
 
 
 class Lost(Exception):
@@ -57,12 +65,12 @@ async def race(ctx: RequestContext, racers: Sequence[Racer[R]], after: float) ->
             _adopt(ctx, copies[index], ("provider", "upstream_model", "dropped"))
             for other, task in enumerate(tasks):
                 if other != index:
-                    task.cancel()
+                    task.cancel(LOST)
 
         return claim
 
     def start(index: int) -> None:
-        copy = replace(ctx, claim=None, hedge_losers=())
+        copy = replace(ctx, claim=None, hedge_losers=(), attempts=ctx.attempts + index)
         copy.claim = claimer(index)
         copies.append(copy)
         tasks.append(asyncio.ensure_future(racers[index](copy)))
@@ -90,8 +98,8 @@ async def race(ctx: RequestContext, racers: Sequence[Racer[R]], after: float) ->
                     return index, _finish(ctx, copies, index, task)
                 failures.append((index, error))
     finally:
-        for task in tasks:
-            task.cancel()
+        for index, task in enumerate(tasks):
+            task.cancel(LOST if claimed and claimed[0] != index else None)
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task

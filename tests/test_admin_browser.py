@@ -1,19 +1,21 @@
 """The dashboard in a real browser (SPEC §14): Debian's chromium driven by Playwright.
 
 Sign in (a wrong key first), open every page with no console error, look at it at a
-laptop and a phone width, stream a chat in the playground, and manage a key where the
-gateway has managed keys. Screenshots go to the test's temporary folder (and, when
+laptop and a phone width, stream a chat in the playground, and create, use and revoke a
+managed key on a gateway with a database (SPEC §11). Screenshots go to the test's temporary folder (and, when
 ``LLMGW_SCREENSHOTS`` names a folder, are copied there too).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -38,6 +40,15 @@ providers:
 models:
   smart: [demo/echo]
 auth: {{admin_key: {ADMIN_KEY}}}
+"""
+# A managed-keys gateway: a database in the test's folder and one configured key.
+KEYS_CONFIG = f"""
+providers:
+  demo: {{{{type: mock, models: [echo], chunk_delay: 5ms}}}}
+models:
+  smart: [demo/echo]
+auth: {{{{admin_key: {ADMIN_KEY}, keys: [{{{{name: team-a, key: sk-team-a-1234}}}}]}}}}
+database: {{{{url: "sqlite:///{{db}}"}}}}
 """
 PAGES = ["overview", "providers", "keys", "usage", "requests", "config", "playground"]
 ARGS = [
@@ -177,6 +188,10 @@ async def test_playground_streams_a_chat_and_shows_the_routing(
     await page.get_by_role("link", name="Overview").click()
     await page.get_by_text("Requests per second", exact=True).wait_for()
     await page.wait_for_load_state("networkidle")
+    tops = await page.locator("main .grid").first.locator(":scope > .card").evaluate_all(
+        "cards => cards.map((card) => card.getBoundingClientRect().top)"
+    )
+    assert len(tops) == 4 and len(set(tops[:3])) == 1, tops  # a row of cards stays level
     overview = tmp_path / "overview.png"
     await page.screenshot(path=str(overview), full_page=True)
     keep(overview)
@@ -199,38 +214,76 @@ async def test_readable_at_a_phone_width(gateway: Any, browser: Any, tmp_path: P
 async def test_keys_create_use_and_revoke(
     gateway: Any, sdk: Any, browser: Any, tmp_path: Path
 ) -> None:
-    gw = await gateway(CONFIG)
-    probe = await gw.get("/api/v1/keys", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    """SPEC §11 managed keys from the Keys page, on a gateway with a database: the key
+    is shown once, works over the API, its usage and budget show on the page, and it is
+    refused within a second of its revocation."""
+    gw = await gateway(KEYS_CONFIG.format(db=tmp_path / "keys.db"))
     page = await signed_in_page(browser, str(gw.make_url("")).rstrip("/"))
+    console = Console(page)
     await page.get_by_role("link", name="Keys").click()
-    if probe.status == 404:
-        await page.get_by_text("Managed keys not available").wait_for()
-        await page.screenshot(path=str(tmp_path / "keys-unavailable.png"))
-        pytest.skip(
-            "this gateway has no managed keys (POST/GET/DELETE /api/v1/keys, SPEC §11): "
-            "the page says so; create/use/revoke runs where they exist"
-        )
+    await page.get_by_role("heading", level=2).filter(has_text="Client keys").wait_for()
+    configured = page.get_by_role("row").filter(has_text="team-a")
+    assert "in the config file" in await configured.inner_text()
+    assert await configured.get_by_role("button").count() == 0  # not revocable here
+
     await page.get_by_label("Name", exact=True).fill("browser-made")
+    await page.get_by_label("Monthly budget (USD)").fill("5")
     await page.get_by_role("button", name="Create key").click()
     secret = await page.locator("#new-key").inner_text()
-    assert secret
+    assert secret.startswith("sk-llmgw-")
+    made = page.get_by_role("row").filter(has_text="browser-made")
+    await made.get_by_role("cell", name="$0.00 of $5.00").wait_for()  # its budget at once
+    await page.wait_for_load_state("networkidle")
+    shot = tmp_path / "keys.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    keep(shot)
+
     client = sdk(gw, api_key=secret)
-    await client.chat.completions.create(
-        model="smart", messages=[{"role": "user", "content": "hi"}]
+    answer = await client.chat.completions.create(
+        model="smart",
+        messages=[{"role": "user", "content": "hi from the new key"}],
+        extra_body={"x-gateway": {"metadata": {"feature": "browser-test"}}},
     )
+    assert "hi from the new key" in (answer.choices[0].message.content or "")
+    changed = await gw.patch(
+        "/api/v1/keys/browser-made",
+        json={"expires_at": "2099-01-01T00:00:00Z"},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+    assert changed.status == 200
     await page.reload()
     row = page.get_by_role("row").filter(has_text="browser-made")
     await row.wait_for()
-    assert "#new-key" not in await page.content() or secret not in await page.content()
+    assert secret not in await page.content()  # shown once
+    cells = await row.get_by_role("cell").all_inner_texts()
+    assert cells[1:3] == ["all", "1"] and cells[4] == "$0.00 of $5.00", cells
+    assert cells[5] == "2099-01-01 00:00 UTC", cells  # a date, not epoch seconds
+    await page.get_by_role("link", name="Usage & cost").click()
+    by_key = page.get_by_role("img", name="Requests by key")
+    await by_key.wait_for()
+    assert "browser-made 1" in (await by_key.get_attribute("aria-label") or "")
+    await page.get_by_role("textbox", name="Group by tag").fill("feature")
+    await page.get_by_role("button", name="Show").click()
+    by_tag = page.get_by_role("img", name="Cost by tag feature")
+    await by_tag.wait_for()
+    assert "browser-test $0.00" in (await by_tag.get_attribute("aria-label") or "")
+
+    await page.get_by_role("link", name="Keys").click()
     page.on("dialog", lambda dialog: dialog.accept())
     await row.get_by_role("button", name="Revoke browser-made").click()
     await row.wait_for(state="detached")
-    refused = await gw.post(
-        "/v1/chat/completions",
-        json={"model": "smart", "messages": [{"role": "user", "content": "hi"}]},
-        headers={"Authorization": f"Bearer {secret}"},
-    )
-    assert refused.status == 401
+    refused = None
+    for _ in range(20):  # within a second
+        try:
+            await client.chat.completions.create(
+                model="smart", messages=[{"role": "user", "content": "hi"}]
+            )
+        except openai.AuthenticationError as error:
+            refused = error
+            break
+        await asyncio.sleep(0.05)
+    assert refused is not None and refused.status_code == 401
+    assert console.errors == []
 
 
 def _link(name: str) -> str:

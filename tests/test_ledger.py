@@ -135,3 +135,28 @@ def test_a_database_that_cannot_be_opened_is_a_clear_error_at_start(tmp_path: Pa
     )  # fmt: skip
     assert result.returncode == 1
     assert "database: cannot" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_requests_with_metadata_tags_are_written_and_grouped_by_tag(
+    gateway: GatewayFactory, sdk: Any, tmp_path: Path
+) -> None:
+    gw = await gateway(f"""
+providers:
+  demo: {{type: mock, models: [echo]}}
+database: {{url: "sqlite:///{tmp_path / 't.db'}"}}
+auth: {{admin_key: admin-secret-1, keys: [{{name: team-a, key: {CLIENT_KEY}}}]}}
+""")
+    client = sdk(gw)
+    for feature in ("search", "search", "chat"):
+        await client.chat.completions.create(
+            model="echo",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"x-gateway": {"metadata": {"feature": feature}}},
+        )
+    await client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}])
+    tagged = await (await gw.get("/api/v1/usage?group_by=tag:feature", headers=ADMIN)).json()
+    assert tagged["total"]["requests"] == 4  # a tagged row holds back none behind it
+    counts = {g["tag:feature"]: g["requests"] for g in tagged["groups"]}
+    assert counts == {None: 1, "chat": 1, "search": 2}
+    recent = await (await gw.get("/api/v1/requests?limit=2", headers=ADMIN)).json()
+    assert [r["tags"] for r in recent["data"]] == [None, {"feature": "chat"}]

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import PROVIDER_KEY
-from tests.fakes import FakeOpenAI, free_port, reply_error, wait_for
+from tests.fakes import FakeOpenAI, free_port, hang, reply_error, wait_for
 
 trace_service = pytest.importorskip(
     "opentelemetry.proto.collector.trace.v1.trace_service_pb2",
@@ -142,6 +142,52 @@ async def test_a_stream_and_a_new_trace_without_traceparent(
     assert server.parent_span_id == b""  # a root: the client sent no traceparent
     assert attempt.parent_span_id == server.span_id
     assert fake.seen[0].headers["traceparent"].split("-")[1] == server.trace_id.hex()
+
+
+async def test_hedged_racers_are_sibling_attempts_and_the_loser_is_cancelled(
+    make_fake: Any, gateway: Any, aiohttp_server: Any
+) -> None:
+    slow, quick = await make_fake(), await make_fake()
+    slow.then(hang(10))  # no first byte: the hedge starts, wins, and cancels this one
+    receiver = Receiver()
+    collector = await aiohttp_server(receiver.app())
+    gw = await gateway(f"""
+providers:
+  slow: {{type: openai, base_url: {slow.url}, api_key: {PROVIDER_KEY}, max_retries: 0}}
+  quick: {{type: openai, base_url: {quick.url}, api_key: {PROVIDER_KEY}}}
+models:
+  raced: [slow/gpt-4o-mini, quick/gpt-4o]
+routing:
+  hedge: {{after: 100ms, max_extra: 1}}
+telemetry:
+  otlp_endpoint: {collector.make_url("")}
+""")
+    response = await gw.post(
+        "/v1/chat/completions",
+        json={"model": "raced", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert response.status == 200 and response.headers["X-LLMGW-Provider"] == "quick"
+    await wait_for(lambda: len(receiver.spans) >= 3, within=20)
+    [server] = [s for s in receiver.spans if s.kind == 2]
+    attempts = sorted(
+        (s for s in receiver.spans if s.kind == 3), key=lambda s: s.start_time_unix_nano
+    )
+    assert len(attempts) == 2
+    assert all(a.parent_span_id == server.span_id for a in attempts)  # siblings
+    assert attempts[0].span_id != attempts[1].span_id
+    loser, winner = (attributes(a.attributes) for a in attempts)
+    assert loser["llmgw.provider"] == "slow" and winner["llmgw.provider"] == "quick"
+    assert loser["llmgw.attempt"] == 1 and winner["llmgw.attempt"] == 2
+    assert loser["error.type"] == "cancelled" and loser["llmgw.hedge.lost"] is True
+    assert "http.response.status_code" not in loser and "llmgw.hedge.lost" not in winner
+    assert attempts[0].status.code != 2  # losing a race is not an error of the request
+    assert winner["http.response.status_code"] == 200
+    assert winner["gen_ai.response.model"] == "gpt-4o" and "error.type" not in winner
+    assert attempts[1].status.code != 2
+    assert attributes(server.attributes)["llmgw.attempts"] == 2
+    # each racer sent the provider the traceparent of its own span
+    assert slow.seen[0].headers["traceparent"].split("-")[2] == attempts[0].span_id.hex()
+    assert quick.seen[0].headers["traceparent"].split("-")[2] == attempts[1].span_id.hex()
 
 
 async def test_an_unreachable_collector_never_fails_a_request_and_drops_are_counted(

@@ -118,7 +118,10 @@ class AttemptSpan:
         error: str | None = None,
         response_model: str | None = None,
         usage: tuple[int | None, int | None] = (None, None),
+        lost: bool = False,
     ) -> None:
+        """``lost``: a hedged racer cancelled because another answered first — marked
+        (``llmgw.hedge.lost``) but not an error status: the request did not fail."""
         span = self._span
         if status is not None:
             span.set_attribute("http.response.status_code", status)
@@ -128,11 +131,14 @@ class AttemptSpan:
             span.set_attribute("gen_ai.usage.input_tokens", usage[0])
         if usage[1] is not None:
             span.set_attribute("gen_ai.usage.output_tokens", usage[1])
+        if lost:
+            span.set_attribute("llmgw.hedge.lost", True)
         if error is not None:
             from opentelemetry.trace import Status, StatusCode
 
             span.set_attribute("error.type", error)
-            span.set_status(Status(StatusCode.ERROR, error))
+            if not lost:
+                span.set_status(Status(StatusCode.ERROR, error))
         span.end()
 
 

@@ -53,7 +53,7 @@ def ledger_row(ctx: RequestContext, latency: float, now: float) -> dict[str, Any
         "cost_nano_usd": cost,
         "latency_ms": round(latency * 1000, 2),
         "error": ctx.error,
-        "tags": ctx.tags,
+        "tags": dict(ctx.tags) if ctx.tags else None,  # a plain object for the JSON column
     }
 
 

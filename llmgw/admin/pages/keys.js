@@ -19,21 +19,33 @@ export async function render(root) {
     }
     throw error;
   }
-  const [usage, budget] = await Promise.all([
-    api("/api/v1/usage").catch(() => null),
-    api("/api/v1/budget").catch(() => null),
-  ]);
-  const spent = (name) => (usage && usage.keys && usage.keys[name]) || null;
-  const budgetOf = (name) => {
-    const list = budget && (budget.keys || budget.data);
-    if (!list) return null;
-    return Array.isArray(list) ? list.find((b) => b.name === name || b.key === name) : list[name];
-  };
+  // Usage per key from the ledger (SPEC §11 group_by=key), else the running totals;
+  // budgets are /api/v1/budget's list, one entry per scope "key:<name>". Read again
+  // with the list, so a key just created or used shows its figures.
+  const usageByKey = new Map();
+  let budgets = [];
+  async function figures() {
+    const [ledger, totals, budget] = await Promise.all([
+      api("/api/v1/usage?group_by=key").catch(() => null),
+      api("/api/v1/usage").catch(() => null),
+      api("/api/v1/budget").catch(() => null),
+    ]);
+    usageByKey.clear();
+    if (ledger && Array.isArray(ledger.groups)) {
+      for (const row of ledger.groups) if (row.key) usageByKey.set(row.key, row);
+    } else if (totals && totals.keys) {
+      for (const [name, row] of Object.entries(totals.keys)) usageByKey.set(name, row);
+    }
+    budgets = (budget && budget.budgets) || [];
+  }
+  const spent = (name) => usageByKey.get(name) || null;
+  const budgetOf = (name) => budgets.find((b) => b.scope === `key:${name}`) || null;
+  const when = (seconds) => new Date(seconds * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC";
 
-  const shown = el("div", { "aria-live": "assertive" });
-  const problem = el("div");
+  const shown = el("div", { class: "spaced", "aria-live": "assertive" });
+  const problem = el("div", { class: "spaced" });
   const form = el("form", { class: "inline", id: "create-key" },
-    el("div", {}, el("label", { for: "key-name", text: "Name" }), el("input", { id: "key-name", name: "name", required: true, pattern: "[A-Za-z0-9._-]+" })),
+    el("div", {}, el("label", { for: "key-name", text: "Name" }), el("input", { id: "key-name", name: "name", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9_.@:\\-]*", maxlength: 200 })),
     el("div", {}, el("label", { for: "key-models", text: "Models (comma separated, empty = all)" }), el("input", { id: "key-models", name: "models" })),
     el("div", {}, el("label", { for: "key-rpm", text: "Requests per minute" }), el("input", { id: "key-rpm", name: "rpm", type: "number", min: 1 })),
     el("div", {}, el("label", { for: "key-budget", text: "Monthly budget (USD)" }), el("input", { id: "key-budget", name: "budget", type: "number", min: 0, step: "0.01" })),
@@ -57,25 +69,29 @@ export async function render(root) {
     } catch (error) { problem.replaceChildren(errorBox(error)); }
   });
 
-  const list = el("div");
+  const list = el("div", { class: "spaced" });
   async function drawList() {
-    const current = listOf(await api("/api/v1/keys"));
-    list.replaceChildren(card("Managed keys", table([
+    const [current] = await Promise.all([api("/api/v1/keys").then(listOf), figures()]);
+    list.replaceChildren(card("Client keys", table([
       { label: "Name", key: "name" },
       { label: "Models", render: (k) => (k.models || []).join(", ") || "all" },
       { label: "Requests", render: (k) => spent(k.name)?.requests ?? 0 },
       { label: "Cost", render: (k) => usd(spent(k.name)?.cost_usd ?? 0) },
       { label: "Budget", render: (k) => {
         const b = budgetOf(k.name);
-        return b ? `${usd(b.spent_usd ?? b.spent ?? 0)} of ${usd(b.limit_usd ?? b.limit ?? null)}` : (k.budget ? JSON.stringify(k.budget) : "—");
+        if (b && b.limit_usd !== null) return `${usd(b.spent_usd)} of ${usd(b.limit_usd)}`;
+        if (b && b.limit_tokens !== null) return `${b.tokens} of ${b.limit_tokens} tokens`;
+        if (k.budget && k.budget.monthly_usd != null) return `limit ${usd(k.budget.monthly_usd)}`;
+        return "—";
       } },
-      { label: "Expires", render: (k) => k.expires_at || "never" },
-      { label: "", render: (k) => el("button", { type: "button", class: "danger", "aria-label": `Revoke ${k.name}`, text: "Revoke",
-        onclick: async () => {
-          if (!confirm(`Revoke key ${k.name}? Requests with it fail at once.`)) return;
-          try { await api(`/api/v1/keys/${encodeURIComponent(k.name)}`, { method: "DELETE" }); await drawList(); }
-          catch (error) { problem.replaceChildren(errorBox(error)); }
-        } }) },
+      { label: "Expires", render: (k) => (k.expires_at ? when(k.expires_at) : "never") },
+      { label: "", render: (k) => (!k.managed ? el("span", { class: "muted", text: "in the config file" })
+        : el("button", { type: "button", class: "danger", "aria-label": `Revoke ${k.name}`, text: "Revoke",
+          onclick: async () => {
+            if (!confirm(`Revoke key ${k.name}? Requests with it fail at once.`)) return;
+            try { await api(`/api/v1/keys/${encodeURIComponent(k.name)}`, { method: "DELETE" }); await drawList(); }
+            catch (error) { problem.replaceChildren(errorBox(error)); }
+          } })) },
     ], current)));
   }
   await drawList();

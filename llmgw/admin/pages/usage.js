@@ -2,9 +2,11 @@
 import { api, card, el, table, usd } from "../lib.js";
 import { barChart } from "../charts.js";
 
-function rowsOf(group) {
+// The running totals name their groups by map key; the ledger's rows carry the group
+// under the group_by item itself ("key", "day", "tag:<name>"), null where unset.
+function rowsOf(group, by) {
   if (!group) return [];
-  if (Array.isArray(group)) return group.map((g) => ({ name: String(g.name ?? g.key ?? g.day ?? g.group ?? "?"), ...g }));
+  if (Array.isArray(group)) return group.map((g) => ({ ...g, name: g[by] === null || g[by] === undefined ? "(none)" : String(g[by]) }));
   return Object.entries(group).map(([name, t]) => ({ name, ...t }));
 }
 
@@ -17,26 +19,38 @@ function csv(groups) {
   return lines.join("\n") + "\n";
 }
 
-async function grouped(by) {
-  // SPEC §11 group_by (durable usage); the in-memory totals have no such groups.
+async function ledger(by) {
+  // SPEC §11 group_by (durable usage): null where the gateway has no database.
   try {
-    const data = await api(`/api/v1/usage?group_by=${encodeURIComponent(by)}`);
-    const rows = rowsOf(data && (data.groups || data.data));
-    return rows.length ? rows : null;
+    return await api(`/api/v1/usage?group_by=${encodeURIComponent(by)}`);
   } catch { return null; }
+}
+
+async function grouped(by) {
+  const data = await ledger(by);
+  return data ? rowsOf(data.groups, by) : null;
 }
 
 export async function render(root) {
   root.append(el("h1", { text: "Usage and cost" }));
-  const usage = await api("/api/v1/usage");
-  const groups = { model: rowsOf(usage.models), key: rowsOf(usage.keys), provider: rowsOf(usage.providers) };
-  const byDay = await grouped("day");
-  if (byDay) groups.day = byDay;
+  // With a database every figure comes from the ledger (all time, every replica);
+  // without one, from the running totals since this process started.
+  const byDay = await ledger("day");
+  let usage, groups;
+  if (byDay) {
+    const [model, key, provider] = await Promise.all(["model", "key", "provider"].map(grouped));
+    usage = byDay;
+    groups = { day: rowsOf(byDay.groups, "day"), model: model || [], key: key || [], provider: provider || [] };
+  } else {
+    usage = await api("/api/v1/usage");
+    groups = { model: rowsOf(usage.models), key: rowsOf(usage.keys), provider: rowsOf(usage.providers) };
+  }
   const total = usage.total || {};
+  const since = usage.since ? new Date(usage.since * 1000).toLocaleString() : "the first request recorded";
   const link = el("a", { class: "button", href: "#", id: "export-csv", download: "llmgw-usage.csv", text: "Export CSV" });
   link.href = URL.createObjectURL(new Blob([csv(groups)], { type: "text/csv" }));
   root.append(
-    el("p", { class: "muted", text: `Source: ${usage.source}; since ${usage.since ? new Date(usage.since * 1000).toLocaleString() : "start"}. ` }, link),
+    el("p", { class: "muted", text: `Source: ${usage.source}; since ${since}. ` }, link),
     el("div", { class: "grid" },
       card("Requests", el("div", { class: "figure", text: String(total.requests ?? 0) })),
       card("Tokens", el("div", { class: "figure", text: String((total.prompt_tokens ?? 0) + (total.completion_tokens ?? 0)) })),
@@ -67,7 +81,7 @@ function tagForm() {
     const name = input.value.trim();
     if (!name) return;
     const rows = await grouped(`tag:${name}`);
-    out.replaceChildren(rows
+    out.replaceChildren(rows && rows.length
       ? barChart(`Cost by tag ${name}`, rows.map((r) => ({ label: r.name, value: r.cost_usd ?? 0 })), usd)
       : el("p", { class: "muted", text: `No usage carries the tag ${name}.` }));
   });
