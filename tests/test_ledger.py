@@ -160,3 +160,28 @@ auth: {{admin_key: admin-secret-1, keys: [{{name: team-a, key: {CLIENT_KEY}}}]}}
     assert counts == {None: 1, "chat": 1, "search": 2}
     recent = await (await gw.get("/api/v1/requests?limit=2", headers=ADMIN)).json()
     assert [r["tags"] for r in recent["data"]] == [None, {"feature": "chat"}]
+
+
+async def test_concurrent_flushes_write_each_row_once(
+    gateway: GatewayFactory, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Usage queries flush the ledger first, beside its own writer: rows queued once are
+    written once, however many flushes run at the same moment."""
+    db = tmp_path / "f.db"
+    gw = await gateway(f"""
+providers:
+  up: {{type: openai, base_url: {fake.url}, api_key: {PROVIDER_KEY}, models: [gpt-4o-mini]}}
+database: {{url: "sqlite:///{db}"}}
+auth:
+  admin_key: admin-secret-1
+""")
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(12):
+        assert (await gw.post("/v1/chat/completions", json=body)).status == 200
+    answers = await asyncio.gather(
+        *(gw.get("/api/v1/usage?group_by=model", headers=ADMIN) for _ in range(6))
+    )
+    assert [a.status for a in answers] == [200] * 6
+    totals = {(await a.json())["total"]["requests"] for a in answers}
+    assert totals == {12}
+    assert _rows(db) == 12

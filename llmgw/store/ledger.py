@@ -69,6 +69,10 @@ class Ledger:
         self._task: asyncio.Task[None] | None = None
         self._failing = False
         self._stopping = False
+        # One writer at a time: the background task, a query that wants every ended
+        # request written first (/api/v1/usage) and shutdown may all flush at once, and
+        # two of them writing the same held rows would record them twice.
+        self._writing = asyncio.Lock()
 
     def add(self, ctx: RequestContext, latency: float) -> None:
         """Queue ``ctx``'s row (client API requests only)."""
@@ -109,6 +113,10 @@ class Ledger:
 
     async def flush(self) -> bool:
         """Write every held row; False when the database refused (rows kept)."""
+        async with self._writing:
+            return await self._write_held()
+
+    async def _write_held(self) -> bool:
         while self._rows:
             batch = [self._rows[i] for i in range(min(BATCH, len(self._rows)))]
             try:
