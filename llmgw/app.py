@@ -108,6 +108,7 @@ def create_app(
     app.router.add_post("/v1/chat/completions", openai.chat_completions)
     app.router.add_post("/v1/completions", openai.completions)
     app.router.add_post("/v1/embeddings", openai.embeddings)
+    app.router.add_post("/v1/responses", openai.responses)
     app.router.add_post("/v1/messages", anthropic.messages)
     app.router.add_get("/v1/models", openai.list_models)
     app.router.add_get("/v1/models/{model:.+}", openai.get_model)

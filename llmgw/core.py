@@ -18,12 +18,18 @@ from llmgw.config.store import BudgetSpec
 ANONYMOUS_LABEL = "anonymous"  # metrics and usage name for callers of an open gateway
 
 
-# The client API surfaces (``/v1/chat/completions`` ... ``/v1/messages``).
-Endpoint = Literal["chat", "completions", "embeddings", "messages"]
+# The client API surfaces (``/v1/chat/completions`` ... ``/v1/messages``, ``/v1/responses``).
+Endpoint = Literal["chat", "completions", "embeddings", "messages", "responses"]
 # The wire formats a call may be sent in: the client surfaces, and the provider formats
 # that only translators produce (Gemini's ``generateContent`` and ``batchEmbedContents``).
 WireFormat = Literal[
-    "chat", "completions", "embeddings", "messages", "gemini_generate", "gemini_embed"
+    "chat",
+    "completions",
+    "embeddings",
+    "messages",
+    "responses",
+    "gemini_generate",
+    "gemini_embed",
 ]
 
 

@@ -31,6 +31,7 @@ from llmgw.answer import Answer, Head, Rest, apart, is_done
 from llmgw.core import RequestContext, StreamTranslator, Usage
 from llmgw.errors import stream_error_event
 from llmgw.sink import ClientStalled
+from llmgw.translate.responses_wire import ENDS as RESPONSES_ENDS
 from llmgw.upstream import TRANSPORT_ERRORS, AttemptFailure, UpstreamResponse, failure_from
 
 FIRST_EVENT_LIMIT = 1024 * 1024  # commit anyway once this much arrived without an event
@@ -174,8 +175,8 @@ def saw_end(written: Iterable[bytes], client_format: str) -> bool:
     if not events:
         return False
     last = events[-1]
-    if client_format != "anthropic":
-        return last.data.strip() == b"[DONE]"
+    if client_format != "anthropic":  # chat's [DONE], or the Responses API's end event
+        return last.data.strip() == b"[DONE]" or last.event in RESPONSES_ENDS
     if last.event is not None:
         return last.event == "message_stop"
     try:

@@ -78,6 +78,8 @@ def prompt_excerpt(call: Call, limit: int = 200) -> str:
         value = body.get("prompt" if call.endpoint == "completions" else "input")
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
         return text[:limit]
+    if call.endpoint == "responses" and isinstance(body.get("input"), str):
+        return str(body["input"])[:limit]
     for message in reversed(body.get("messages") or []):
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
@@ -158,8 +160,30 @@ def _check_messages(body: dict[str, Any]) -> None:
         raise InvalidRequest("'system' must be a string or an array", param="system")
 
 
+def _check_responses(body: dict[str, Any]) -> None:
+    """The Responses API: ``input`` (text or items), unless a stored conversation goes on."""
+    value = body.get("input")
+    if value is None and body.get("previous_response_id") is not None:
+        return
+    if not isinstance(value, str | list) or (isinstance(value, list) and not value):
+        raise InvalidRequest(
+            "'input' is required and must be a string or a non-empty array", param="input"
+        )
+    for index, item in enumerate(value if isinstance(value, list) else ()):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"'input[{index}]' must be an object", param=f"input[{index}]")
+    for name in ("instructions", "previous_response_id"):
+        _optional(body, name, str, "a string")
+    _optional(body, "tools", list, "an array")
+    _optional(body, "text", dict, "an object")
+    value = body.get("max_output_tokens")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise InvalidRequest("'max_output_tokens' must be an integer", param="max_output_tokens")
+
+
 _CHECKS = {
     "chat": _check_chat,
+    "responses": _check_responses,
     "completions": _check_completions,
     "embeddings": _check_embeddings,
     "messages": _check_messages,

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible client surface: chat, completions, embeddings, models.
+"""The OpenAI-compatible client surface: chat, completions, embeddings, responses,
+models.
 
 ``handle`` reads as the request's itinerary: snapshot → key → body → call →
 allowlist → targets → limits → cache → forward (fallback chain) → account.
@@ -45,6 +46,10 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
     return await handle(request, "embeddings")
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "responses")
 
 
 async def handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:

@@ -107,6 +107,25 @@ _SCHEMAS: dict[str, Schema] = {
             "system": {"type": ["string", "array", "null"]},
         },
     },
+    "ResponsesRequest": {
+        "type": "object",
+        "required": ["model"],
+        "anyOf": [{"required": ["input"]}, {"required": ["previous_response_id"]}],
+        "properties": {
+            **_COMMON_FIELDS,
+            "input": {
+                "oneOf": [
+                    {"type": "string"},
+                    {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                ]
+            },
+            "instructions": {"type": ["string", "null"]},
+            "previous_response_id": {"type": ["string", "null"]},
+            "tools": {"type": ["array", "null"]},
+            "text": {"type": ["object", "null"]},
+            "max_output_tokens": NULLABLE_INT,
+        },
+    },
     "Answer": {"type": "object", "description": "The provider's answer, in OpenAI's format"},
     "RelayedError": {"type": "object", "description": RELAYED},
     "Message": {"type": "object", "description": "The answer, in Anthropic's format"},
@@ -188,6 +207,9 @@ DOCUMENT: Schema = {
         },
         "/v1/embeddings": {
             "post": _client_call("Embeddings", "EmbeddingRequest", "OpenAIError", "Answer")
+        },
+        "/v1/responses": {
+            "post": _client_call("Responses API", "ResponsesRequest", "OpenAIError", "Answer")
         },
         "/v1/messages": {
             "post": _client_call(
