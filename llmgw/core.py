@@ -19,7 +19,29 @@ ANONYMOUS_LABEL = "anonymous"  # metrics and usage name for callers of an open g
 
 
 # The client API surfaces (``/v1/chat/completions`` ... ``/v1/messages``, ``/v1/responses``).
-Endpoint = Literal["chat", "completions", "embeddings", "messages", "responses"]
+Endpoint = Literal[
+    "chat",
+    "completions",
+    "embeddings",
+    "messages",
+    "responses",
+    "moderations",
+    "images",
+    "audio_speech",
+]
+# Each surface's path, for errors that name it.
+ENDPOINT_PATHS: Mapping[str, str] = MappingProxyType(
+    {
+        "chat": "/v1/chat/completions",
+        "completions": "/v1/completions",
+        "embeddings": "/v1/embeddings",
+        "messages": "/v1/messages",
+        "responses": "/v1/responses",
+        "moderations": "/v1/moderations",
+        "images": "/v1/images/generations",
+        "audio_speech": "/v1/audio/speech",
+    }
+)
 # The wire formats a call may be sent in: the client surfaces, and the provider formats
 # that only translators produce (Gemini's ``generateContent`` and ``batchEmbedContents``).
 WireFormat = Literal[
@@ -28,6 +50,9 @@ WireFormat = Literal[
     "embeddings",
     "messages",
     "responses",
+    "moderations",
+    "images",
+    "audio_speech",
     "gemini_generate",
     "gemini_embed",
 ]

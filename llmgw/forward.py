@@ -21,12 +21,13 @@ from aiohttp import web
 from llmgw import hedge, relay
 from llmgw.answer import Answer
 from llmgw.config.redact import provider_secrets
-from llmgw.core import Call, RequestContext, Unsupported
+from llmgw.core import ENDPOINT_PATHS, Call, RequestContext, Unsupported
 from llmgw.errors import (
     GatewayError,
     InvalidRequest,
     NoProviderAvailable,
     RateLimited,
+    UnsupportedEndpoint,
     UpstreamFailed,
     UpstreamTimedOut,
     provider_rejection,
@@ -227,6 +228,8 @@ async def _send(
                 raise _status_failure(status, upstream.headers, await _body(upstream, deadline))
             ctx.provider, ctx.upstream_model = provider.name, target.model
             ctx.dropped = upstream_request.dropped
+            if relay.is_binary(upstream):  # audio: streamed through with its type
+                return await relay.binary(ctx, upstream, answer)
             if relay.is_event_stream(upstream):
                 translator = adapter.stream(call, target.model)
                 if translator is None:
@@ -361,8 +364,9 @@ def _final_error(
                 f"The model '{call.model}' cannot serve this request: {named.message}",
                 param=named.param,
             )
-        return InvalidRequest(
-            f"The model '{call.model}' cannot serve {call.endpoint} requests", param="model"
+        path = ENDPOINT_PATHS.get(call.endpoint, call.endpoint)
+        return UnsupportedEndpoint(
+            f"No provider of the model '{call.model}' serves POST {path}", param="model"
         )
     if all(f.kind == "busy" for _, f in failures):
         return NoProviderAvailable(f"Every provider for '{call.model}' is at its concurrency limit")

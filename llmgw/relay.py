@@ -43,6 +43,35 @@ def is_event_stream(response: UpstreamResponse) -> bool:
     return response.headers.get("Content-Type", "").startswith("text/event-stream")
 
 
+def is_binary(response: UpstreamResponse) -> bool:
+    """Audio (speech) and other bytes that are neither JSON nor SSE."""
+    kind = response.headers.get("Content-Type", "")
+    return kind.startswith(("audio/", "application/octet-stream"))
+
+
+async def binary(
+    ctx: RequestContext, upstream: UpstreamResponse, answer: Answer
+) -> web.StreamResponse:
+    """The provider's bytes (speech audio) to the client as they come, in its type."""
+    content_type = upstream.headers.get("Content-Type", "application/octet-stream")
+    chunks = upstream.chunks()
+    out = await _open(ctx, answer, content_type)
+    try:
+        async for chunk in chunks:
+            await answer.write(chunk)
+    except TRANSPORT_ERRORS as exc:  # headers are out: the client sees a cut body
+        ctx.error = failure_from(exc).kind
+        await answer.finish(complete=False)
+        return out
+    except (ConnectionResetError, asyncio.CancelledError) as gone:
+        _client_gone(ctx, gone, False)
+        await answer.left(False, None)
+        _end(answer, gone)
+        return out
+    await answer.finish(complete=True)
+    return out
+
+
 def json_response(
     ctx: RequestContext, status: int, body: bytes, usage: Usage, answer: Answer
 ) -> web.Response:

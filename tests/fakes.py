@@ -184,6 +184,9 @@ class FakeOpenAI:
             "/v1/completions",
             "/v1/embeddings",
             "/v1/responses",
+            "/v1/moderations",
+            "/v1/images/generations",
+            "/v1/audio/speech",
         ):
             app.router.add_post(path, self._handle)
         return app

@@ -74,8 +74,8 @@ def parse_call(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str] | None
 def prompt_excerpt(call: Call, limit: int = 200) -> str:
     """The last user message's text, cut to ``limit`` characters (logging.log_prompts)."""
     body = call.body
-    if call.endpoint in ("completions", "embeddings"):
-        value = body.get("prompt" if call.endpoint == "completions" else "input")
+    if call.endpoint in ("completions", "embeddings", "images", "moderations", "audio_speech"):
+        value = body.get("prompt" if call.endpoint in ("completions", "images") else "input")
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
         return text[:limit]
     if call.endpoint == "responses" and isinstance(body.get("input"), str):
@@ -181,8 +181,36 @@ def _check_responses(body: dict[str, Any]) -> None:
         raise InvalidRequest("'max_output_tokens' must be an integer", param="max_output_tokens")
 
 
+def _required_text(body: dict[str, Any], name: str) -> None:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"'{name}' is required and must be a non-empty string", param=name)
+
+
+def _check_moderations(body: dict[str, Any]) -> None:
+    value = body.get("input")
+    if not isinstance(value, str | list) or (isinstance(value, list) and not value):
+        raise InvalidRequest(
+            "'input' is required and must be a string or a non-empty array", param="input"
+        )
+
+
+def _check_images(body: dict[str, Any]) -> None:
+    _required_text(body, "prompt")
+
+
+def _check_speech(body: dict[str, Any]) -> None:
+    _required_text(body, "input")
+    voice = body.get("voice")
+    if not isinstance(voice, str | dict) or not voice:
+        raise InvalidRequest("'voice' is required", param="voice")
+
+
 _CHECKS = {
     "chat": _check_chat,
+    "moderations": _check_moderations,
+    "images": _check_images,
+    "audio_speech": _check_speech,
     "responses": _check_responses,
     "completions": _check_completions,
     "embeddings": _check_embeddings,

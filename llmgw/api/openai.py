@@ -1,5 +1,5 @@
 """The OpenAI-compatible client surface: chat, completions, embeddings, responses,
-models.
+moderations, images, speech, models.
 
 ``handle`` reads as the request's itinerary: snapshot → key → body → call →
 allowlist → targets → limits → cache → forward (fallback chain) → account.
@@ -50,6 +50,18 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 async def responses(request: web.Request) -> web.StreamResponse:
     return await handle(request, "responses")
+
+
+async def moderations(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "moderations")
+
+
+async def images(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "images")
+
+
+async def speech(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "audio_speech")
 
 
 async def handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:

@@ -28,6 +28,17 @@ from llmgw.api.openapi_parts import (
 )
 
 
+def _speech() -> Schema:
+    """Text to speech: the audio comes back as bytes, in the provider's content type."""
+    operation = _client_call("Text to speech", "SpeechRequest", "OpenAIError", "Answer")
+    audio = {"schema": {"type": "string", "format": "binary"}}
+    operation["responses"]["200"] = {
+        "description": "The audio, streamed in the provider's content type",
+        "content": {"audio/*": audio, "application/octet-stream": audio},
+    }
+    return operation
+
+
 def _client_call(summary: str, body: str, errors: str, answer: str) -> Schema:
     return {
         "summary": summary,
@@ -126,6 +137,31 @@ _SCHEMAS: dict[str, Schema] = {
             "max_output_tokens": NULLABLE_INT,
         },
     },
+    "ModerationRequest": {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": _COMMON_FIELDS["model"],
+            "input": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1}]},
+        },
+    },
+    "ImageRequest": {
+        "type": "object",
+        "required": ["model", "prompt"],
+        "properties": {
+            "model": _COMMON_FIELDS["model"],
+            "prompt": {"type": "string", "minLength": 1},
+        },
+    },
+    "SpeechRequest": {
+        "type": "object",
+        "required": ["model", "input", "voice"],
+        "properties": {
+            "model": _COMMON_FIELDS["model"],
+            "input": {"type": "string", "minLength": 1},
+            "voice": {"oneOf": [{"type": "string", "minLength": 1}, {"type": "object"}]},
+        },
+    },
     "Answer": {"type": "object", "description": "The provider's answer, in OpenAI's format"},
     "RelayedError": {"type": "object", "description": RELAYED},
     "Message": {"type": "object", "description": "The answer, in Anthropic's format"},
@@ -211,6 +247,13 @@ DOCUMENT: Schema = {
         "/v1/responses": {
             "post": _client_call("Responses API", "ResponsesRequest", "OpenAIError", "Answer")
         },
+        "/v1/moderations": {
+            "post": _client_call("Moderations", "ModerationRequest", "OpenAIError", "Answer")
+        },
+        "/v1/images/generations": {
+            "post": _client_call("Image generation", "ImageRequest", "OpenAIError", "Answer")
+        },
+        "/v1/audio/speech": {"post": _speech()},
         "/v1/messages": {
             "post": _client_call(
                 "Anthropic Messages API", "MessagesRequest", "AnthropicError", "Message"

@@ -28,7 +28,11 @@ OPENAI_PATHS: Mapping[WireFormat, str] = MappingProxyType(
         "chat": "/chat/completions",
         "completions": "/completions",
         "embeddings": "/embeddings",
-        "responses": "/responses",  # only where ``native`` has it
+        # only where ``native`` has them:
+        "responses": "/responses",
+        "moderations": "/moderations",
+        "images": "/images/generations",
+        "audio_speech": "/audio/speech",
     }
 )
 

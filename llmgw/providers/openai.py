@@ -1,8 +1,9 @@
 """OpenAI, and every OpenAI-compatible server (vLLM, Ollama, LiteLLM, ...) at its own
 ``base_url``: the gateway's own wire format, relayed unchanged. The ``openai`` type
-also speaks the Responses API (``/v1/responses``); its stream, which ends with
-``response.completed`` rather than ``[DONE]``, is read on the side by
-``ResponsesRelay``. Compatible servers (the presets) are reached through chat."""
+also speaks the Responses API (``/v1/responses``), moderations, images and speech. A
+Responses stream, which ends with ``response.completed`` rather than ``[DONE]``, is
+read on the side by ``ResponsesRelay``. Compatible servers (the presets) reach
+Responses through chat and serve none of the media endpoints."""
 
 from dataclasses import dataclass, field
 
@@ -12,7 +13,9 @@ from llmgw.translate.responses_wire import ResponsesRelay
 
 
 def _formats() -> frozenset[WireFormat]:
-    return frozenset({"chat", "completions", "embeddings", "responses"})
+    return frozenset(
+        {"chat", "completions", "embeddings", "responses", "moderations", "images", "audio_speech"}
+    )
 
 
 @dataclass(frozen=True)
