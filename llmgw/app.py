@@ -113,6 +113,7 @@ def create_app(
     app.router.add_post("/v1/images/generations", openai.images)
     app.router.add_post("/v1/audio/speech", openai.speech)
     app.router.add_post("/v1/messages", anthropic.messages)
+    app.router.add_post("/v1/messages/count_tokens", anthropic.count_tokens)
     app.router.add_get("/v1/models", openai.list_models)
     app.router.add_get("/v1/models/{model:.+}", openai.get_model)
     app.router.add_post("/api/chat", simple.chat)

@@ -24,6 +24,7 @@ Endpoint = Literal[
     "completions",
     "embeddings",
     "messages",
+    "count_tokens",
     "responses",
     "moderations",
     "images",
@@ -36,6 +37,7 @@ ENDPOINT_PATHS: Mapping[str, str] = MappingProxyType(
         "completions": "/v1/completions",
         "embeddings": "/v1/embeddings",
         "messages": "/v1/messages",
+        "count_tokens": "/v1/messages/count_tokens",
         "responses": "/v1/responses",
         "moderations": "/v1/moderations",
         "images": "/v1/images/generations",
@@ -49,6 +51,7 @@ WireFormat = Literal[
     "completions",
     "embeddings",
     "messages",
+    "count_tokens",
     "responses",
     "moderations",
     "images",
@@ -95,7 +98,7 @@ class Call:
     @property
     def client_format(self) -> Literal["openai", "anthropic"]:
         """The wire format the client speaks and must be answered in."""
-        return "anthropic" if self.endpoint == "messages" else "openai"
+        return "anthropic" if self.endpoint in ("messages", "count_tokens") else "openai"
 
     def body_for(self, model: str) -> bytes:
         """The request body naming ``model``: the client's own bytes when unchanged."""

@@ -63,7 +63,7 @@ def parse_call(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str] | None
     if stripped is not None:  # the gateway's own fields never go upstream: encode once
         body, raw = stripped, orjson.dumps(stripped)
     forwarded = {}
-    if endpoint == "messages" and headers is not None:
+    if endpoint in ("messages", "count_tokens") and headers is not None:
         forwarded = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
         for name, value in forwarded.items():
             if not (value.isascii() and value.isprintable()):
@@ -215,4 +215,5 @@ _CHECKS = {
     "completions": _check_completions,
     "embeddings": _check_embeddings,
     "messages": _check_messages,
+    "count_tokens": _check_chat,  # as /v1/messages, without max_tokens
 }

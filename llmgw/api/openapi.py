@@ -137,6 +137,11 @@ _SCHEMAS: dict[str, Schema] = {
             "max_output_tokens": NULLABLE_INT,
         },
     },
+    "CountTokensRequest": {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": {"model": _COMMON_FIELDS["model"], "messages": _MESSAGES},
+    },
     "ModerationRequest": {
         "type": "object",
         "required": ["model", "input"],
@@ -257,6 +262,11 @@ DOCUMENT: Schema = {
         "/v1/messages": {
             "post": _client_call(
                 "Anthropic Messages API", "MessagesRequest", "AnthropicError", "Message"
+            )
+        },
+        "/v1/messages/count_tokens": {
+            "post": _client_call(
+                "Anthropic token count", "CountTokensRequest", "AnthropicError", "Message"
             )
         },
         "/v1/models": {
