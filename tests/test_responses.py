@@ -284,3 +284,24 @@ async def test_endpoint_limit_applies_to_responses_only(gateway: Any, sdk: Any) 
         model="echo", messages=[{"role": "user", "content": "three"}]
     )
     assert chat.choices[0].message.content == "three"
+
+
+async def test_previous_response_id_goes_to_the_target_that_keeps_state(
+    claude: FakeAnthropic, fake: FakeOpenAI, gateway: Any, sdk: Any
+) -> None:
+    fake.then(reply_json(orjson.loads(fixture("openai/responses_text.json"))))
+    gw = await gateway(
+        f"""
+providers:
+  claude: {{type: anthropic, base_url: {claude.url}, api_key: {PROVIDER_KEY}, models: [c]}}
+  up: {{type: openai, base_url: {fake.url}, api_key: {PROVIDER_KEY}, models: [g]}}
+models:
+  chain: [claude/c, up/g]
+"""
+    )
+    answer = await sdk(gw).responses.create(
+        model="chain", input="and then?", previous_response_id="resp_1"
+    )
+    assert answer.output_text == "Hello from OpenAI."
+    assert claude.seen == []  # skipped: it keeps no state
+    assert fake.seen[0].body["previous_response_id"] == "resp_1"
