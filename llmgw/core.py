@@ -18,12 +18,46 @@ from llmgw.config.store import BudgetSpec
 ANONYMOUS_LABEL = "anonymous"  # metrics and usage name for callers of an open gateway
 
 
-# The client API surfaces (``/v1/chat/completions`` ... ``/v1/messages``).
-Endpoint = Literal["chat", "completions", "embeddings", "messages"]
+# The client API surfaces (``/v1/chat/completions`` ... ``/v1/messages``, ``/v1/responses``).
+Endpoint = Literal[
+    "chat",
+    "completions",
+    "embeddings",
+    "messages",
+    "count_tokens",
+    "responses",
+    "moderations",
+    "images",
+    "audio_speech",
+]
+# Each surface's path, for errors that name it.
+ENDPOINT_PATHS: Mapping[str, str] = MappingProxyType(
+    {
+        "chat": "/v1/chat/completions",
+        "completions": "/v1/completions",
+        "embeddings": "/v1/embeddings",
+        "messages": "/v1/messages",
+        "count_tokens": "/v1/messages/count_tokens",
+        "responses": "/v1/responses",
+        "moderations": "/v1/moderations",
+        "images": "/v1/images/generations",
+        "audio_speech": "/v1/audio/speech",
+    }
+)
 # The wire formats a call may be sent in: the client surfaces, and the provider formats
 # that only translators produce (Gemini's ``generateContent`` and ``batchEmbedContents``).
 WireFormat = Literal[
-    "chat", "completions", "embeddings", "messages", "gemini_generate", "gemini_embed"
+    "chat",
+    "completions",
+    "embeddings",
+    "messages",
+    "count_tokens",
+    "responses",
+    "moderations",
+    "images",
+    "audio_speech",
+    "gemini_generate",
+    "gemini_embed",
 ]
 
 
@@ -64,7 +98,7 @@ class Call:
     @property
     def client_format(self) -> Literal["openai", "anthropic"]:
         """The wire format the client speaks and must be answered in."""
-        return "anthropic" if self.endpoint == "messages" else "openai"
+        return "anthropic" if self.endpoint in ("messages", "count_tokens") else "openai"
 
     def body_for(self, model: str) -> bytes:
         """The request body naming ``model``: the client's own bytes when unchanged."""

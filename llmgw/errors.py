@@ -2,7 +2,8 @@
 
     GatewayError                      status  type                   code
     ├── InvalidRequest                400     invalid_request_error  invalid_request
-    │   └── RequestTimedOut           408     invalid_request_error  request_timeout
+    │   ├── RequestTimedOut           408     invalid_request_error  request_timeout
+    │   └── UnsupportedEndpoint       400     invalid_request_error  unsupported_endpoint
     ├── RequestTooLarge               413     invalid_request_error  request_too_large
     ├── UnsupportedEncoding           415     invalid_request_error  unsupported_content_encoding
     ├── AuthenticationFailed          401     authentication_error   invalid_api_key
@@ -134,6 +135,12 @@ class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
     code = "invalid_request"
+
+
+class UnsupportedEndpoint(InvalidRequest):
+    """No target of the model serves the endpoint asked (SPEC §12)."""
+
+    code = "unsupported_endpoint"
 
 
 class RequestTooLarge(GatewayError):

@@ -31,6 +31,7 @@ from llmgw.answer import Answer, Head, Rest, apart, is_done
 from llmgw.core import RequestContext, StreamTranslator, Usage
 from llmgw.errors import stream_error_event
 from llmgw.sink import ClientStalled
+from llmgw.translate.responses_wire import ENDS as RESPONSES_ENDS
 from llmgw.upstream import TRANSPORT_ERRORS, AttemptFailure, UpstreamResponse, failure_from
 
 FIRST_EVENT_LIMIT = 1024 * 1024  # commit anyway once this much arrived without an event
@@ -40,6 +41,35 @@ _END_WINDOW = 4096  # the end of a stream's bytes where its end event is looked 
 
 def is_event_stream(response: UpstreamResponse) -> bool:
     return response.headers.get("Content-Type", "").startswith("text/event-stream")
+
+
+def is_binary(response: UpstreamResponse) -> bool:
+    """Audio (speech) and other bytes that are neither JSON nor SSE."""
+    kind = response.headers.get("Content-Type", "")
+    return kind.startswith(("audio/", "application/octet-stream"))
+
+
+async def binary(
+    ctx: RequestContext, upstream: UpstreamResponse, answer: Answer
+) -> web.StreamResponse:
+    """The provider's bytes (speech audio) to the client as they come, in its type."""
+    content_type = upstream.headers.get("Content-Type", "application/octet-stream")
+    chunks = upstream.chunks()
+    out = await _open(ctx, answer, content_type)
+    try:
+        async for chunk in chunks:
+            await answer.write(chunk)
+    except TRANSPORT_ERRORS as exc:  # headers are out: the client sees a cut body
+        ctx.error = failure_from(exc).kind
+        await answer.finish(complete=False)
+        return out
+    except (ConnectionResetError, asyncio.CancelledError) as gone:
+        _client_gone(ctx, gone, False)
+        await answer.left(False, None)
+        _end(answer, gone)
+        return out
+    await answer.finish(complete=True)
+    return out
 
 
 def json_response(
@@ -174,8 +204,8 @@ def saw_end(written: Iterable[bytes], client_format: str) -> bool:
     if not events:
         return False
     last = events[-1]
-    if client_format != "anthropic":
-        return last.data.strip() == b"[DONE]"
+    if client_format != "anthropic":  # chat's [DONE], or the Responses API's end event
+        return last.data.strip() == b"[DONE]" or last.event in RESPONSES_ENDS
     if last.event is not None:
         return last.event == "message_stop"
     try:

@@ -12,12 +12,13 @@ import math
 import time
 from collections.abc import Sequence
 
-from llmgw.core import Call
+from llmgw.core import ENDPOINT_PATHS, Call
 from llmgw.errors import (
     GatewayError,
     InvalidRequest,
     NoProviderAvailable,
     RateLimited,
+    UnsupportedEndpoint,
     UpstreamFailed,
     UpstreamTimedOut,
 )
@@ -38,8 +39,9 @@ def final_error(
                 f"The model '{call.model}' cannot serve this request: {named.message}",
                 param=named.param,
             )
-        return InvalidRequest(
-            f"The model '{call.model}' cannot serve {call.endpoint} requests", param="model"
+        path = ENDPOINT_PATHS.get(call.endpoint, call.endpoint)
+        return UnsupportedEndpoint(
+            f"No provider of the model '{call.model}' serves POST {path}", param="model"
         )
     if all(f.kind == "busy" for _, f in failures):
         return NoProviderAvailable(f"Every provider for '{call.model}' is at its concurrency limit")

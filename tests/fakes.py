@@ -179,7 +179,15 @@ class FakeOpenAI:
 
     def app(self) -> web.Application:
         app = web.Application()
-        for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+        for path in (
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/embeddings",
+            "/v1/responses",
+            "/v1/moderations",
+            "/v1/images/generations",
+            "/v1/audio/speech",
+        ):
             app.router.add_post(path, self._handle)
         return app
 

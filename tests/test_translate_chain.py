@@ -27,6 +27,7 @@ from llmgw.translate.chain import BRIDGES, plan
 from llmgw.translate.chat_anthropic import CHAT_TO_ANTHROPIC
 from llmgw.translate.chat_gemini import CHAT_TO_GEMINI
 from llmgw.translate.messages_chat import MESSAGES_TO_CHAT
+from llmgw.translate.responses_chat import RESPONSES_TO_CHAT
 
 CONFIG = parse(
     """
@@ -61,7 +62,13 @@ def test_each_client_format_on_each_provider_type() -> None:
     assert stages("gemini", "chat") == (CHAT_TO_GEMINI,)
     assert stages("gemini", "messages") == (MESSAGES_TO_CHAT, CHAT_TO_GEMINI)
     assert stages("gemini", "completions") is None
-    assert set(BRIDGES) == {"messages"}
+    assert stages("openai", "responses") == (None,)  # the Responses API spoken natively
+    assert stages("azure", "responses") == (RESPONSES_TO_CHAT, None)
+    assert stages("groq", "responses") == (RESPONSES_TO_CHAT, None)
+    assert stages("mock", "responses") == (RESPONSES_TO_CHAT, None)
+    assert stages("anthropic", "responses") == (RESPONSES_TO_CHAT, CHAT_TO_ANTHROPIC)
+    assert stages("gemini", "responses") == (RESPONSES_TO_CHAT, CHAT_TO_GEMINI)
+    assert set(BRIDGES) == {"messages", "responses"}
 
 
 def test_a_new_chat_speaking_type_serves_messages_with_no_code_of_its_own() -> None:

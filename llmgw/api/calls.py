@@ -63,7 +63,7 @@ def parse_call(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str] | None
     if stripped is not None:  # the gateway's own fields never go upstream: encode once
         body, raw = stripped, orjson.dumps(stripped)
     forwarded = {}
-    if endpoint == "messages" and headers is not None:
+    if endpoint in ("messages", "count_tokens") and headers is not None:
         forwarded = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
         for name, value in forwarded.items():
             if not (value.isascii() and value.isprintable()):
@@ -74,10 +74,12 @@ def parse_call(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str] | None
 def prompt_excerpt(call: Call, limit: int = 200) -> str:
     """The last user message's text, cut to ``limit`` characters (logging.log_prompts)."""
     body = call.body
-    if call.endpoint in ("completions", "embeddings"):
-        value = body.get("prompt" if call.endpoint == "completions" else "input")
+    if call.endpoint in ("completions", "embeddings", "images", "moderations", "audio_speech"):
+        value = body.get("prompt" if call.endpoint in ("completions", "images") else "input")
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
         return text[:limit]
+    if call.endpoint == "responses" and isinstance(body.get("input"), str):
+        return str(body["input"])[:limit]
     for message in reversed(body.get("messages") or []):
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
@@ -158,9 +160,60 @@ def _check_messages(body: dict[str, Any]) -> None:
         raise InvalidRequest("'system' must be a string or an array", param="system")
 
 
+def _check_responses(body: dict[str, Any]) -> None:
+    """The Responses API: ``input`` (text or items), unless a stored conversation goes on."""
+    value = body.get("input")
+    if value is None and body.get("previous_response_id") is not None:
+        return
+    if not isinstance(value, str | list) or (isinstance(value, list) and not value):
+        raise InvalidRequest(
+            "'input' is required and must be a string or a non-empty array", param="input"
+        )
+    for index, item in enumerate(value if isinstance(value, list) else ()):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"'input[{index}]' must be an object", param=f"input[{index}]")
+    for name in ("instructions", "previous_response_id"):
+        _optional(body, name, str, "a string")
+    _optional(body, "tools", list, "an array")
+    _optional(body, "text", dict, "an object")
+    value = body.get("max_output_tokens")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise InvalidRequest("'max_output_tokens' must be an integer", param="max_output_tokens")
+
+
+def _required_text(body: dict[str, Any], name: str) -> None:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"'{name}' is required and must be a non-empty string", param=name)
+
+
+def _check_moderations(body: dict[str, Any]) -> None:
+    value = body.get("input")
+    if not isinstance(value, str | list) or (isinstance(value, list) and not value):
+        raise InvalidRequest(
+            "'input' is required and must be a string or a non-empty array", param="input"
+        )
+
+
+def _check_images(body: dict[str, Any]) -> None:
+    _required_text(body, "prompt")
+
+
+def _check_speech(body: dict[str, Any]) -> None:
+    _required_text(body, "input")
+    voice = body.get("voice")
+    if not isinstance(voice, str | dict) or not voice:
+        raise InvalidRequest("'voice' is required", param="voice")
+
+
 _CHECKS = {
     "chat": _check_chat,
+    "moderations": _check_moderations,
+    "images": _check_images,
+    "audio_speech": _check_speech,
+    "responses": _check_responses,
     "completions": _check_completions,
     "embeddings": _check_embeddings,
     "messages": _check_messages,
+    "count_tokens": _check_chat,  # as /v1/messages, without max_tokens
 }

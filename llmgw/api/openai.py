@@ -1,4 +1,5 @@
-"""The OpenAI-compatible client surface: chat, completions, embeddings, models.
+"""The OpenAI-compatible client surface: chat, completions, embeddings, responses,
+moderations, images, speech, models.
 
 ``handle`` reads as the request's itinerary: snapshot → key → body → call →
 allowlist → targets → limits → cache → forward (fallback chain) → account.
@@ -22,6 +23,7 @@ from llmgw.errors import GatewayError, ModelNotFound
 from llmgw.forward import forward
 from llmgw.limits.clientip import client_address
 from llmgw.observe.tracing import note
+from llmgw.routing.router import Target
 from llmgw.runtime import Runtime
 from llmgw.server.appkeys import (
     ACCOUNTING,
@@ -49,6 +51,22 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     return await handle(request, "embeddings")
 
 
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "responses")
+
+
+async def moderations(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "moderations")
+
+
+async def images(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "images")
+
+
+async def speech(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "audio_speech")
+
+
 async def handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     """The request's itinerary, shared by every client surface."""
     ctx = request[CONTEXT]
@@ -64,8 +82,13 @@ async def handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
 
 
 async def _serve(
-    request: web.Request, runtime: Runtime, principal: Principal, call: Call
+    request: web.Request,
+    runtime: Runtime,
+    principal: Principal,
+    call: Call,
+    targets: tuple[Target, ...] | None = None,
 ) -> web.StreamResponse:
+    """The itinerary from a parsed call; ``targets`` when the caller routed it already."""
     ctx = request[CONTEXT]
     app = request.app
     config = runtime.config
@@ -76,8 +99,9 @@ async def _serve(
     ctx.model_label = runtime.router.label(call.model)
     if config.logging.log_prompts:
         ctx.prompt = prompt_excerpt(call)
-    allow_model(principal, call.model)
-    targets = route(request, ctx, runtime, call)  # 404 (or 400) before limits and cache
+    if targets is None:
+        allow_model(principal, call.model)
+        targets = route(request, ctx, runtime, call)  # 404 (or 400) before limits and cache
     if ctx.trace is not None:
         note(ctx, "llmgw.routing", targets=", ".join(str(target) for target in targets))
     if ctx.budget_key is None:

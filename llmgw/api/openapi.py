@@ -28,6 +28,17 @@ from llmgw.api.openapi_parts import (
 )
 
 
+def _speech() -> Schema:
+    """Text to speech: the audio comes back as bytes, in the provider's content type."""
+    operation = _client_call("Text to speech", "SpeechRequest", "OpenAIError", "Answer")
+    audio = {"schema": {"type": "string", "format": "binary"}}
+    operation["responses"]["200"] = {
+        "description": "The audio, streamed in the provider's content type",
+        "content": {"audio/*": audio, "application/octet-stream": audio},
+    }
+    return operation
+
+
 def _client_call(summary: str, body: str, errors: str, answer: str) -> Schema:
     return {
         "summary": summary,
@@ -105,6 +116,55 @@ _SCHEMAS: dict[str, Schema] = {
             "messages": _MESSAGES,
             "max_tokens": {"type": "integer", "minimum": 1},
             "system": {"type": ["string", "array", "null"]},
+        },
+    },
+    "ResponsesRequest": {
+        "type": "object",
+        "required": ["model"],
+        "anyOf": [{"required": ["input"]}, {"required": ["previous_response_id"]}],
+        "properties": {
+            **_COMMON_FIELDS,
+            "input": {
+                "oneOf": [
+                    {"type": "string"},
+                    {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                ]
+            },
+            "instructions": {"type": ["string", "null"]},
+            "previous_response_id": {"type": ["string", "null"]},
+            "tools": {"type": ["array", "null"]},
+            "text": {"type": ["object", "null"]},
+            "max_output_tokens": NULLABLE_INT,
+        },
+    },
+    "CountTokensRequest": {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": {"model": _COMMON_FIELDS["model"], "messages": _MESSAGES},
+    },
+    "ModerationRequest": {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": _COMMON_FIELDS["model"],
+            "input": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1}]},
+        },
+    },
+    "ImageRequest": {
+        "type": "object",
+        "required": ["model", "prompt"],
+        "properties": {
+            "model": _COMMON_FIELDS["model"],
+            "prompt": {"type": "string", "minLength": 1},
+        },
+    },
+    "SpeechRequest": {
+        "type": "object",
+        "required": ["model", "input", "voice"],
+        "properties": {
+            "model": _COMMON_FIELDS["model"],
+            "input": {"type": "string", "minLength": 1},
+            "voice": {"oneOf": [{"type": "string", "minLength": 1}, {"type": "object"}]},
         },
     },
     "Answer": {"type": "object", "description": "The provider's answer, in OpenAI's format"},
@@ -189,9 +249,24 @@ DOCUMENT: Schema = {
         "/v1/embeddings": {
             "post": _client_call("Embeddings", "EmbeddingRequest", "OpenAIError", "Answer")
         },
+        "/v1/responses": {
+            "post": _client_call("Responses API", "ResponsesRequest", "OpenAIError", "Answer")
+        },
+        "/v1/moderations": {
+            "post": _client_call("Moderations", "ModerationRequest", "OpenAIError", "Answer")
+        },
+        "/v1/images/generations": {
+            "post": _client_call("Image generation", "ImageRequest", "OpenAIError", "Answer")
+        },
+        "/v1/audio/speech": {"post": _speech()},
         "/v1/messages": {
             "post": _client_call(
                 "Anthropic Messages API", "MessagesRequest", "AnthropicError", "Message"
+            )
+        },
+        "/v1/messages/count_tokens": {
+            "post": _client_call(
+                "Anthropic token count", "CountTokensRequest", "AnthropicError", "Message"
             )
         },
         "/v1/models": {

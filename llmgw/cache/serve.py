@@ -43,7 +43,7 @@ from llmgw.runtime import Runtime
 from llmgw.sink import ClientStalled, Sink
 
 Upstream = Callable[[Answer], Awaitable[web.StreamResponse]]
-CACHEABLE = frozenset({"chat", "completions", "embeddings", "messages"})
+CACHEABLE = frozenset({"chat", "completions", "embeddings", "messages", "responses"})
 
 
 async def serve(

@@ -227,14 +227,19 @@ class Limiter:
         return task
 
 
+# Surfaces limited together under one ``limits.endpoints`` name.
+_LIMIT_GROUPS = {"audio_speech": "audio"}
+
+
 def _request_scopes(limits: LimitsConfig, ctx: RequestContext) -> tuple[Scope, ...]:
     """The scopes of this client address and this endpoint, when limited."""
     scopes: tuple[Scope, ...] = ()
     if limits.per_ip is not None and ctx.client_ip is not None:
         scopes += (Scope("ip", f"ip:{ctx.client_ip}", limits.per_ip),)
-    spec = limits.endpoints.get(ctx.endpoint) if ctx.endpoint else None  # type: ignore[call-overload]
+    group = _LIMIT_GROUPS.get(ctx.endpoint or "", ctx.endpoint)
+    spec = limits.endpoints.get(group) if group else None  # type: ignore[call-overload]
     if spec is not None:
-        scopes += (Scope("endpoint", f"endpoint:{ctx.endpoint}", spec),)
+        scopes += (Scope("endpoint", f"endpoint:{group}", spec),)
     return tuple(s for s in scopes if s.spec.rpm or s.spec.tpm or s.spec.concurrency)
 
 

@@ -3,8 +3,9 @@
 
 ``POST {base}/v1/messages`` with ``x-api-key`` and ``anthropic-version`` (the client's,
 else the config's); a client's ``anthropic-beta`` is passed on. A ``/v1/messages``
-call is forwarded unchanged but for the model name and its answer relayed byte for
-byte; its stream is still read (``MessagesRelay``) to count tokens. Its 529
+call (and ``/v1/messages/count_tokens``) is forwarded unchanged but for the model
+name and its answer relayed byte for byte; its stream is still read
+(``MessagesRelay``) to count tokens. Its 529
 (overloaded) is judged as a 503.
 """
 
@@ -25,24 +26,24 @@ from llmgw.translate.chat_anthropic import CHAT_TO_ANTHROPIC
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
+_PATHS = MappingProxyType({"messages": "/v1/messages", "count_tokens": "/v1/messages/count_tokens"})
 
 
 @dataclass(frozen=True)
 class Anthropic(ProviderType):
     default_base_url: str = DEFAULT_BASE_URL
-    native: frozenset[WireFormat] = frozenset({"messages"})
+    native: frozenset[WireFormat] = frozenset({"messages", "count_tokens"})
     translators: Mapping[WireFormat, Translator] = field(
         default_factory=lambda: MappingProxyType({"chat": CHAT_TO_ANTHROPIC})
     )
     ends_with_done: bool = False
 
     def request(self, call: Call, model: str, provider: ProviderConfig) -> UpstreamRequest:
-        if call.endpoint != "messages":
+        path = _PATHS.get(call.endpoint)
+        if path is None:
             raise Unsupported(f"{self.name} providers do not serve {call.endpoint}")
         base = (provider.base_url or self.default_base_url).removesuffix("/v1")
-        return UpstreamRequest(
-            "POST", base + "/v1/messages", _headers(call, provider), call.body_for(model)
-        )
+        return UpstreamRequest("POST", base + path, _headers(call, provider), call.body_for(model))
 
     def relay(self, call: Call) -> StreamTranslator | None:
         return MessagesRelay()

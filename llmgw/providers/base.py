@@ -28,6 +28,11 @@ OPENAI_PATHS: Mapping[WireFormat, str] = MappingProxyType(
         "chat": "/chat/completions",
         "completions": "/completions",
         "embeddings": "/embeddings",
+        # only where ``native`` has them:
+        "responses": "/responses",
+        "moderations": "/moderations",
+        "images": "/images/generations",
+        "audio_speech": "/audio/speech",
     }
 )
 
@@ -117,7 +122,9 @@ class ProviderType:
         usage = parsed.get("usage")
         if not isinstance(usage, dict):
             return Usage()
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        # chat and completions count prompt/completion tokens, the Responses API input/output
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        completion = usage.get("completion_tokens", usage.get("output_tokens"))
         return Usage(
             prompt if isinstance(prompt, int) else None,
             completion if isinstance(completion, int) else None,

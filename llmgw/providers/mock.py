@@ -1,10 +1,11 @@
 """The built-in ``mock`` provider: answers in OpenAI's wire format with no network.
 
 It echoes the last user message (chat; in each of ``n`` choices) or the prompt
-(completions), word by word when streamed, and returns deterministic unit vectors
-for embeddings (hashed words and trigrams, ``mock_embed.py``: similar texts, similar
-vectors), so the gateway works out of the box and tests and benchmarks have a
-predictable upstream. Its provider type declares ``local``: the runtime gives it an
+(completions), word by word when streamed, returns deterministic unit vectors for
+embeddings (hashed words and trigrams, ``mock_embed.py``: similar texts, similar
+vectors) and the media answers of ``mock_media`` (moderations, images, speech), so the
+gateway works out of the box and tests and benchmarks have a predictable upstream. Its
+provider type declares ``local``: the runtime gives it an
 in-process transport, which calls ``answer``.
 Pure functions: the pacing (``latency``, ``chunk_delay``) is applied by the
 transport in ``upstream.py``.
@@ -16,19 +17,30 @@ import base64
 import hashlib
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from llmgw.config import MockProvider, ProviderConfig
-from llmgw.core import Call, Endpoint, UpstreamRequest, estimate_tokens
+from llmgw.core import Call, Endpoint, UpstreamRequest, WireFormat, estimate_tokens
+from llmgw.providers import mock_media as media
 from llmgw.providers.base import LocalReply, ProviderType
 from llmgw.providers.mock_embed import embed
 
 MOCK_URL = "mock://local"
 MAX_CHOICES = 128  # OpenAI's bound on ``n``
-_ENDPOINTS: dict[str, Endpoint] = {"/chat/completions": "chat", "/completions": "completions"}
+_ENDPOINTS: dict[str, Endpoint] = {
+    "/chat/completions": "chat",
+    "/completions": "completions",
+    "/moderations": "moderations",
+    "/images/generations": "images",
+    "/audio/speech": "audio_speech",
+}
+
+
+def _formats() -> frozenset[WireFormat]:
+    return frozenset({"chat", "completions", "embeddings", "moderations", "images", "audio_speech"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +53,7 @@ class MockReply:
 @dataclass(frozen=True)
 class Mock(ProviderType):
     default_base_url: str = MOCK_URL
+    native: frozenset[WireFormat] = field(default_factory=_formats)
     requires_key: bool = False
 
     def needs_key(self, provider: ProviderConfig) -> bool:
@@ -73,6 +86,13 @@ def respond(call: Call, model: str, provider: MockProvider) -> MockReply:
     ident = hashlib.sha256(call.raw).hexdigest()[:24]
     if call.endpoint == "embeddings":
         return _json(_embeddings(call.body, model, provider.embedding_dimensions))
+    if call.endpoint == "moderations":
+        return MockReply(200, "application/json", (media.moderation(call.body, model, ident),))
+    if call.endpoint == "images":
+        status, body = media.images(call.body)
+        return MockReply(status, "application/json", (body,))
+    if call.endpoint == "audio_speech":
+        return MockReply(200, "audio/wav", (media.wav(str(call.body.get("input") or "")),))
     if call.endpoint == "completions":
         text = _prompt_text(call.body.get("prompt"))
         words, finish = _limit(text, call.body.get("max_tokens"))

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from llmgw.config import ProviderConfig
 from llmgw.core import Call, Endpoint, StreamTranslator, WireFormat
 from llmgw.translate.messages_chat import MESSAGES_TO_CHAT
+from llmgw.translate.responses_chat import RESPONSES_TO_CHAT
 
 
 class Translator(Protocol):
@@ -62,7 +63,9 @@ class Bridge(Protocol):
     ) -> StreamTranslator: ...
 
 
-BRIDGES: Mapping[WireFormat, Bridge] = MappingProxyType({"messages": MESSAGES_TO_CHAT})
+BRIDGES: Mapping[WireFormat, Bridge] = MappingProxyType(
+    {"messages": MESSAGES_TO_CHAT, "responses": RESPONSES_TO_CHAT}
+)
 
 
 @dataclass(frozen=True, slots=True)
