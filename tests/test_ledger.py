@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 
+from llmgw.core import RequestContext
+from llmgw.observe.metrics import Metrics
+from llmgw.store.engine import Database
+from llmgw.store.ledger import Ledger
 from tests.conftest import CLIENT_KEY, PROVIDER_KEY, GatewayFactory
 from tests.fakes import FakeOpenAI, free_port
 from tests.redis_server import ROOT, _wait_for_port
@@ -85,6 +92,34 @@ async def test_no_row_lost_on_sigterm_under_load_and_across_a_restart(tmp_path: 
     assert _rows(db) == answered + 3
 
 
+async def test_concurrent_usage_reports_write_each_row_once(
+    gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    # Every ledger report first writes what the ledger holds; several at once (and the
+    # background writer) must not each write the same held rows, nor fail.
+    db = tmp_path / "c.db"
+    gw = await gateway(f"""
+providers:
+  demo: {{type: mock}}
+database: {{url: "sqlite:///{db}"}}
+""")
+    body = {"model": "demo/echo", "messages": [{"role": "user", "content": "count me"}]}
+    asked = 0
+    for _ in range(3):  # a few rounds: rows held each time the reports arrive
+        chats = await asyncio.gather(
+            *(gw.post("/v1/chat/completions", json=body) for _ in range(20))
+        )
+        assert [chat.status for chat in chats] == [200] * 20
+        asked += 20
+        reports = await asyncio.gather(*(gw.get("/api/v1/usage?group_by=model") for _ in range(8)))
+        assert [report.status for report in reports] == [200] * 8
+        for report in reports:
+            assert (await report.json())["total"]["requests"] == asked
+        recent = await gw.get("/api/v1/requests?limit=1000")
+        ids = [row["request_id"] for row in (await recent.json())["data"]]
+        assert len(ids) == len(set(ids)) == asked
+
+
 async def test_usage_and_recent_requests_from_the_ledger(
     gateway: GatewayFactory, fake: FakeOpenAI, sdk: Any, tmp_path: Path
 ) -> None:
@@ -101,9 +136,15 @@ auth:
         await client.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
         )
-    bad = await gw.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]}, headers={"X-API-Key": CLIENT_KEY})
+    bad = await gw.post(
+        "/v1/chat/completions",
+        json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
+        headers={"X-API-Key": CLIENT_KEY},
+    )
     assert bad.status == 404
-    usage = await (await gw.get("/api/v1/usage?from=2000-01-01&group_by=key,model,day", headers=ADMIN)).json()
+    usage = await (
+        await gw.get("/api/v1/usage?from=2000-01-01&group_by=key,model,day", headers=ADMIN)
+    ).json()
     assert usage["total"]["requests"] == 4
     ok = [g for g in usage["groups"] if g["model"] == "gpt-4o-mini"]
     assert ok[0]["key"] == "team-a" and ok[0]["requests"] == 3 and ok[0]["prompt_tokens"] == 27
@@ -135,3 +176,43 @@ def test_a_database_that_cannot_be_opened_is_a_clear_error_at_start(tmp_path: Pa
     )  # fmt: skip
     assert result.returncode == 1
     assert "database: cannot" in result.stderr and "Traceback" not in result.stderr
+
+
+class _SlowCommit:
+    """A database whose commit is under way when the writer's caller is cancelled: the
+    rows are in (as with a real commit the driver finishes in its thread)."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+        self.committing = asyncio.Event()
+        self.release = asyncio.Event()
+        self.engine = self
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[_SlowCommit]:
+        batch: list[dict[str, Any]] = []
+        self._batch = batch
+        yield self
+        self.written += [row["request_id"] for row in batch]
+        self.committing.set()
+        await self.release.wait()
+
+    async def execute(self, _statement: object, rows: list[dict[str, Any]]) -> None:
+        self._batch.extend(rows)
+
+
+async def test_a_write_whose_caller_is_cancelled_mid_commit_is_not_written_again() -> None:
+    # A usage report's client that goes away cancels its handler while the ledger
+    # writes; the rows committed must still leave the buffer, or the next write repeats them.
+    db = _SlowCommit()
+    ledger = Ledger(cast(Database, db), Metrics(), 100)
+    for i in range(3):
+        ledger.add(RequestContext(f"req-{i}", time.perf_counter(), endpoint="chat"), 0.01)
+    report = asyncio.ensure_future(ledger.flush())
+    await asyncio.wait_for(db.committing.wait(), 10)
+    report.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await report
+    db.release.set()
+    assert await ledger.flush()
+    assert db.written == ["req-0", "req-1", "req-2"] and ledger.pending == 0
