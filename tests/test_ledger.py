@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
+import orjson
 
 from llmgw.core import RequestContext
 from llmgw.observe.metrics import Metrics
@@ -41,6 +42,21 @@ def _start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 def _rows(db: Path) -> int:
     with sqlite3.connect(db) as conn:
         return int(conn.execute("SELECT count(*) FROM requests").fetchone()[0])
+
+
+def _ids(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return sorted(row[0] for row in conn.execute("SELECT request_id FROM requests"))
+
+
+def _logged(log: Path) -> list[str]:
+    """The request ids of the client API requests the gateway logged an access line for."""
+    lines = (orjson.loads(line) for line in log.read_text().splitlines() if line.startswith("{"))
+    return sorted(
+        line["request_id"]
+        for line in lines
+        if line.get("logger") == "llmgw.access" and line.get("endpoint") is not None
+    )
 
 
 async def _ask(session: aiohttp.ClientSession, url: str) -> int:
@@ -77,6 +93,7 @@ async def test_no_row_lost_on_sigterm_under_load_and_across_a_restart(tmp_path: 
     answered = sum(1 for status in statuses if status)
     assert answered > 0 and all(status in (0, 200) for status in statuses)
     assert _rows(db) == answered, log.read_text()[-2000:]
+    assert _ids(db) == _logged(log)  # the very requests the gateway answered, each once
 
     process = _start(config, port, log)  # a restart keeps what was written
     try:
@@ -87,9 +104,10 @@ async def test_no_row_lost_on_sigterm_under_load_and_across_a_restart(tmp_path: 
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
-    assert report["source"] == "database"
+    assert report.get("source") == "database", report  # not an error body
     assert report["total"]["requests"] == answered + 3
     assert _rows(db) == answered + 3
+    assert _ids(db) == _logged(log)
 
 
 async def test_concurrent_usage_reports_write_each_row_once(
