@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
+import orjson
 
+from llmgw.core import RequestContext
+from llmgw.observe.metrics import Metrics
+from llmgw.store.engine import Database
+from llmgw.store.ledger import Ledger
 from tests.conftest import CLIENT_KEY, PROVIDER_KEY, GatewayFactory
 from tests.fakes import FakeOpenAI, free_port
 from tests.redis_server import ROOT, _wait_for_port
@@ -34,6 +42,21 @@ def _start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 def _rows(db: Path) -> int:
     with sqlite3.connect(db) as conn:
         return int(conn.execute("SELECT count(*) FROM requests").fetchone()[0])
+
+
+def _ids(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return sorted(row[0] for row in conn.execute("SELECT request_id FROM requests"))
+
+
+def _logged(log: Path) -> list[str]:
+    """The request ids of the client API requests the gateway logged an access line for."""
+    lines = (orjson.loads(line) for line in log.read_text().splitlines() if line.startswith("{"))
+    return sorted(
+        line["request_id"]
+        for line in lines
+        if line.get("logger") == "llmgw.access" and line.get("endpoint") is not None
+    )
 
 
 async def _ask(session: aiohttp.ClientSession, url: str) -> int:
@@ -70,6 +93,7 @@ async def test_no_row_lost_on_sigterm_under_load_and_across_a_restart(tmp_path: 
     answered = sum(1 for status in statuses if status)
     assert answered > 0 and all(status in (0, 200) for status in statuses)
     assert _rows(db) == answered, log.read_text()[-2000:]
+    assert _ids(db) == _logged(log)  # the very requests the gateway answered, each once
 
     process = _start(config, port, log)  # a restart keeps what was written
     try:
@@ -80,9 +104,38 @@ async def test_no_row_lost_on_sigterm_under_load_and_across_a_restart(tmp_path: 
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
-    assert report["source"] == "database"
+    assert report.get("source") == "database", report  # not an error body
     assert report["total"]["requests"] == answered + 3
     assert _rows(db) == answered + 3
+    assert _ids(db) == _logged(log)
+
+
+async def test_concurrent_usage_reports_write_each_row_once(
+    gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    # Every ledger report first writes what the ledger holds; several at once (and the
+    # background writer) must not each write the same held rows, nor fail.
+    db = tmp_path / "c.db"
+    gw = await gateway(f"""
+providers:
+  demo: {{type: mock}}
+database: {{url: "sqlite:///{db}"}}
+""")
+    body = {"model": "demo/echo", "messages": [{"role": "user", "content": "count me"}]}
+    asked = 0
+    for _ in range(3):  # a few rounds: rows held each time the reports arrive
+        chats = await asyncio.gather(
+            *(gw.post("/v1/chat/completions", json=body) for _ in range(20))
+        )
+        assert [chat.status for chat in chats] == [200] * 20
+        asked += 20
+        reports = await asyncio.gather(*(gw.get("/api/v1/usage?group_by=model") for _ in range(8)))
+        assert [report.status for report in reports] == [200] * 8
+        for report in reports:
+            assert (await report.json())["total"]["requests"] == asked
+        recent = await gw.get("/api/v1/requests?limit=1000")
+        ids = [row["request_id"] for row in (await recent.json())["data"]]
+        assert len(ids) == len(set(ids)) == asked
 
 
 async def test_usage_and_recent_requests_from_the_ledger(
@@ -101,9 +154,15 @@ auth:
         await client.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
         )
-    bad = await gw.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]}, headers={"X-API-Key": CLIENT_KEY})
+    bad = await gw.post(
+        "/v1/chat/completions",
+        json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
+        headers={"X-API-Key": CLIENT_KEY},
+    )
     assert bad.status == 404
-    usage = await (await gw.get("/api/v1/usage?from=2000-01-01&group_by=key,model,day", headers=ADMIN)).json()
+    usage = await (
+        await gw.get("/api/v1/usage?from=2000-01-01&group_by=key,model,day", headers=ADMIN)
+    ).json()
     assert usage["total"]["requests"] == 4
     ok = [g for g in usage["groups"] if g["model"] == "gpt-4o-mini"]
     assert ok[0]["key"] == "team-a" and ok[0]["requests"] == 3 and ok[0]["prompt_tokens"] == 27
@@ -137,51 +196,41 @@ def test_a_database_that_cannot_be_opened_is_a_clear_error_at_start(tmp_path: Pa
     assert "database: cannot" in result.stderr and "Traceback" not in result.stderr
 
 
-async def test_requests_with_metadata_tags_are_written_and_grouped_by_tag(
-    gateway: GatewayFactory, sdk: Any, tmp_path: Path
-) -> None:
-    gw = await gateway(f"""
-providers:
-  demo: {{type: mock, models: [echo]}}
-database: {{url: "sqlite:///{tmp_path / 't.db'}"}}
-auth: {{admin_key: admin-secret-1, keys: [{{name: team-a, key: {CLIENT_KEY}}}]}}
-""")
-    client = sdk(gw)
-    for feature in ("search", "search", "chat"):
-        await client.chat.completions.create(
-            model="echo",
-            messages=[{"role": "user", "content": "hi"}],
-            extra_body={"x-gateway": {"metadata": {"feature": feature}}},
-        )
-    await client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}])
-    tagged = await (await gw.get("/api/v1/usage?group_by=tag:feature", headers=ADMIN)).json()
-    assert tagged["total"]["requests"] == 4  # a tagged row holds back none behind it
-    counts = {g["tag:feature"]: g["requests"] for g in tagged["groups"]}
-    assert counts == {None: 1, "chat": 1, "search": 2}
-    recent = await (await gw.get("/api/v1/requests?limit=2", headers=ADMIN)).json()
-    assert [r["tags"] for r in recent["data"]] == [None, {"feature": "chat"}]
+class _SlowCommit:
+    """A database whose commit is under way when the writer's caller is cancelled: the
+    rows are in (as with a real commit the driver finishes in its thread)."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+        self.committing = asyncio.Event()
+        self.release = asyncio.Event()
+        self.engine = self
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[_SlowCommit]:
+        batch: list[dict[str, Any]] = []
+        self._batch = batch
+        yield self
+        self.written += [row["request_id"] for row in batch]
+        self.committing.set()
+        await self.release.wait()
+
+    async def execute(self, _statement: object, rows: list[dict[str, Any]]) -> None:
+        self._batch.extend(rows)
 
 
-async def test_concurrent_flushes_write_each_row_once(
-    gateway: GatewayFactory, fake: FakeOpenAI, tmp_path: Path
-) -> None:
-    """Usage queries flush the ledger first, beside its own writer: rows queued once are
-    written once, however many flushes run at the same moment."""
-    db = tmp_path / "f.db"
-    gw = await gateway(f"""
-providers:
-  up: {{type: openai, base_url: {fake.url}, api_key: {PROVIDER_KEY}, models: [gpt-4o-mini]}}
-database: {{url: "sqlite:///{db}"}}
-auth:
-  admin_key: admin-secret-1
-""")
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-    for _ in range(12):
-        assert (await gw.post("/v1/chat/completions", json=body)).status == 200
-    answers = await asyncio.gather(
-        *(gw.get("/api/v1/usage?group_by=model", headers=ADMIN) for _ in range(6))
-    )
-    assert [a.status for a in answers] == [200] * 6
-    totals = {(await a.json())["total"]["requests"] for a in answers}
-    assert totals == {12}
-    assert _rows(db) == 12
+async def test_a_write_whose_caller_is_cancelled_mid_commit_is_not_written_again() -> None:
+    # A usage report's client that goes away cancels its handler while the ledger
+    # writes; the rows committed must still leave the buffer, or the next write repeats them.
+    db = _SlowCommit()
+    ledger = Ledger(cast(Database, db), Metrics(), 100)
+    for i in range(3):
+        ledger.add(RequestContext(f"req-{i}", time.perf_counter(), endpoint="chat"), 0.01)
+    report = asyncio.ensure_future(ledger.flush())
+    await asyncio.wait_for(db.committing.wait(), 10)
+    report.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await report
+    db.release.set()
+    assert await ledger.flush()
+    assert db.written == ["req-0", "req-1", "req-2"] and ledger.pending == 0

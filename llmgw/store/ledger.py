@@ -5,7 +5,11 @@ turn) and only appends a row to a bounded buffer. A background task writes the
 buffer in one ``INSERT`` per batch every quarter second, or sooner once a batch is
 full. While the database cannot be written the rows stay in the buffer and the write
 is retried (backing off up to 5 s); rows are taken out only once written, so none is
-lost to a failed attempt. When the buffer is full (``database.buffer`` rows) new rows
+lost to a failed attempt. One write at a time: the background task, a usage report
+(which writes what is held before it reads) and ``close`` take turns, so no two take
+the same rows and none is written twice; a write whose caller goes away (a report's
+client disconnects) still ends, so rows written are never kept to be written again.
+When the buffer is full (``database.buffer`` rows) new rows
 are dropped, counted in ``llmgw_ledger_dropped_total`` and logged. ``close`` (at
 shutdown, SIGTERM included) writes everything still held.
 """
@@ -69,9 +73,6 @@ class Ledger:
         self._task: asyncio.Task[None] | None = None
         self._failing = False
         self._stopping = False
-        # One writer at a time: the background task, a query that wants every ended
-        # request written first (/api/v1/usage) and shutdown may all flush at once, and
-        # two of them writing the same held rows would record them twice.
         self._writing = asyncio.Lock()
 
     def add(self, ctx: RequestContext, latency: float) -> None:
@@ -112,11 +113,17 @@ class Ledger:
             backoff = INTERVAL if await self.flush() else min(MAX_BACKOFF, backoff * 2)
 
     async def flush(self) -> bool:
-        """Write every held row; False when the database refused (rows kept)."""
-        async with self._writing:
-            return await self._write_held()
+        """Write every held row; False when the database refused (rows kept).
+
+        Shielded: a caller cancelled mid-write (its client gone) does not stop the
+        write between the commit and taking the written rows out of the buffer."""
+        return await asyncio.shield(self._write_held())
 
     async def _write_held(self) -> bool:
+        async with self._writing:  # the rows at the head are this writer's alone
+            return await self._write_batches()
+
+    async def _write_batches(self) -> bool:
         while self._rows:
             batch = [self._rows[i] for i in range(min(BATCH, len(self._rows)))]
             try:
