@@ -6,7 +6,8 @@ Times what a request pays for routing: ``api.routing.route`` (the plan with its
 classifier and prompt estimate, the decision metric, the recent-decisions ring) and
 the ``X-LLMGW-Routing`` line the middleware writes, with ``time.process_time``. For
 ``auto``, ``cheap`` and ``fast`` over 7 candidates, a weighted pool, an ordered alias
-and a plain ``provider/model``. Each figure is the median of ``ROUNDS`` runs.
+and a plain ``provider/model``. Each figure is the median of ``ROUNDS`` runs. The
+call's memo is cleared every time, so the prompt estimate is paid every time.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def per_request(request: web.Request, runtime: Runtime, model: str) -> float:
     ctx = RequestContext("bench", 0.0)
     began = time.process_time()
     for _ in range(N):
+        call.memo.clear()  # each request estimates its prompt anew
         targets = route(request, ctx, runtime, call)
         ctx.provider, ctx.upstream_model = targets[0].provider, targets[0].model
         ctx.routing_line()  # the header is written for every answer
