@@ -105,14 +105,19 @@ def _scored(
         healthy = [i for i in capable if not disabled[i] and not breakers[i].is_open(cooldown)]
         pool = tuple(healthy) or capable  # none healthy: the fallback loop says why (503)
     floor = _min_quality(runtime, complexity)
-    quality = group.quality
-    if floor > group.min_quality:
+    terms = None
+    if pool is group.every:  # nobody left out: the floor's pool is precomputed
+        pool, by_strategy = group.floored[floor]
+        terms = by_strategy[strategy]
+    else:
+        quality = group.quality
         pool = tuple(i for i in pool if quality[i] >= floor) or pool
     expected = _expected_output(body)
     price, observed, models, prior = group.price, group.observed, group.models, group.prior_ms
     costs = [None if (p := price[i]) is None else prompt * p[0] + expected * p[1] for i in pool]
     latencies = [observed[i].get(models[i]) or prior[i] for i in pool]
-    scored = values(costs, [quality[i] for i in pool], latencies, WEIGHTS[strategy])
+    qualities = () if terms is not None else [group.quality[i] for i in pool]
+    scored = values(costs, qualities, latencies, WEIGHTS[strategy], terms)
     order = sorted(range(len(pool)), key=scored.__getitem__, reverse=True)  # stable
     names, every = group.names, group.targets
     targets = [every[pool[j]] for j in order]

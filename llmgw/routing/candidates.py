@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from llmgw.routing.pools import weighted_order
 from llmgw.routing.profiles import Facts
 from llmgw.routing.router import CircuitBreaker, Target
+from llmgw.routing.scoring import WEIGHTS, weighted_quality
 
 TOOLS, VISION = 1, 2  # capability bits
 
@@ -39,6 +40,9 @@ class Group:
     caps: tuple[int, ...]  # TOOLS | VISION bits
     context: tuple[int, ...]
     quality: tuple[float, ...]
+    # by quality floor: the targets that reach it (all, if none does) and, by strategy,
+    # their weighted quality parts: what scoring does when nobody is filtered out
+    floored: Mapping[float, tuple[tuple[int, ...], Mapping[str, tuple[float, ...]]]]
     prior_ms: tuple[float, ...]  # profile latency, until observed
     price: tuple[tuple[float, float] | None, ...]  # USD per 1M tokens (input, output)
     disabled: tuple[bool, ...]
@@ -47,7 +51,6 @@ class Group:
     every: tuple[int, ...]  # 0 .. len - 1
     common_caps: int  # capabilities every target has
     min_context: int
-    min_quality: float
     any_disabled: bool
 
 
@@ -56,8 +59,10 @@ def group(
     facts: Callable[[str], Facts],
     live: Mapping[str, Live],
     weights: Sequence[int] | None = None,
+    floors: Sequence[float] = (),
 ) -> Group:
-    """The group of ``names`` (configured ``provider/model`` of known providers)."""
+    """The group of ``names`` (configured ``provider/model`` of known providers);
+    ``floors``: the qualities a prompt's complexity may require."""
     known = [facts(name) for name in names]
     states = [live[f.provider] for f in known]
     weights = tuple(weights) if weights is not None else (1,) * len(known)
@@ -79,6 +84,7 @@ def group(
         caps=caps,
         context=context,
         quality=quality,
+        floored={floor: _floored(quality, floor) for floor in {0.0, *floors}} if known else {},
         prior_ms=tuple(f.profile.latency_ms for f in known),
         price=tuple(f.price for f in known),
         disabled=tuple(s.disabled for s in states),
@@ -87,6 +93,16 @@ def group(
         every=tuple(range(len(known))),
         common_caps=common,
         min_context=min(context, default=0),
-        min_quality=min(quality, default=0.0),
         any_disabled=any(s.disabled for s in states),
     )
+
+
+def _floored(
+    quality: Sequence[float], floor: float
+) -> tuple[tuple[int, ...], Mapping[str, tuple[float, ...]]]:
+    every = tuple(range(len(quality)))
+    kept = tuple(i for i in every if quality[i] >= floor) or every
+    kept_quality = [quality[i] for i in kept]
+    return kept, {
+        strategy: tuple(weighted_quality(kept_quality, w[1])) for strategy, w in WEIGHTS.items()
+    }

@@ -44,25 +44,36 @@ def values(
     qualities: Sequence[float],
     latencies: Sequence[float],
     weights: tuple[float, float, float],
+    quality_terms: Sequence[float] | None = None,
 ) -> list[float]:
     """Each option's score (rounded to 4 places), in the given order: plain arithmetic
-    over parallel sequences, so that a request builds no object per candidate."""
-    w_cost, w_quality, w_latency = weights
+    over parallel sequences, so that a request builds no object per candidate.
+    ``quality_terms`` (from ``quality_terms``) saves redoing the quality part when the
+    options are a precomputed group, unfiltered."""
+    w_cost, _, w_latency = weights
+    if quality_terms is None:
+        quality_terms = weighted_quality(qualities, weights[1])
     known = [cost for cost in costs if cost is not None]
     cheap, dear = (min(known), max(known)) if known else (0.0, 0.0)
-    low_q, high_q = min(qualities), max(qualities)
     quick, slow = min(latencies), max(latencies)
     # x - y == 0 exactly when x == y (IEEE floats): the spans say "all equal"
-    cost_span, quality_span, latency_span = dear - cheap, high_q - low_q, slow - quick
+    cost_span, latency_span = dear - cheap, slow - quick
     scored = []
-    for cost, quality, latency in zip(costs, qualities, latencies, strict=True):
+    for cost, quality_term, latency in zip(costs, quality_terms, latencies, strict=True):
         value = (
             w_cost * (0.0 if cost is None else (dear - cost) / cost_span if cost_span else 1.0)
-            + w_quality * ((quality - low_q) / quality_span if quality_span else 1.0)
+            + quality_term
             + w_latency * ((slow - latency) / latency_span if latency_span else 1.0)
         )
         scored.append(round4(value))
     return scored
+
+
+def weighted_quality(qualities: Sequence[float], weight: float) -> list[float]:
+    """The quality part of each score: normalised over ``qualities``, weighted."""
+    low_q, high_q = min(qualities), max(qualities)
+    span = high_q - low_q
+    return [weight * ((quality - low_q) / span if span else 1.0) for quality in qualities]
 
 
 def round4(value: float) -> float:
