@@ -94,6 +94,9 @@ class Call:
     # never credentials.
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     extensions: Extensions = NO_EXTENSIONS
+    # What is worked out of the body once and read by several stages (routing, limits,
+    # budgets, usage): the prompt's token estimate. A derived Call starts empty.
+    memo: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def client_format(self) -> Literal["openai", "anthropic"]:
@@ -137,8 +140,15 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimate_prompt_tokens(call: Call) -> int:
-    """The prompt's tokens, estimated from its text (at least 1)."""
-    body = call.body
+    """The prompt's tokens, estimated from its text (at least 1); worked out once per
+    call (``Call.memo``)."""
+    found = call.memo.get("prompt_tokens")
+    if found is None:
+        found = call.memo["prompt_tokens"] = _prompt_tokens(call.body)
+    return found
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
     chars = text_length(body.get("system")) + text_length(body.get("prompt"))
     chars += text_length(body.get("input"))
     messages = body.get("messages")
@@ -238,6 +248,7 @@ class RequestContext:
     strategy: str | None = None  # balanced, cost, ..., ordered; None: not routed
     scores: Mapping[str, float] | None = None  # "provider/model" -> score, scored strategies
     complexity: str | None = None  # simple | medium | complex
+    complexity_of: Callable[[], str] | None = None  # works it out when not yet known
     first_target: str | None = None  # the chain's first "provider/model"
     tags: Mapping[str, str] | None = None  # x-gateway.metadata, for usage attribution
     budget_key: str | None = None  # x-budget-key
@@ -260,6 +271,8 @@ class RequestContext:
         strategy = "cache" if self.cache == "HIT" else self.strategy
         score = None if self.scores is None else self.scores.get(target)
         why = f"score {score:.2f}, " if score is not None else ""
+        if self.complexity is None and self.complexity_of is not None:
+            self.complexity = self.complexity_of()  # once, and only when the line is written
         return f"{strategy}: {target} ({why}complexity {self.complexity})"
 
     def log_fields(self, latency: float) -> dict[str, Any]:

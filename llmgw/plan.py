@@ -12,18 +12,18 @@ complexity (if no candidate meets it, every capable one stays, best first).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from llmgw.config.routing import POOL_ONLY, SCORING
 from llmgw.core import Call, estimate_prompt_tokens
 from llmgw.errors import InvalidRequest
+from llmgw.routing.candidates import TOOLS, VISION, Group
 from llmgw.routing.classifier import classify
-from llmgw.routing.pools import by_key, weighted_order
-from llmgw.routing.profiles import Facts, Profile, facts_of
+from llmgw.routing.pools import by_key
 from llmgw.routing.router import Target
-from llmgw.routing.scoring import Option, score
+from llmgw.routing.scoring import WEIGHTS, values
 from llmgw.routing.state import RoutingState
 from llmgw.runtime import Runtime
 
@@ -35,110 +35,100 @@ EXPECTED_OUTPUT = 256  # output tokens assumed when the request sets no max_toke
 class Decision:
     strategy: str
     targets: tuple[Target, ...]
-    complexity: str
+    complexity: str | None  # None: not needed to decide (classify(call.body) says it)
     scores: Mapping[str, float] | None = None
     configured: bool = False  # a virtual model or pool: its targets are configured names
 
 
-@dataclass(frozen=True, slots=True)
-class Needs:
-    """What the request asks of a model."""
-
-    tools: bool
-    vision: bool
-    prompt_tokens: int
-
-
 def plan(runtime: Runtime, call: Call, state: RoutingState) -> Decision:
+    """The request's chain. Only scoring classifies the prompt and estimates its
+    tokens; an ordered alias or a plain model name is one table lookup."""
     ext = call.extensions
-    router = runtime.router
-    if ext.prefer_provider is not None and ext.prefer_provider not in runtime.providers:
+    prefer = ext.prefer_provider
+    if prefer is not None and prefer not in runtime.providers:
         raise InvalidRequest(
-            f"'{ext.provider_field}' names unknown provider '{ext.prefer_provider}'",
+            f"'{ext.provider_field}' names unknown provider '{prefer}'",
             param=ext.provider_field,
         )
-    complexity = classify(call.body)
+    router = runtime.router
     virtual = router.virtual(call.model)
-    pool = router.pools.get(call.model)
-    if virtual is not None:
-        config = runtime.config.routing
-        names = list(config.candidates) if config.candidates is not None else None
-        names = names if names is not None else [str(t) for t in router.chat_targets]
-        strategy, weights, configured = ext.strategy or virtual, [1] * len(names), True
-    elif pool is not None:
-        names = [p.target for p in pool.targets]
-        weights = [p.weight for p in pool.targets]
-        strategy, configured = ext.strategy or pool.strategy, True
+    group = runtime.candidates if virtual is not None else runtime.pools.get(call.model)
+    if group is None:  # an alias or a model name
+        targets = router.resolve(call.model)
+        strategy = ext.strategy or "ordered"
+        if strategy != "ordered":  # the request asks to reorder them: rare, not precomputed
+            group = runtime.group([str(t) for t in targets])
+        configured = False
     else:
-        resolved = router.resolve(call.model)
-        names, weights = [str(t) for t in resolved], [1] * len(resolved)
-        strategy, configured = ext.strategy or "ordered", False
-    scores = None
-    if strategy in SCORING:
-        ranked = _scored(runtime, call, names, strategy, complexity)
-        names = [name for name, _ in ranked]
-        scores = dict(ranked)
+        pool = router.pools.get(call.model) if virtual is None else None
+        strategy = ext.strategy or virtual or (pool.strategy if pool is not None else "ordered")
+        targets, configured = group.targets, True
+    complexity = scores = None
+    if group is None or strategy == "ordered":
+        pass
+    elif strategy in SCORING:
+        complexity = classify(call.body)
+        targets, scores = _scored(runtime, call, group, strategy, complexity)
     elif strategy == "weighted":
-        names = weighted_order(names, state.round_robin(call.model, names, weights), weights)
+        pick = state.round_robin(call.model, group.names, group.weights)
+        targets = group.by_pick[pick]
     elif strategy in ("least_latency", "least_busy"):
-        names = by_key(names, [_busy(runtime, n, strategy) for n in names])
-    if ext.prefer_provider is not None:
-        prefer = ext.prefer_provider
-        names = sorted(names, key=lambda n: n.partition("/")[0] != prefer)
-    targets = tuple(Target(*name.split("/", 1)) for name in names)
+        targets = tuple(by_key(group.targets, _busy(runtime, group, strategy)))
+    if prefer is not None:
+        targets = tuple(sorted(targets, key=lambda t: t.provider != prefer))
     return Decision(strategy, targets, complexity, scores, configured)
 
 
 def _scored(
-    runtime: Runtime, call: Call, names: Sequence[str], strategy: str, complexity: str
-) -> list[tuple[str, float]]:
-    needs = needs_of(call)
-    providers = runtime.providers
-    cooldown = runtime.config.routing.circuit_breaker.cooldown
-    floor = _min_quality(runtime, complexity)
-    capable: list[Facts] = []
-    healthy: list[Facts] = []
-    for name in names:
-        facts = runtime.profiles.get(name) or facts_of(name, runtime.config)
-        profile = facts.profile
-        if (
-            (needs.tools and not profile.tools)
-            or (needs.vision and not profile.vision)
-            or needs.prompt_tokens > profile.context_window
-        ):
-            continue
-        capable.append(facts)
-        provider = providers[facts.provider]
-        if provider.disabled is None and not provider.state.breaker.is_open(cooldown):
-            healthy.append(facts)
-    if not capable:
-        what = "tools" if needs.tools else "images" if needs.vision else "this prompt's length"
-        raise InvalidRequest(
-            f"No model for '{call.model}' supports {what}",
-            param="tools" if needs.tools else "messages",
-        )
-    pool = healthy or capable  # none healthy: the fallback loop says why (503)
-    pool = [f for f in pool if f.profile.quality >= floor] or pool
-    expected = _expected_output(call.body)
-    prompt = needs.prompt_tokens
-    options = []
-    for facts in pool:
-        price = facts.price
-        cost = None if price is None else prompt * price[0] + expected * price[1]
-        latency = providers[facts.provider].state.target_latency_ms.get(facts.model)
-        options.append(
-            Option(facts.name, cost, facts.profile.quality, latency or facts.profile.latency_ms)
-        )
-    ranked = score(options, strategy)
-    # capable but unhealthy or below the floor: last resorts, after the scored ones
-    chosen = {f.name for f in pool}
-    return ranked + [(f.name, 0.0) for f in capable if f.name not in chosen]
-
-
-def needs_of(call: Call) -> Needs:
+    runtime: Runtime, call: Call, group: Group, strategy: str, complexity: str
+) -> tuple[tuple[Target, ...], dict[str, float]]:
+    """The group's targets best first, and their scores: capable, healthy and good
+    enough ones scored; capable but unhealthy or below the floor last, scored 0."""
     body = call.body
     tools = bool(body.get("tools") or body.get("functions"))
-    return Needs(tools, _has_image(body.get("messages")), estimate_prompt_tokens(call))
+    need = (TOOLS if tools else 0) | (VISION if _has_image(body.get("messages")) else 0)
+    prompt = estimate_prompt_tokens(call)  # once per request: limits and usage read it too
+    capable = group.every
+    if need & ~group.common_caps or prompt > group.min_context:
+        caps, context = group.caps, group.context
+        capable = tuple(i for i in capable if caps[i] & need == need and prompt <= context[i])
+    if not capable:
+        what = "tools" if tools else "images" if need else "this prompt's length"
+        raise InvalidRequest(
+            f"No model for '{call.model}' supports {what}",
+            param="tools" if tools else "messages",
+        )
+    cooldown = runtime.config.routing.circuit_breaker.cooldown
+    disabled, breakers = group.disabled, group.breakers
+    pool = capable
+    if group.any_disabled or any(breakers[i].state == "open" for i in capable):
+        healthy = [i for i in capable if not disabled[i] and not breakers[i].is_open(cooldown)]
+        pool = tuple(healthy) or capable  # none healthy: the fallback loop says why (503)
+    floor = _min_quality(runtime, complexity)
+    terms = None
+    if pool is group.every:  # nobody left out: the floor's pool is precomputed
+        pool, by_strategy = group.floored[floor]
+        terms = by_strategy[strategy]
+    else:
+        quality = group.quality
+        pool = tuple(i for i in pool if quality[i] >= floor) or pool
+    expected = _expected_output(body)
+    price, observed, models, prior = group.price, group.observed, group.models, group.prior_ms
+    costs = [None if (p := price[i]) is None else prompt * p[0] + expected * p[1] for i in pool]
+    latencies = [observed[i].get(models[i]) or prior[i] for i in pool]
+    qualities = () if terms is not None else [group.quality[i] for i in pool]
+    scored = values(costs, qualities, latencies, WEIGHTS[strategy], terms)
+    order = sorted(range(len(pool)), key=scored.__getitem__, reverse=True)  # stable
+    names, every = group.names, group.targets
+    targets = [every[pool[j]] for j in order]
+    scores = {names[pool[j]]: scored[j] for j in order}
+    if len(pool) < len(capable):  # last resorts, after the scored ones
+        chosen = set(pool)
+        for i in capable:
+            if i not in chosen:
+                targets.append(every[i])
+                scores[names[i]] = 0.0
+    return tuple(targets), scores
 
 
 def _has_image(messages: object) -> bool:
@@ -156,13 +146,6 @@ def _has_image(messages: object) -> bool:
 _IMAGE_PARTS = frozenset({"image_url", "image", "input_image"})
 
 
-def _profile(runtime: Runtime, name: str) -> Profile:
-    found = runtime.profiles.get(name)
-    if found is None:  # an alias reordered by a request's strategy: not precomputed
-        found = facts_of(name, runtime.config)
-    return found.profile
-
-
 def _min_quality(runtime: Runtime, complexity: str) -> float:
     floors = runtime.config.routing.min_quality
     return (
@@ -172,13 +155,15 @@ def _min_quality(runtime: Runtime, complexity: str) -> float:
     )
 
 
-def _busy(runtime: Runtime, name: str, strategy: str) -> float:
-    provider, _, model = name.partition("/")
-    state = runtime.providers[provider].state
+def _busy(runtime: Runtime, group: Group, strategy: str) -> list[float]:
+    """Each target's requests in flight, or its latency (observed, else the prior)."""
     if strategy == "least_busy":
-        return state.inflight
-    observed = state.target_latency_ms.get(model)
-    return observed if observed is not None else _profile(runtime, name).latency_ms
+        providers = runtime.providers
+        return [providers[t.provider].state.inflight for t in group.targets]
+    observed, models, prior = group.observed, group.models, group.prior_ms
+    return [
+        seen if (seen := observed[i].get(models[i])) is not None else prior[i] for i in group.every
+    ]
 
 
 def _expected_output(body: dict[str, Any]) -> int:
@@ -187,17 +172,3 @@ def _expected_output(body: dict[str, Any]) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return min(value, 4096)
     return EXPECTED_OUTPUT
-
-
-def describe(decision: Decision, call: Call, request_id: str) -> dict[str, Any]:
-    """One entry of the recent-decisions ring."""
-    chain = [str(t) for t in decision.targets[:5]]
-    scores = decision.scores or {}
-    return {
-        "request_id": request_id,
-        "model": call.model,
-        "strategy": decision.strategy,
-        "complexity": decision.complexity,
-        "chain": chain,
-        "scores": {name: scores[name] for name in chain if name in scores},
-    }

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from llmgw.adapter import Adapter
@@ -20,7 +20,8 @@ from llmgw.config import GatewayConfig, ProviderConfig, digest
 from llmgw.http import client as http_client
 from llmgw.limits.clientip import Network, networks
 from llmgw.observe.reservoir import Reservoir
-from llmgw.routing.profiles import Facts, profile_table
+from llmgw.routing.candidates import Group, Live, group
+from llmgw.routing.profiles import Facts, facts_of, profile_table
 from llmgw.routing.router import CircuitBreaker, Router
 from llmgw.upstream import HttpTransport, LocalTransport, Timeouts, Transport
 
@@ -121,6 +122,22 @@ class Runtime:
     # "provider/model" -> profile and price, of every candidate and pool target
     profiles: Mapping[str, Facts] = field(default_factory=lambda: MappingProxyType({}))
     trusted_proxies: tuple[Network, ...] = ()  # server.trusted_proxies, parsed once
+    # What smart routing orders, precomputed (routing/candidates.py): the virtual
+    # models' candidates and each pool's targets.
+    candidates: Group | None = None
+    pools: Mapping[str, Group] = field(default_factory=lambda: MappingProxyType({}))
+
+    def group(self, names: Sequence[str], weights: Sequence[int] | None = None) -> Group:
+        """A group of any configured targets (an alias a request asks to reorder)."""
+        live = {
+            name: Live(p.disabled is not None, p.state.breaker, p.state.target_latency_ms)
+            for name, p in self.providers.items()
+        }
+        floors = self.config.routing.min_quality
+        return group(names, self._facts, live, weights, (floors.medium, floors.complex))
+
+    def _facts(self, name: str) -> Facts:
+        return self.profiles.get(name) or facts_of(name, self.config)
 
     def announce(self) -> None:
         """Say once, at each load, what this config means for serving."""
@@ -178,7 +195,7 @@ def build_runtime(config: GatewayConfig, states: ProviderStates, pool: http_clie
         )
     enabled = {name: p.disabled is None for name, p in providers.items()}
     router = Router(config, enabled)
-    return Runtime(
+    runtime = Runtime(
         config=config,
         digest=digest(config),
         providers=MappingProxyType(providers),
@@ -188,3 +205,10 @@ def build_runtime(config: GatewayConfig, states: ProviderStates, pool: http_clie
         profiles=profile_table(config, router.chat_targets),
         trusted_proxies=networks(config.server.trusted_proxies),
     )
+    listed = config.routing.candidates
+    names = list(listed) if listed is not None else [str(t) for t in router.chat_targets]
+    pools = {
+        alias: runtime.group([p.target for p in pool.targets], [p.weight for p in pool.targets])
+        for alias, pool in router.pools.items()
+    }
+    return replace(runtime, candidates=runtime.group(names), pools=MappingProxyType(pools))

@@ -12,7 +12,8 @@ from aiohttp import web
 from llmgw.api.guard import require_admin
 from llmgw.config.schema import Price
 from llmgw.core import Call, RequestContext
-from llmgw.plan import describe, plan
+from llmgw.plan import plan
+from llmgw.routing.classifier import classify
 from llmgw.routing.report import comment, metadata, with_metadata
 from llmgw.routing.router import Target
 from llmgw.runtime import Runtime
@@ -24,25 +25,31 @@ def route(
 ) -> tuple[Target, ...]:
     """The request's fallback chain, and why, noted on ``ctx``."""
     app = request.app
-    decision = plan(runtime, call, app[ROUTING])
-    ctx.strategy, ctx.scores, ctx.complexity = (
-        decision.strategy,
-        decision.scores,
-        decision.complexity,
-    )
-    ctx.first_target = str(decision.targets[0]) if decision.targets else None
+    state = app[ROUTING]
+    decision = plan(runtime, call, state)
+    targets, complexity = decision.targets, decision.complexity
+    ctx.strategy, ctx.scores = decision.strategy, decision.scores
+    ctx.first_target = str(targets[0]) if targets else None
     ext = call.extensions
     ctx.tags = ext.metadata or None
     ctx.budget_key = ext.budget_key
     if decision.configured and ctx.first_target is not None:  # labels bounded by config
+        if complexity is None:  # a pool that did not score: the ring says it all the same
+            complexity = classify(call.body)
         app[METRICS].routing_decisions.labels(decision.strategy, ctx.first_target).inc()
-        app[ROUTING].remember(describe(decision, call, ctx.request_id))
+        state.remember(
+            ctx.request_id, call.model, decision.strategy, complexity, targets, decision.scores
+        )
+    if complexity is None:  # only X-LLMGW-Routing needs it: classify if it is written
+        body = call.body
+        ctx.complexity_of = lambda: classify(body)
+    ctx.complexity = complexity
     if wants_metadata(runtime, call):
         prices = runtime.config.prices
         if call.stream:
             ctx.trailer = lambda: comment(metadata(ctx, prices))
         ctx.annotate = lambda body, content_type: _annotated(ctx, prices, body, content_type)
-    return decision.targets
+    return targets
 
 
 def wants_metadata(runtime: Runtime, call: Call) -> bool:
@@ -106,6 +113,6 @@ async def routing_status(request: web.Request) -> web.Response:
         "hedge": None if config.hedge is None else config.hedge.model_dump(),
         "profiles": {name: f.profile.to_json() for name, f in runtime.profiles.items()},
         "latency_ms": latencies,
-        "recent": list(request.app[ROUTING].recent),
+        "recent": [entry.to_json() for entry in request.app[ROUTING].recent],
     }
     return web.Response(body=orjson.dumps(body), content_type="application/json")

@@ -1,8 +1,9 @@
 """A deterministic complexity classifier: ``simple``, ``medium`` or ``complex``.
 
-Pure and fast (one word scan and a few substring checks over at most ``SCAN_CHARS``
-of the last user message): points for code, for mathematics beyond arithmetic, for reasoning words,
-for length and for conversation depth. ``simple`` below 2 points, ``complex`` from 4.
+Pure and fast (one word scan, one set intersection and a few substring checks over
+at most ``SCAN_CHARS`` of the last user message): points for code, for mathematics
+beyond arithmetic, for reasoning words, for length and for conversation depth.
+``simple`` below 2 points, ``complex`` from 4.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import re
 from typing import Any
 
 SCAN_CHARS = 4000  # the end of a long message says as much as the rest
-_WORD = re.compile(r"[a-z][a-z0-9+#]*(?:[.-][a-z0-9+#]+)*")
+# Possessive: backtracking could never make a word end elsewhere, so do not try.
+_WORD = re.compile(r"[a-z][a-z0-9+#]*+(?:[.-][a-z0-9+#]++)*+")
 _CODE_WORDS = frozenset(
     [
         "def",
@@ -45,8 +47,6 @@ _CODE_WORDS = frozenset(
         "unit",
         "test",
         "tests",
-        "function.",
-        "code.",
     ]
 )
 _CODE_MARKS = ("```", "#include", "=>", "();", "{\n", "stack trace")
@@ -75,7 +75,8 @@ _MATH_WORDS = frozenset(
         "convergence",
     ]
 )
-_MATH_MARKS = ("∑", "∫", "√", "∀", "∃", "≤", "≥", "∞", "^2", "^3", "^n")
+_MATH_MARKS = ("^2", "^3", "^n")  # each has a "^"
+_MATH_SYMBOLS = ("∑", "∫", "√", "∀", "∃", "≤", "≥", "∞")  # never in ASCII text
 _REASONING_WORDS = frozenset(
     [
         "why",
@@ -103,20 +104,36 @@ _REASONING_WORDS = frozenset(
     ]
 )
 _REASONING_MARKS = ("step by step", "pros and cons")
+_CODE, _MATH, _REASONING = 1, 2, 4
+# Each known word's kind, for one set intersection per request (the sets are disjoint).
+_KIND = {
+    **dict.fromkeys(_CODE_WORDS, _CODE),
+    **dict.fromkeys(_MATH_WORDS, _MATH),
+    **dict.fromkeys(_REASONING_WORDS, _REASONING),
+}
+_KNOWN = frozenset(_KIND)
 
 
 def classify(body: dict[str, Any]) -> str:
     """The complexity of a chat (``messages``) or completions (``prompt``) request."""
     text, depth = _last_text(body)
     scan = text[-SCAN_CHARS:].lower()
-    words = set(_WORD.findall(scan))
+    kinds = reasoning = 0
+    for word in _KNOWN.intersection(_WORD.findall(scan)):
+        kind = _KIND[word]
+        kinds |= kind
+        reasoning += kind == _REASONING
     points = 0
-    if not words.isdisjoint(_CODE_WORDS) or any(mark in scan for mark in _CODE_MARKS):
+    if kinds & _CODE or any(mark in scan for mark in _CODE_MARKS):
         points += 2
-    if not words.isdisjoint(_MATH_WORDS) or any(mark in scan for mark in _MATH_MARKS):
+    if (
+        kinds & _MATH
+        or ("^" in scan and any(mark in scan for mark in _MATH_MARKS))
+        or (not scan.isascii() and any(mark in scan for mark in _MATH_SYMBOLS))
+    ):
         points += 2
-    reasoning = len(words & _REASONING_WORDS)
-    reasoning += sum(mark in scan for mark in _REASONING_MARKS)
+    if reasoning < 2:  # else the marks could add nothing
+        reasoning += sum(mark in scan for mark in _REASONING_MARKS)
     points += min(2, reasoning)
     if len(text) > 400:
         points += 1

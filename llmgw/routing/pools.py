@@ -6,6 +6,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class SmoothWeighted:
@@ -31,13 +34,13 @@ class SmoothWeighted:
         return best
 
 
-def weighted_order(targets: Sequence[str], first: int, weights: Sequence[int]) -> list[str]:
+def weighted_order(targets: Sequence[T], first: int, weights: Sequence[int]) -> list[T]:
     """The picked target, then the rest by weight (heaviest first), as the fallback chain."""
     rest = sorted((i for i in range(len(targets)) if i != first), key=lambda i: -weights[i])
     return [targets[first], *(targets[i] for i in rest)]
 
 
-def by_key(targets: Sequence[str], keys: Sequence[float]) -> list[str]:
+def by_key(targets: Sequence[T], keys: Sequence[float]) -> list[T]:
     """``targets`` by ascending key (latency, requests in flight); ties keep their order."""
     order = sorted(range(len(targets)), key=lambda i: keys[i])
     return [targets[i] for i in order]

@@ -5,12 +5,39 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from llmgw.routing.pools import SmoothWeighted
+from llmgw.routing.router import Target
 
 RECENT = 100  # decisions kept for /api/v1/routing
+SHOWN = 5  # targets of a decision's chain shown
+
+
+class Recent(NamedTuple):
+    """One decision as it was made; put in words only when someone reads the ring."""
+
+    request_id: str
+    model: str
+    strategy: str
+    complexity: str | None
+    targets: tuple[Target, ...]
+    scores: Mapping[str, float] | None
+    at: float  # unix time
+
+    def to_json(self) -> dict[str, Any]:
+        chain = [str(t) for t in self.targets[:SHOWN]]
+        scores = self.scores or {}
+        return {
+            "request_id": self.request_id,
+            "model": self.model,
+            "strategy": self.strategy,
+            "complexity": self.complexity,
+            "chain": chain,
+            "scores": {name: scores[name] for name in chain if name in scores},
+            "at": round(self.at, 3),
+        }
 
 
 class RoutingState:
@@ -18,7 +45,7 @@ class RoutingState:
 
     def __init__(self) -> None:
         self._rounds: dict[tuple[str, tuple[str, ...], tuple[int, ...]], SmoothWeighted] = {}
-        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        self.recent: deque[Recent] = deque(maxlen=RECENT)
 
     def round_robin(self, pool: str, targets: Sequence[str], weights: Sequence[int]) -> int:
         """The next pick of ``pool``: its position survives reloads that keep its targets
@@ -31,6 +58,15 @@ class RoutingState:
             rounds = self._rounds[key] = SmoothWeighted(weights)
         return rounds.pick()
 
-    def remember(self, decision: dict[str, Any]) -> None:
-        decision["at"] = round(time.time(), 3)
-        self.recent.append(decision)
+    def remember(
+        self,
+        request_id: str,
+        model: str,
+        strategy: str,
+        complexity: str | None,
+        targets: tuple[Target, ...],
+        scores: Mapping[str, float] | None,
+    ) -> None:
+        self.recent.append(
+            Recent(request_id, model, strategy, complexity, targets, scores, time.time())
+        )
