@@ -18,6 +18,7 @@ from types import MappingProxyType
 from llmgw.adapter import Adapter
 from llmgw.config import GatewayConfig, ProviderConfig, digest
 from llmgw.http import client as http_client
+from llmgw.http.public_fetch import AddressPolicy
 from llmgw.limits.clientip import Network, networks
 from llmgw.observe.reservoir import Reservoir
 from llmgw.routing.profiles import Facts, profile_table
@@ -121,6 +122,9 @@ class Runtime:
     # "provider/model" -> profile and price, of every candidate and pool target
     profiles: Mapping[str, Facts] = field(default_factory=lambda: MappingProxyType({}))
     trusted_proxies: tuple[Network, ...] = ()  # server.trusted_proxies, parsed once
+    image_policy: AddressPolicy = field(
+        default_factory=AddressPolicy
+    )  # where image URLs may be fetched from
 
     def announce(self) -> None:
         """Say once, at each load, what this config means for serving."""
@@ -187,4 +191,5 @@ def build_runtime(config: GatewayConfig, states: ProviderStates, pool: http_clie
         loaded_at=time.time(),
         profiles=profile_table(config, router.chat_targets),
         trusted_proxies=networks(config.server.trusted_proxies),
+        image_policy=AddressPolicy(networks(config.server.image_fetch_allow)),
     )
