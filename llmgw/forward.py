@@ -316,7 +316,7 @@ def _record_failure(
 ) -> None:
     metrics.upstream_attempts.labels(provider.name, failure.outcome).inc()
     state = provider.state
-    if failure.kind == "busy":
+    if failure.kind in ("busy", "unsupported"):  # nothing the provider did (or saw)
         state.breaker.abandon()
         return
     status = failure.status or 0

@@ -205,3 +205,18 @@ providers:
     assert public.hits == []
     image = claude.seen[0].body["messages"][0]["content"][1]
     assert image == {"type": "image", "source": {"type": "url", "url": url}}
+
+
+async def test_refused_images_do_not_open_the_circuit(
+    gemini: FakeGemini, private: ImageHost, gateway: Any, sdk: Any
+) -> None:
+    """The request was at fault, not Gemini: past the breaker's threshold (5) of refused
+    images, a good request is still served."""
+    gw = await gateway(config(gemini.url))
+    for _ in range(6):
+        await refused(gw, sdk, f"{private.url}/cat.png")
+    completion = await sdk(gw).chat.completions.create(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert completion.choices[0].message.content == "echo: hi"
+    assert private.hits == []
