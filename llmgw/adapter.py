@@ -42,6 +42,11 @@ class Adapter:
     def ends_with_done(self) -> bool:
         return self.kind.ends_with_done
 
+    @property
+    def fetches_image_urls(self) -> bool:
+        """False when chat image parts must reach the provider inline."""
+        return self.kind.fetches_image_urls
+
     def needs_key(self, provider: ProviderConfig) -> bool:
         return self.kind.needs_key(provider)
 

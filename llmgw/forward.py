@@ -23,6 +23,7 @@ from llmgw.answer import Answer
 from llmgw.config.redact import provider_secrets
 from llmgw.core import Call, RequestContext, Unsupported
 from llmgw.errors import provider_rejection
+from llmgw.inline_images import inline_images
 from llmgw.observe.metrics import CIRCUIT_STATES, Metrics
 from llmgw.observe.tracing import answer_model, start_attempt
 from llmgw.routing.router import Target, backoff, falls_back, retries
@@ -79,7 +80,7 @@ async def forward(
                         ctx, runtime, call, targets[index:], metrics, answer
                     )
                 else:
-                    response = await _attempt(ctx, provider, target, call, answer)
+                    response = await _attempt(ctx, runtime, provider, target, call, answer)
             except AttemptFailure as failure:
                 _record_failure(metrics, provider, failure, breaker.failures)
                 failures.append((provider.name, failure))
@@ -129,7 +130,7 @@ async def _hedged(
             raced.append((provider, target))
 
     def racer(provider: Provider, target: Target) -> hedge.Racer[web.StreamResponse]:
-        return lambda copy: _attempt(copy, provider, target, call, answer)
+        return lambda copy: _attempt(copy, runtime, provider, target, call, answer)
 
     try:
         won, response = await hedge.race(ctx, [racer(*r) for r in raced], settings.after)
@@ -147,9 +148,16 @@ async def _hedged(
 
 
 async def _attempt(
-    ctx: RequestContext, provider: Provider, target: Target, call: Call, answer: Answer
+    ctx: RequestContext,
+    runtime: Runtime,
+    provider: Provider,
+    target: Target,
+    call: Call,
+    answer: Answer,
 ) -> web.StreamResponse:
     """One upstream attempt, in a client span of its own when tracing is on."""
+    if not provider.adapter.fetches_image_urls:
+        call = await _inlined(call, runtime, provider)
     span = start_attempt(ctx, provider.name, provider.config.type, target.model)
     if span is None:
         return await _send(ctx, provider, target, call, answer, None)
@@ -168,6 +176,19 @@ async def _attempt(
         usage=(ctx.prompt_tokens, ctx.completion_tokens),
     )
     return response
+
+
+async def _inlined(call: Call, runtime: Runtime, provider: Provider) -> Call:
+    """``call`` with its http(s) image parts inlined, fetched within the provider's
+    timeout; a refused or failed image is the request's fault, named by its part."""
+    timeout = provider.timeouts.head
+    if call.extensions.timeout is not None:
+        timeout = min(timeout, call.extensions.timeout)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        return await inline_images(call, runtime.image_policy, deadline)
+    except Unsupported as exc:
+        raise AttemptFailure("unsupported", str(exc), param=exc.param) from None
 
 
 async def _send(
@@ -295,7 +316,7 @@ def _record_failure(
 ) -> None:
     metrics.upstream_attempts.labels(provider.name, failure.outcome).inc()
     state = provider.state
-    if failure.kind == "busy":
+    if failure.kind in ("busy", "unsupported"):  # nothing the provider did (or saw)
         state.breaker.abandon()
         return
     status = failure.status or 0

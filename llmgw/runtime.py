@@ -18,6 +18,7 @@ from types import MappingProxyType
 from llmgw.adapter import Adapter
 from llmgw.config import GatewayConfig, ProviderConfig, digest
 from llmgw.http import client as http_client
+from llmgw.http.public_fetch import AddressPolicy
 from llmgw.limits.clientip import Network, networks
 from llmgw.observe.reservoir import Reservoir
 from llmgw.routing.candidates import Group, Live, group
@@ -127,6 +128,10 @@ class Runtime:
     candidates: Group | None = None
     pools: Mapping[str, Group] = field(default_factory=lambda: MappingProxyType({}))
 
+    image_policy: AddressPolicy = field(
+        default_factory=AddressPolicy
+    )  # where image URLs may be fetched from
+
     def group(self, names: Sequence[str], weights: Sequence[int] | None = None) -> Group:
         """A group of any configured targets (an alias a request asks to reorder)."""
         live = {
@@ -204,6 +209,7 @@ def build_runtime(config: GatewayConfig, states: ProviderStates, pool: http_clie
         loaded_at=time.time(),
         profiles=profile_table(config, router.chat_targets),
         trusted_proxies=networks(config.server.trusted_proxies),
+        image_policy=AddressPolicy(networks(config.server.image_fetch_allow)),
     )
     listed = config.routing.candidates
     names = list(listed) if listed is not None else [str(t) for t in router.chat_targets]

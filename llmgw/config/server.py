@@ -31,8 +31,11 @@ class ServerConfig(Frozen):
     )
     # Peers (CIDRs) whose X-Forwarded-For names the client's address (limits.per_ip).
     trusted_proxies: Names = ()
+    # Networks (CIDRs) the gateway may fetch chat image URLs from although they are not
+    # public (an internal image host); loopback, private and metadata are refused else.
+    image_fetch_allow: Names = ()
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "image_fetch_allow")
     @classmethod
     def _networks(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         for value in values:

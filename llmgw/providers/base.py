@@ -69,6 +69,8 @@ class ProviderType:
     requires_key: bool = True
     ends_with_done: bool = True  # its streams end with ``data: [DONE]``
     local: LocalAnswer | None = None  # answered in-process, not over the network
+    # False: chat image parts must reach it inline (the gateway fetches http(s) URLs)
+    fetches_image_urls: bool = True
 
     def needs_key(self, provider: ProviderConfig) -> bool:
         """Whether an empty key disables this provider.

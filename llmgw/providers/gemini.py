@@ -35,6 +35,7 @@ class Gemini(ProviderType):
         )
     )
     ends_with_done: bool = False
+    fetches_image_urls: bool = False  # inlineData, or fileData for files Gemini hosts
 
     def request(self, call: Call, model: str, provider: ProviderConfig) -> UpstreamRequest:
         if call.endpoint == "gemini_embed":
