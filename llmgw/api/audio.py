@@ -1,7 +1,8 @@
 """Audio uploads: ``POST /v1/audio/transcriptions`` and ``/v1/audio/translations``.
 
-The body is multipart/form-data, at most ``server.max_upload_size`` bytes (413 before a
-byte is read when ``Content-Length`` says more, and as soon as a body grows past it).
+The body is multipart/form-data: its file at most ``server.max_upload_size`` bytes (413
+before a byte is read when ``Content-Length`` says more than that and the room of the
+fields and framing, ``FORM_FRAMING``; 413 as soon as the file grows past it).
 The form is read part by part (aiohttp's multipart reader), so ``model`` may sit
 before or after ``file``; the file is spooled (memory up to ``SPOOL_IN_MEMORY``, then
 a temporary file in the system's temp dir, ``TMPDIR``), never held whole in memory,
@@ -29,6 +30,9 @@ from llmgw.server.body import BODY_IDLE_TIMEOUT
 SPOOL_IN_MEMORY = 1024 * 1024  # an upload past this goes to a temporary file
 MAX_FIELD = 64 * 1024  # one text field (a prompt is the longest OpenAI takes)
 MAX_FIELDS = 32
+# The limit counts the file's bytes (as OpenAI's 25 MB does); a declared Content-Length
+# may pass it by what the fields and the form's framing may take.
+FORM_FRAMING = MAX_FIELDS * (MAX_FIELD + 1024)
 _READ = 64 * 1024
 
 
@@ -71,7 +75,7 @@ def _check_head(request: web.Request, limit: int) -> None:
             "The request body must be multipart/form-data with 'file' and 'model' fields"
         )
     declared = request.content_length
-    if declared is not None and declared > limit:
+    if declared is not None and declared > limit + FORM_FRAMING:
         raise RequestTooLarge(
             f"The upload is {declared} bytes; the limit is {limit} bytes (server.max_upload_size)"
         )
@@ -83,7 +87,6 @@ async def _read_form(
     """The form's text fields, and its file spooled into ``spool``."""
     fields: dict[str, str] = {}
     upload: Upload | None = None
-    seen = 0  # bytes of the body's parts so far
     try:
         async with asyncio.timeout(BODY_IDLE_TIMEOUT):
             reader = await request.multipart()
@@ -98,16 +101,11 @@ async def _read_form(
             if name == "file" and part.filename is not None:
                 if upload is not None:
                     raise InvalidRequest("Only one 'file' may be uploaded", param="file")
-                size = await _spool(part, spool, limit - seen)
-                seen += size
+                size = await _spool(part, spool, limit)
                 kind = part.headers.get("Content-Type", "application/octet-stream")
                 upload = Upload(spool, size, _printable(part.filename), _printable(kind))
                 continue
-            value = await _field(part, name)
-            seen += len(value)
-            if seen > limit:
-                raise RequestTooLarge(f"The upload is over the limit of {limit} bytes")
-            fields[name] = value
+            fields[name] = await _field(part, name)
     except (ValueError, AssertionError) as exc:  # aiohttp's words for a broken form
         raise InvalidRequest(f"The multipart body is not valid: {exc}") from None
     except TimeoutError:
@@ -128,7 +126,9 @@ async def _spool(part: BodyPartReader, spool: IO[bytes], room: int) -> int:
             return size
         size += len(chunk)
         if size > room:
-            raise RequestTooLarge("The upload is over the limit of server.max_upload_size")
+            raise RequestTooLarge(
+                f"The uploaded file is over the limit of {room} bytes (server.max_upload_size)"
+            )
         spool.write(chunk)
 
 
