@@ -180,7 +180,6 @@ async def test_25_mib_upload_passes_with_flat_memory(
     assert result.text == f"heard {SIZE} bytes"
     assert received[-1] == ("whisper-1", SIZE, expected)
     assert grown < SIZE // 5, f"peak memory grew by {grown} bytes for a {SIZE}-byte upload"
-    print(f"peak RSS growth for a {SIZE}-byte upload: {grown} bytes; rss {rss(process.pid)}")
 
 
 async def test_declared_upload_over_the_limit_refused_before_reading(launch: Any) -> None:
