@@ -12,6 +12,7 @@ from llmgw import __version__
 from llmgw.api import (
     admin,
     anthropic,
+    audio,
     budget,
     health,
     keys,
@@ -112,6 +113,8 @@ def create_app(
     app.router.add_post("/v1/moderations", openai.moderations)
     app.router.add_post("/v1/images/generations", openai.images)
     app.router.add_post("/v1/audio/speech", openai.speech)
+    app.router.add_post("/v1/audio/transcriptions", audio.transcriptions)
+    app.router.add_post("/v1/audio/translations", audio.translations)
     app.router.add_post("/v1/messages", anthropic.messages)
     app.router.add_post("/v1/messages/count_tokens", anthropic.count_tokens)
     app.router.add_get("/v1/models", openai.list_models)

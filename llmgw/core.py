@@ -5,10 +5,10 @@ stream translator. Nothing here imports aiohttp or does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, Protocol
+from typing import IO, Any, Literal, Protocol
 
 import orjson
 
@@ -29,6 +29,8 @@ Endpoint = Literal[
     "moderations",
     "images",
     "audio_speech",
+    "audio_transcriptions",
+    "audio_translations",
 ]
 # Each surface's path, for errors that name it.
 ENDPOINT_PATHS: Mapping[str, str] = MappingProxyType(
@@ -42,6 +44,8 @@ ENDPOINT_PATHS: Mapping[str, str] = MappingProxyType(
         "moderations": "/v1/moderations",
         "images": "/v1/images/generations",
         "audio_speech": "/v1/audio/speech",
+        "audio_transcriptions": "/v1/audio/transcriptions",
+        "audio_translations": "/v1/audio/translations",
     }
 )
 # The wire formats a call may be sent in: the client surfaces, and the provider formats
@@ -56,6 +60,8 @@ WireFormat = Literal[
     "moderations",
     "images",
     "audio_speech",
+    "audio_transcriptions",
+    "audio_translations",
     "gemini_generate",
     "gemini_embed",
 ]
@@ -81,6 +87,26 @@ NO_EXTENSIONS = Extensions()
 
 
 @dataclass(frozen=True, slots=True)
+class Upload:
+    """A file a client uploaded (audio transcriptions), spooled by the handler that
+    received it (to disk past a small size); open for as long as its request lasts."""
+
+    file: IO[bytes]
+    size: int
+    filename: str
+    content_type: str
+
+
+class Streamed(Protocol):
+    """A request body sent upstream as it is read, its length known before."""
+
+    @property
+    def length(self) -> int: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     """What a client asked for, parsed once at ingress; or what a translator made of it
     for the next stage (then ``endpoint`` may name a provider's own format)."""
@@ -94,6 +120,8 @@ class Call:
     # never credentials.
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     extensions: Extensions = NO_EXTENSIONS
+    # A multipart upload's file (``body`` then holds the form's other fields).
+    upload: Upload | None = None
     # What is worked out of the body once and read by several stages (routing, limits,
     # budgets, usage): the prompt's token estimate. A derived Call starts empty.
     memo: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -115,7 +143,7 @@ class UpstreamRequest:
     method: str
     url: str
     headers: Mapping[str, str]
-    body: bytes
+    body: bytes | Streamed  # Streamed: sent as it is read (an upload, from disk)
     local: bool = False  # answered in-process by a built-in provider, no network
     # The client's request parameters this translation left out (X-LLMGW-Dropped-Params).
     dropped: tuple[str, ...] = ()

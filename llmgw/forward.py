@@ -240,7 +240,7 @@ async def _send(
                 raise _status_failure(status, upstream.headers, await _body(upstream, deadline))
             ctx.provider, ctx.upstream_model = provider.name, target.model
             ctx.dropped = upstream_request.dropped
-            if relay.is_binary(upstream):  # audio: streamed through with its type
+            if relay.is_binary(upstream, call):  # audio, transcripts: through with their type
                 return await relay.binary(ctx, upstream, answer)
             if relay.is_event_stream(upstream):
                 translator = adapter.stream(call, target.model)

@@ -28,7 +28,7 @@ from aiohttp import web
 from llmgw import sse
 from llmgw.adapter import Adapter
 from llmgw.answer import Answer, Head, Rest, apart, is_done
-from llmgw.core import RequestContext, StreamTranslator, Usage
+from llmgw.core import Call, RequestContext, StreamTranslator, Usage
 from llmgw.errors import stream_error_event
 from llmgw.sink import ClientStalled
 from llmgw.translate.responses_wire import ENDS as RESPONSES_ENDS
@@ -43,9 +43,16 @@ def is_event_stream(response: UpstreamResponse) -> bool:
     return response.headers.get("Content-Type", "").startswith("text/event-stream")
 
 
-def is_binary(response: UpstreamResponse) -> bool:
-    """Audio (speech) and other bytes that are neither JSON nor SSE."""
+# A transcription's ``response_format`` text, srt and vtt: relayed as they are.
+_TRANSCRIPTS = ("text/plain", "text/vtt", "application/x-subrip", "text/srt")
+
+
+def is_binary(response: UpstreamResponse, call: Call | None = None) -> bool:
+    """Audio (speech) and other bytes that are neither JSON nor SSE; for an upload's
+    call (transcriptions), its text, SRT or VTT answer too."""
     kind = response.headers.get("Content-Type", "")
+    if call is not None and call.upload is not None and kind.startswith(_TRANSCRIPTS):
+        return True
     return kind.startswith(("audio/", "application/octet-stream"))
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 Behaviour = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
 
@@ -189,7 +189,28 @@ class FakeOpenAI:
             "/v1/audio/speech",
         ):
             app.router.add_post(path, self._handle)
+        for path in ("/v1/audio/transcriptions", "/v1/audio/translations"):
+            app.router.add_post(path, self._handle_form)
         return app
+
+    async def _handle_form(self, request: web.Request) -> web.StreamResponse:
+        """A multipart upload, parsed as OpenAI would: text fields by name, and the
+        file's bytes, name and type under ``file``, ``filename``, ``file_type``."""
+        body: dict[str, Any] = {}
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            assert isinstance(part, BodyPartReader)
+            if part.filename is not None:
+                body[part.name or ""] = await part.read()
+                body["filename"] = part.filename
+                body["file_type"] = part.headers.get("Content-Type")
+            else:
+                body[part.name or ""] = await part.text()
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.seen.append(Seen(request.path, dict(request.headers), body, b"", peer))
+        if self.script:
+            return await self.script.popleft()(request, body)
+        return web.json_response({"text": f"heard {len(body.get('file', b''))} bytes"})
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

@@ -1,9 +1,11 @@
-"""Bounds of the real process (``llmgw --config``): memory under compressed bodies,
-and the open-connection cap."""
+"""Bounds of the real process (``llmgw --config``): memory under compressed bodies and
+under a 25 MiB audio upload (sent with the openai SDK, spooled to disk and streamed to
+an OpenAI-type upstream), and the open-connection cap."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import subprocess
 import sys
 import zlib
@@ -12,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
+from aiohttp import BodyPartReader, web
 
 from tests.fakes import free_port
 
@@ -118,3 +122,81 @@ async def test_connections_past_max_connections_are_refused(launch: Any) -> None
             raise AssertionError("a freed connection slot was not given back")
     for _, other in held[1:]:
         other.close()
+
+
+SIZE = 25 * 1024**2
+
+
+def peak(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+async def test_25_mib_upload_passes_with_flat_memory(
+    launch: Any, aiohttp_server: Any, tmp_path: Path
+) -> None:
+    received: list[tuple[str, int, str]] = []  # model, file size, file sha256
+
+    async def transcribe(request: web.Request) -> web.Response:
+        reader = await request.multipart()
+        model, size, digest = "", 0, hashlib.sha256()
+        while (part := await reader.next()) is not None:
+            assert isinstance(part, BodyPartReader)
+            if part.filename is None:
+                model = await part.text() if part.name == "model" else model
+                continue
+            while chunk := await part.read_chunk(256 * 1024):  # counted, never held
+                size += len(chunk)
+                digest.update(chunk)
+        received.append((model, size, digest.hexdigest()))
+        return web.json_response({"text": f"heard {size} bytes"})
+
+    upstream = web.Application(client_max_size=1024)
+    upstream.router.add_post("/v1/audio/transcriptions", transcribe)
+    server = await aiohttp_server(upstream, host="127.0.0.1")
+    process, port = await launch(
+        "logging: {format: text}\nproviders:\n"
+        f"  up: {{type: openai, base_url: 'http://127.0.0.1:{server.port}/v1', api_key: sk-up,"
+        " models: [whisper-1]}\n"
+    )
+    audio = tmp_path / "talk.wav"
+    block = hashlib.sha256(b"llmgw").digest() * 2048  # 64 KiB, not compressible to nothing
+    with audio.open("wb") as out:
+        for _ in range(SIZE // len(block)):
+            out.write(block)
+    expected = hashlib.sha256(audio.read_bytes()).hexdigest()
+    client = openai.AsyncOpenAI(
+        base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0
+    )
+    async with client:
+        small = await client.audio.transcriptions.create(file=("a.wav", b"warm"), model="whisper-1")
+        assert small.text == "heard 4 bytes"
+        before = peak(process.pid)
+        result = await client.audio.transcriptions.create(file=audio, model="whisper-1")
+        grown = peak(process.pid) - before
+    assert result.text == f"heard {SIZE} bytes"
+    assert received[-1] == ("whisper-1", SIZE, expected)
+    assert grown < SIZE // 5, f"peak memory grew by {grown} bytes for a {SIZE}-byte upload"
+
+
+async def test_declared_upload_over_the_limit_refused_before_reading(launch: Any) -> None:
+    """A Content-Length past the limit (and the fields' room) is answered 413 with not a
+    byte of the body sent."""
+
+    _, port = await launch(
+        "logging: {format: text}\nserver: {max_upload_size: 1MiB}\n"
+        "providers:\n  demo: {type: mock, models: [echo]}\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n"
+        + f"Content-Length: {SIZE}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 413 "), head

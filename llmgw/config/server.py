@@ -15,6 +15,8 @@ class ServerConfig(Frozen):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
     max_body_size: Size = 20 * 1024**2
+    # One multipart upload (audio transcriptions), spooled to a temporary file.
+    max_upload_size: Size = 25 * 1024**2
     # Bytes held by request bodies still arriving, all together (0 = unbounded; never
     # less than max_body_size, so that one body of the largest size can always arrive).
     max_pending_body_bytes: Size = 128 * 1024**2

@@ -7,7 +7,9 @@ aiohttp's ``ClientSession`` does far more per request (cookie jar, tracing signa
 redirect handling, a timer per read), and that work was most of the difference
 between a call relayed by llmgw and one answered from memory.
 
-Only what a provider call needs: requests with a bytes body, ``http`` and ``https``,
+Only what a provider call needs: requests with a bytes body, or a ``Streamed`` one of
+known length (an upload, written as it is read, as fast as the socket takes it: the
+connection pauses the writer while the transport's buffer is full), ``http`` and ``https``,
 ``Content-Length``, chunked and until-close bodies, no redirects. Beside it:
 ``connect`` (routes, resolution, Happy Eyeballs), ``proxy`` (HTTP proxies,
 ``CONNECT``), ``tls`` (CA files, mTLS), ``response`` (the response) and
@@ -29,6 +31,7 @@ from collections.abc import Mapping
 
 import httptools
 
+from llmgw.core import Streamed
 from llmgw.http import proxy as http_proxy
 from llmgw.http import tls as http_tls
 from llmgw.http.connect import Resolver, Route, Target, happy_eyeballs
@@ -93,6 +96,7 @@ class Connection(asyncio.Protocol):
         "provider",
         "response",
         "transport",
+        "writable",
     )
 
     def __init__(self, pool: Pool, target: Target) -> None:
@@ -104,6 +108,7 @@ class Connection(asyncio.Protocol):
         self.parser: httptools.HttpResponseParser | None = None
         self.closed = False
         self.idle_since = 0.0
+        self.writable: asyncio.Future[None] | None = None  # set while writing is paused
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -126,11 +131,21 @@ class Connection(asyncio.Protocol):
         if head and not response.status and response.head_bytes > MAX_HEAD:
             response.fail(HeadTooLarge(f"the response's head is over {MAX_HEAD} bytes"))
 
+    def pause_writing(self) -> None:
+        if self.writable is None:
+            self.writable = self.pool.loop.create_future()
+
+    def resume_writing(self) -> None:
+        writable, self.writable = self.writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
     def eof_received(self) -> bool:
         return False  # close; connection_lost decides what the response was
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.resume_writing()
         self.pool.connections.discard(self)
         if self.response is not None:
             self.response.connection_lost(exc)
@@ -166,7 +181,7 @@ class Pool:
         method: str,
         url: str,
         headers: Mapping[str, str],
-        body: bytes,
+        body: bytes | Streamed,
         head_timeout: float,
         read_timeout: float,
         route: Route | None = None,
@@ -184,8 +199,9 @@ class Pool:
             raise InvalidRequest("a header name or value holds a line break")
         if "User-Agent" not in headers and "user-agent" not in headers:
             lines += self._agent
-        wire = f"{method} {target.head}{lines}{ACCEPT}Content-Length: {len(body)}\r\n\r\n"
-        data = wire.encode() + body
+        length = len(body) if isinstance(body, bytes) else body.length
+        wire = f"{method} {target.head}{lines}{ACCEPT}Content-Length: {length}\r\n\r\n"
+        data = wire.encode() + body if isinstance(body, bytes) else wire.encode()
         now = self.loop.time()
         deadline = now + head_timeout
         if connect_timeout is not None and connect_timeout < head_timeout:
@@ -207,6 +223,8 @@ class Pool:
             # a timer, not asyncio.timeout(): that one costs more than the rest of this call
             timer = self.loop.call_at(deadline, response.head_late)
             try:
+                if not isinstance(body, bytes):
+                    await _send(conn, response, body)
                 await response.head_ready
             except BaseException as exc:
                 conn.close()
@@ -306,6 +324,19 @@ class Pool:
         for conn in list(self.connections):
             conn.close()
         await asyncio.sleep(0)  # let the transports finish closing
+
+
+async def _send(conn: Connection, response: Response, body: Streamed) -> None:
+    """Write a streamed body, waiting whenever the transport's buffer is full; stops
+    early when the response failed (head timeout) or came first (a provider's early 413)."""
+    head = response.head_ready
+    async for chunk in body.chunks():
+        if conn.closed or head.done():
+            return
+        conn.transport.write(chunk)
+        writable = conn.writable
+        if writable is not None:
+            await asyncio.wait((writable, head), return_when=asyncio.FIRST_COMPLETED)
 
 
 def _connect_failure(exc: BaseException, what: str) -> BaseException:

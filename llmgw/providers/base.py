@@ -20,6 +20,7 @@ import orjson
 
 from llmgw.config import ProviderConfig
 from llmgw.core import Call, StreamTranslator, Unsupported, UpstreamRequest, Usage, WireFormat
+from llmgw.multipart import MultipartBody
 from llmgw.sse import Event
 from llmgw.translate.chain import Translator
 
@@ -33,6 +34,8 @@ OPENAI_PATHS: Mapping[WireFormat, str] = MappingProxyType(
         "moderations": "/moderations",
         "images": "/images/generations",
         "audio_speech": "/audio/speech",
+        "audio_transcriptions": "/audio/transcriptions",
+        "audio_translations": "/audio/translations",
     }
 )
 
@@ -95,6 +98,11 @@ class ProviderType:
         if provider.api_key:
             headers["Authorization"] = f"Bearer {provider.api_key}"
         base = provider.base_url or self.default_base_url
+        if call.upload is not None:  # the form's fields, the file streamed from its spool
+            fields = {name: str(value) for name, value in call.body.items()}
+            form = MultipartBody({**fields, "model": model}, call.upload)
+            headers["Content-Type"] = form.content_type
+            return UpstreamRequest("POST", base + path, headers, form)
         return UpstreamRequest("POST", base + path, headers, call.body_for(model))
 
     def relay(self, call: Call) -> StreamTranslator | None:

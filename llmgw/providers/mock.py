@@ -24,6 +24,7 @@ import orjson
 
 from llmgw.config import MockProvider, ProviderConfig
 from llmgw.core import Call, Endpoint, UpstreamRequest, WireFormat, estimate_tokens
+from llmgw.multipart import MultipartBody
 from llmgw.providers import mock_media as media
 from llmgw.providers.base import LocalReply, ProviderType
 from llmgw.providers.mock_embed import embed
@@ -36,11 +37,24 @@ _ENDPOINTS: dict[str, Endpoint] = {
     "/moderations": "moderations",
     "/images/generations": "images",
     "/audio/speech": "audio_speech",
+    "/audio/transcriptions": "audio_transcriptions",
+    "/audio/translations": "audio_translations",
 }
 
 
 def _formats() -> frozenset[WireFormat]:
-    return frozenset({"chat", "completions", "embeddings", "moderations", "images", "audio_speech"})
+    return frozenset(
+        {
+            "chat",
+            "completions",
+            "embeddings",
+            "moderations",
+            "images",
+            "audio_speech",
+            "audio_transcriptions",
+            "audio_translations",
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +81,16 @@ class Mock(ProviderType):
 def answer(request: UpstreamRequest, provider: ProviderConfig) -> LocalReply:
     """The reply to a request ``Mock.request`` made, paced as ``provider`` says."""
     endpoint = _ENDPOINTS.get(request.url.removeprefix(MOCK_URL), "embeddings")
-    body = orjson.loads(request.body)
-    call = Call(endpoint, body["model"], body.get("stream") is True, body, request.body)
     if not isinstance(provider, MockProvider):
         raise TypeError(f"a {provider.type} provider is not answered by the mock")
+    if isinstance(request.body, MultipartBody):  # an upload: only its size is read
+        form = request.body
+        status, kind, text = media.transcription(form.fields, form.upload.size)
+        return LocalReply(status, kind, (text,), provider.latency)
+    if not isinstance(request.body, bytes):
+        raise TypeError("the mock reads JSON bodies and multipart uploads only")
+    body = orjson.loads(request.body)
+    call = Call(endpoint, body["model"], body.get("stream") is True, body, request.body)
     reply = respond(call, call.model, provider)
     return LocalReply(
         reply.status, reply.content_type, reply.chunks, provider.latency, provider.chunk_delay

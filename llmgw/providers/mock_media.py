@@ -1,6 +1,7 @@
 """The mock's answers to the media endpoints (SPEC §12), deterministic and offline:
 moderation results that flag nothing, a tiny PNG as ``b64_json`` or a ``data:`` URL,
-and a short valid WAV of silence. Pure functions."""
+a short valid WAV of silence, and a transcription naming the upload's size. Pure
+functions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import struct
 import time
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -104,3 +106,28 @@ def wav(text: str) -> bytes:
         len(data),
     )
     return header + data
+
+
+def transcription(fields: Mapping[str, str], size: int) -> tuple[int, str, bytes]:
+    """A transcription (or translation) naming the upload's size, in the asked
+    ``response_format``: json (the default), text, verbose_json; others are a 400."""
+    text = f"mock transcription of {size} bytes"
+    kind = fields.get("response_format") or "json"
+    if kind == "text":
+        return 200, "text/plain; charset=utf-8", text.encode()
+    if kind == "json":
+        return 200, "application/json", orjson.dumps({"text": text})
+    if kind == "verbose_json":
+        verbose = {
+            "task": "transcribe",
+            "language": fields.get("language") or "english",
+            "duration": 0.0,
+            "text": text,
+            "segments": [],
+        }
+        return 200, "application/json", orjson.dumps(verbose)
+    message = (
+        f"The mock does not write response_format '{kind[:40]}': use json, text or verbose_json"
+    )
+    error = {"message": message, "type": "invalid_request_error", "param": "response_format"}
+    return 400, "application/json", orjson.dumps({"error": {**error, "code": None}})
