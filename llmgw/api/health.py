@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from llmgw import __version__
 from llmgw.api.guard import require_admin
-from llmgw.limits.redis import redact
+from llmgw.limits.shared_redis import redact
 from llmgw.server.appkeys import ACCOUNTING, CACHE, STORE, USAGE
 
 PING_TIMEOUT = 1.0  # seconds a Redis reachability check may take

@@ -24,21 +24,9 @@ for a second before it is tried again.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
-from llmgw.limits.redis import (
-    COMMAND_TIMEOUT,
-    CONNECT_TIMEOUT,
-    ERRORS,
-    PREFIX,
-    RETRY_AFTER_FAILURE,
-    redact,
-)
+from llmgw.limits.shared_redis import ERRORS, PREFIX, SharedRedis
 from llmgw.store.budgets import Ask
 
 log = logging.getLogger(__name__)
@@ -145,22 +133,16 @@ def alert_key(period: str, scope: str, level: str) -> str:
     return f"{spend_key(period, scope)}:alert:{level}"
 
 
-class RedisBudgets:
+class RedisBudgets(SharedRedis):
     """Budget spend shared by every replica through one Redis server."""
 
+    what = "budgets"
+
     def __init__(self, url: str, hold: float = HOLD) -> None:
-        self.url = url
+        super().__init__(url, log)
         self.hold = hold
-        self.client = Redis.from_url(
-            url,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=COMMAND_TIMEOUT,
-            retry=Retry(NoBackoff(), 1),  # one reconnect for a stale pooled connection
-        )
         self._admit = self.client.register_script(ADMIT)
         self._settle = self.client.register_script(SETTLE)
-        self.down_since: float | None = None
-        self._quiet_until = 0.0
 
     async def admit(
         self,
@@ -261,31 +243,3 @@ class RedisBudgets:
             for scope, values in zip(scopes, replies[len(scopes) :], strict=True)
         }
         return spend, fired
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-    def _resting(self) -> bool:
-        return self.down_since is not None and time.monotonic() < self._quiet_until
-
-    def _failed(self, exc: BaseException, policy: str | None) -> None:
-        self._quiet_until = time.monotonic() + RETRY_AFTER_FAILURE
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            then = f"limits.on_redis_error: {policy}" if policy else "limits.on_redis_error"
-            log.error(
-                "budgets: Redis at %s cannot be reached (%s: %s); %s applies until it is back",
-                redact(self.url),
-                type(exc).__name__,
-                exc,
-                then,
-            )
-
-    def _reached(self) -> None:
-        if self.down_since is not None:
-            log.warning(
-                "budgets: Redis at %s is reachable again after %.1fs",
-                redact(self.url),
-                time.monotonic() - self.down_since,
-            )
-            self.down_since = None

@@ -25,26 +25,14 @@ before it is tried again, so requests do not each wait on a dead server.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-
+from llmgw.limits.shared_redis import ERRORS, PREFIX, SharedRedis
 from llmgw.limits.types import LEASE, WINDOW, Count, Scope, Verdict
 from llmgw.observe.usage import Spend, usage_from_fields
 
 log = logging.getLogger(__name__)
 
-PREFIX = "llmgw:{llmgw}:"
-CONNECT_TIMEOUT = 0.5
-COMMAND_TIMEOUT = 1.0
-RETRY_AFTER_FAILURE = 1.0  # seconds Redis is not asked again after a failure
-ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 # KEYS: 5 per scope (rpm, tpm, tpm:n, tpm:sum, inflight).
 # ARGV: id, tokens, window ms, lease ms, then 3 per scope: rpm, tpm, concurrency (0 = none).
@@ -209,23 +197,17 @@ return #KEYS
 """
 
 
-class RedisCounters:
+class RedisCounters(SharedRedis):
     """Limits and usage shared by every replica through one Redis server."""
 
+    what = "limits"
+
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.client = Redis.from_url(
-            url,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=COMMAND_TIMEOUT,
-            retry=Retry(NoBackoff(), 1),  # one reconnect for a stale pooled connection
-        )
+        super().__init__(url, log)
         self._admit = self.client.register_script(ADMIT)
         self._settle = self.client.register_script(SETTLE)
         self._renew = self.client.register_script(RENEW)
         self.leases: dict[str, tuple[str, ...]] = {}  # request id -> in-flight keys held
-        self.down_since: float | None = None
-        self._quiet_until = 0.0
 
     async def admit(
         self, scopes: tuple[Scope, ...], member: str, tokens: int, policy: str
@@ -307,34 +289,6 @@ class RedisCounters:
         since = fields.pop("since", None)
         return usage_from_fields(fields, None if since is None else float(since))
 
-    async def close(self) -> None:
-        await self.client.aclose()
-
-    def _resting(self) -> bool:
-        return self.down_since is not None and time.monotonic() < self._quiet_until
-
-    def _failed(self, exc: BaseException, policy: str | None) -> None:
-        self._quiet_until = time.monotonic() + RETRY_AFTER_FAILURE
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            then = f"limits.on_redis_error: {policy}" if policy else "limits.on_redis_error"
-            log.error(
-                "limits: Redis at %s cannot be reached (%s: %s); %s applies until it is back",
-                redact(self.url),
-                type(exc).__name__,
-                exc,
-                then,
-            )
-
-    def _reached(self) -> None:
-        if self.down_since is not None:
-            log.warning(
-                "limits: Redis at %s is reachable again after %.1fs",
-                redact(self.url),
-                time.monotonic() - self.down_since,
-            )
-            self.down_since = None
-
 
 def _scope_keys(scope_id: str) -> list[str]:
     return [
@@ -348,15 +302,3 @@ def _scope_keys(scope_id: str) -> list[str]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))

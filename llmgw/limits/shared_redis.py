@@ -1,0 +1,82 @@
+"""One Redis server shared by every replica, as the limits and the budgets use it: the
+client (short timeouts, one reconnect for a stale pooled connection), and what happens
+while the server cannot be reached (logged once, then left alone for a second, so a
+dead Redis costs each request nothing but the ``on_redis_error`` policy)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+PREFIX = "llmgw:{llmgw}:"
+CONNECT_TIMEOUT = 0.5
+COMMAND_TIMEOUT = 1.0
+RETRY_AFTER_FAILURE = 1.0  # seconds Redis is not asked again after a failure
+ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class SharedRedis:
+    """A Redis client and its reachability, named ``what`` in the log lines."""
+
+    what = "redis"
+
+    def __init__(self, url: str, log: logging.Logger) -> None:
+        self.url = url
+        self.log = log
+        self.client = Redis.from_url(
+            url,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=COMMAND_TIMEOUT,
+            retry=Retry(NoBackoff(), 1),  # one reconnect for a stale pooled connection
+        )
+        self.down_since: float | None = None
+        self._quiet_until = 0.0
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    def _resting(self) -> bool:
+        return self.down_since is not None and time.monotonic() < self._quiet_until
+
+    def _failed(self, exc: BaseException, policy: str | None) -> None:
+        self._quiet_until = time.monotonic() + RETRY_AFTER_FAILURE
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            then = f"limits.on_redis_error: {policy}" if policy else "limits.on_redis_error"
+            self.log.error(
+                "%s: Redis at %s cannot be reached (%s: %s); %s applies until it is back",
+                self.what,
+                redact(self.url),
+                type(exc).__name__,
+                exc,
+                then,
+            )
+
+    def _reached(self) -> None:
+        if self.down_since is not None:
+            self.log.warning(
+                "%s: Redis at %s is reachable again after %.1fs",
+                self.what,
+                redact(self.url),
+                time.monotonic() - self.down_since,
+            )
+            self.down_since = None
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
