@@ -50,21 +50,7 @@ ENDPOINT_PATHS: Mapping[str, str] = MappingProxyType(
 )
 # The wire formats a call may be sent in: the client surfaces, and the provider formats
 # that only translators produce (Gemini's ``generateContent`` and ``batchEmbedContents``).
-WireFormat = Literal[
-    "chat",
-    "completions",
-    "embeddings",
-    "messages",
-    "count_tokens",
-    "responses",
-    "moderations",
-    "images",
-    "audio_speech",
-    "audio_transcriptions",
-    "audio_translations",
-    "gemini_generate",
-    "gemini_embed",
-]
+WireFormat = Literal[Endpoint, "gemini_generate", "gemini_embed"]
 
 
 @dataclass(frozen=True, slots=True)

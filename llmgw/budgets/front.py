@@ -27,9 +27,9 @@ import asyncio
 import itertools
 import logging
 import secrets
-from collections.abc import Coroutine, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -48,7 +48,7 @@ from llmgw.config.schema import LimitsConfig
 from llmgw.config.store import BudgetSpec
 from llmgw.core import Call, Principal
 from llmgw.errors import BudgetExceeded, RateLimited
-from llmgw.limits.types import Target
+from llmgw.limits.types import Background, Target
 from llmgw.observe.metrics import Metrics
 from llmgw.observe.usage import Spend
 from llmgw.store import budgets as queries
@@ -79,9 +79,9 @@ class Budgets:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self.db: Database | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
         self._shared: dict[str, RedisBudgets] = {}  # by redis_url
-        self.alerts = Alerts(metrics, self._spawn)
+        self.alerts = Alerts(metrics, self._background.spawn)
         self._warned = False
         # Reservation names, unique across replicas: a random prefix, then a count.
         self._ids = itertools.count()
@@ -166,7 +166,7 @@ class Budgets:
     async def release(self, hold: Hold | None) -> None:
         """Undo ``admit``'s reservation of a request that was not served."""
         if hold is not None and self.db is not None:
-            await asyncio.shield(self._spawn(self._release(self.db, hold)))
+            await asyncio.shield(self._background.spawn(self._release(self.db, hold)))
 
     async def _release(self, db: Database, hold: Hold) -> None:
         if hold.in_db:
@@ -185,7 +185,7 @@ class Budgets:
             return
         work = self._settle(self.db, hold, spend, alerts, webhook)
         # Shielded: a second cancellation of the handler must not lose the spend.
-        await asyncio.shield(self._spawn(work))
+        await asyncio.shield(self._background.spawn(work))
 
     async def _settle(
         self, db: Database, hold: Hold, spend: Spend, alerts: tuple[float, ...], webhook: str | None
@@ -237,15 +237,8 @@ class Budgets:
             shared = self._shared[limits.redis_url] = RedisBudgets(limits.redis_url)
         return shared
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     async def close(self) -> None:
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=10)
+        await self._background.drain(10)
         await self.alerts.close()
         for shared in self._shared.values():
             await shared.close()

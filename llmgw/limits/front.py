@@ -47,7 +47,7 @@ import itertools
 import math
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,7 @@ from llmgw.config.schema import LimitsConfig
 from llmgw.core import Call, Principal, RequestContext, estimate_prompt_tokens
 from llmgw.errors import RateLimited
 from llmgw.limits.memory import MemoryCounters
-from llmgw.limits.types import LEASE, Count, Scope, Target
+from llmgw.limits.types import LEASE, Background, Count, Scope, Target
 from llmgw.observe.metrics import Metrics
 from llmgw.observe.usage import Spend
 
@@ -110,7 +110,7 @@ class Limiter:
         self.metrics = metrics
         self.memory = MemoryCounters(clock)
         self._shared: dict[str, RedisCounters] = {}  # by redis_url
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
         self._memo: dict[tuple[object, ...], tuple[LimitsConfig, tuple[Scope, ...]]] = {}
         # Request ids, unique across replicas: a random prefix per process, then a count.
         self._ids = itertools.count()
@@ -173,7 +173,7 @@ class Limiter:
                 scopes, admission.member, admission.reserved, used, spend
             )
             # Shielded: a second cancellation of the handler must not lose the release.
-            await asyncio.shield(self._spawn(work))
+            await asyncio.shield(self._background.spawn(work))
 
     async def shared_usage(self, limits: LimitsConfig) -> dict[str, Any] | None:
         """Usage totals of every replica (redis backend), or None."""
@@ -188,8 +188,7 @@ class Limiter:
                 await shared.renew()
 
     async def close(self) -> None:
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+        await self._background.drain(5)
         for shared in self._shared.values():
             await shared.close()
         self._shared.clear()
@@ -219,12 +218,6 @@ class Limiter:
 
             shared = self._shared[limits.redis_url] = RedisCounters(limits.redis_url)
         return shared
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
 
 # Surfaces limited together under one ``limits.endpoints`` name.

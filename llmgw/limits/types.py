@@ -4,8 +4,10 @@ if admitted, and which scope refused and for how long)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from llmgw.config.schema import LimitSpec
 
@@ -52,3 +54,23 @@ class Target(Protocol):
     def provider(self) -> str: ...
     @property
     def model(self) -> str: ...
+
+
+class Background:
+    """Work a request hands off (settling in Redis, a webhook) that must finish even if
+    the request is cancelled, and that shutdown waits for."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def drain(self, within: float) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=within)
