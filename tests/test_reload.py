@@ -94,6 +94,34 @@ async def test_configmap_symlink_swap_is_picked_up(tmp_path: Path, start_watched
     await eventually_served(gw, "from-configmap")
 
 
+async def test_other_files_in_the_folder_never_wake_a_reload(
+    tmp_path: Path, start_watched: Starter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite ledger next to the config writes all the time: those writes must not
+    make the gateway read (let alone parse) its config again."""
+    import llmgw.server.reload as reload_module
+
+    reads: list[str] = []
+    parses: list[str] = []
+    real_read, real_parse = reload_module.read_text, reload_module.parse
+    monkeypatch.setattr(reload_module, "read_text", lambda p: reads.append(p) or real_read(p))
+    monkeypatch.setattr(reload_module, "parse", lambda t, p: parses.append(p) or real_parse(t, p))
+    path = tmp_path / "gateway.yaml"
+    path.write_text(BASE)
+    gw = await start_watched(path)
+    await asyncio.sleep(0.2)
+    for n in range(4):
+        (tmp_path / "llmgw.db-journal").write_text(f"row {n}")
+        await asyncio.sleep(0.25)  # past the watcher's debounce, each its own wake-up
+    assert reads == [] and parses == []
+    path.write_text(BASE)  # touched, text unchanged: read, never parsed
+    await asyncio.sleep(0.5)
+    assert len(reads) >= 1 and parses == []
+    path.write_text(with_alias("after-db-writes"))
+    await eventually_served(gw, "after-db-writes")
+    assert len(parses) == 1
+
+
 @pytest.mark.parametrize(
     ("broken", "fragment"),
     [

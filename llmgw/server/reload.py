@@ -72,10 +72,12 @@ class ConfigStore:
         async with self._lock:  # one reload at a time; later ones see the newest text
             try:
                 text = await asyncio.to_thread(read_text, self.path)
-                config = parse(text, self.path)
+                # Parsing costs milliseconds (TLS files are loaded to check them): an
+                # unchanged text is known as such before it is parsed again.
+                config = None if text == self._text else parse(text, self.path)
             except ConfigError as exc:
                 return self._record(ReloadResult("error", time.time(), tuple(exc.errors), trigger))
-            if text == self._text:
+            if config is None:
                 unchanged = ReloadResult("unchanged", time.time(), (), trigger)
                 if trigger == "file":  # the watcher sees every change in the folder
                     return unchanged
@@ -113,18 +115,20 @@ def _note_restart_needed(old: GatewayConfig, new: GatewayConfig) -> None:
 
 
 async def watch(path: str, on_change: Callable[[], object], stop: asyncio.Event) -> None:
-    """Call ``on_change`` whenever something in the file's directory changes.
+    """Call ``on_change`` whenever the file, or a ConfigMap's ``..`` entry, changes.
 
     Watching the directory, not the file, is what survives atomic rename-over saves
     and ConfigMap ``..data`` symlink swaps; the store ignores changes that leave the
-    text as it was. A watch that breaks (its folder vanished) is started again.
+    text as it was. Other files in the folder (a SQLite ledger and its journal next
+    to the config) are filtered out here, so their writes never wake a reload. A
+    watch that breaks (its folder vanished) is started again.
     """
     while not stop.is_set():
         folders = await asyncio.to_thread(_folders, path)
         try:
             async for _ in watchfiles.awatch(
                 *folders,
-                watch_filter=None,
+                watch_filter=_ConfigChanges(path),
                 stop_event=stop,
                 debounce=WATCH_DEBOUNCE_MS,
                 # The watcher's thread takes the GIL once a step to look for changes:
@@ -138,6 +142,20 @@ async def watch(path: str, on_change: Callable[[], object], stop: asyncio.Event)
         except (OSError, RuntimeError) as exc:
             log.warning("config watch interrupted (%s); watching again", exc)
             await asyncio.sleep(1)
+
+
+class _ConfigChanges:
+    """A watchfiles filter passing changes to the config file (by its own name or its
+    symlink target's) and to ConfigMap entries (``..data``, ``..2026_12_01...``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, change: watchfiles.Change, changed: str) -> bool:
+        name = os.path.basename(changed)
+        if name.startswith("..") or name == os.path.basename(self.path):
+            return True
+        return name == os.path.basename(os.path.realpath(self.path))
 
 
 def _folders(path: str) -> list[str]:
