@@ -265,6 +265,11 @@ async def _send(
 async def _body(upstream: UpstreamResponse, deadline: float | None) -> bytes:
     """The whole body, by ``deadline`` (loop time) when given; a read that breaks is
     the attempt's failure."""
+    if upstream.complete:  # most small answers came with their head: no clock needed
+        try:
+            return await upstream.read()
+        except TRANSPORT_ERRORS as exc:  # over the size limit, say
+            raise failure_from(exc) from None
     timer = asyncio.timeout_at(deadline)
     try:
         async with timer:

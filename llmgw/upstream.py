@@ -96,6 +96,7 @@ class Timeouts:
 class UpstreamResponse(Protocol):
     status: int
     headers: Mapping[str, str]
+    complete: bool  # the whole body is in: ``read`` returns without waiting
 
     async def read(self) -> bytes: ...
     def chunks(self) -> AsyncIterator[bytes]: ...
@@ -204,6 +205,7 @@ class HttpTransport:
 
 class _LocalResponse:
     __slots__ = ("_chunks", "_delay", "headers", "status")
+    complete = True
 
     def __init__(self, status: int, content_type: str, chunks: tuple[bytes, ...], delay: float):
         self.status = status

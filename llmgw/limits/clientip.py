@@ -25,6 +25,8 @@ def client_address(
     peer: str | None, forwarded_for: Iterable[str], trusted: tuple[Network, ...]
 ) -> str:
     """The client's address, normalised (``"unknown"`` when the peer has none)."""
+    if not trusted and peer and peer.count(".") == 3 and peer.replace(".", "").isdigit():
+        return peer  # a socket's IPv4 peer, as the kernel wrote it: normal already
     current = _parse(peer)
     if current is None:
         return peer or "unknown"

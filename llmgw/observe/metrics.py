@@ -24,10 +24,48 @@ _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 CIRCUIT_STATES = {"closed": 0, "open": 1, "half_open": 2}
 
 
+class _Plain:
+    """A child's value without prometheus_client's lock: every labelled series is
+    updated and scraped on the event loop's thread, so a lock only costs (it was a
+    tenth of the gateway's own CPU per request in the profile)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value = 0.0
+
+    def inc(self, amount: float) -> None:
+        self._value += amount
+
+    def set(self, value: float, timestamp: float | None = None) -> None:
+        self._value = value
+
+    def get(self) -> float:
+        return self._value
+
+    def set_exemplar(self, exemplar: object) -> None:
+        pass
+
+    def get_exemplar(self) -> None:
+        return None
+
+
+def _unlocked(child: Any) -> Any:
+    """``child`` with its values made ``_Plain`` (counter and gauge ``_value``,
+    histogram ``_sum`` and ``_buckets``)."""
+    if hasattr(child, "_value"):
+        child._value = _Plain()
+    if hasattr(child, "_buckets"):
+        child._sum = _Plain()
+        child._buckets = [_Plain() for _ in child._buckets]
+    return child
+
+
 class _KeptChildren:
     """``labels()`` that keeps each child: prometheus_client validates the values and
     takes a lock on every call, a cost paid several times per request otherwise. Label
-    sets are bounded (see the module docstring), so the dict stays small."""
+    sets are bounded (see the module docstring), so the dict stays small. Children
+    are made lock-free (``_Plain``): only the event loop's thread touches them."""
 
     _kept: dict[tuple[object, ...], Any]
 
@@ -39,7 +77,7 @@ class _KeptChildren:
             return super().labels(*values, **by_name)  # type: ignore[misc, no-any-return]
         child = kept.get(values)
         if child is None:
-            child = kept[values] = super().labels(*values)  # type: ignore[misc]
+            child = kept[values] = _unlocked(super().labels(*values))  # type: ignore[misc]
         return child  # type: ignore[no-any-return]
 
 
