@@ -125,8 +125,9 @@ class Limiter:
         ctx: RequestContext,
     ) -> Admission:
         """Record the request in every scope that limits it, or raise 429."""
-        scopes = self._scopes(limits, principal, limited_models(limits, call.model, targets))
-        scopes = _request_scopes(limits, ctx) + scopes
+        scopes = self._scopes(limits, principal, call.model, tuple(targets))
+        if limits.per_ip is not None or limits.endpoints:
+            scopes = _request_scopes(limits, ctx) + scopes
         shared = self._shared_for(limits)
         if not scopes:
             return Admission(shared=shared)
@@ -194,17 +195,17 @@ class Limiter:
         self._shared.clear()
 
     def _scopes(
-        self, limits: LimitsConfig, principal: Principal, models: tuple[str, ...]
+        self, limits: LimitsConfig, principal: Principal, model: str, targets: tuple[Target, ...]
     ) -> tuple[Scope, ...]:
-        """``scopes_for``, remembered per config snapshot, key and limited models (a
-        bounded set: requests to models without a limit share one entry)."""
-        memo = (id(limits), principal.name, id(principal.limits), models)
+        """``scopes_for`` the ``limited_models``, remembered per config snapshot, key,
+        model and targets (bounded: past 4096 entries the memo starts afresh)."""
+        memo = (id(limits), principal.name, id(principal.limits), model, targets)
         found = self._memo.get(memo)
         if found is not None and found[0] is limits:
             return found[1]
         if len(self._memo) > 4096:  # old snapshots' entries: start afresh
             self._memo.clear()
-        scopes = scopes_for(limits, principal, models)
+        scopes = scopes_for(limits, principal, limited_models(limits, model, targets))
         self._memo[memo] = (limits, scopes)
         return scopes
 

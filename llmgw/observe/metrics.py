@@ -169,8 +169,8 @@ class Metrics:
             ["model"],
             registry=registry,
         )
-        self.inflight = Gauge(
-            "llmgw_inflight_requests", "Client requests in flight.", registry=registry
+        self.inflight = _unlocked(
+            Gauge("llmgw_inflight_requests", "Client requests in flight.", registry=registry)
         )
         self.circuit_state = Gauge(
             "llmgw_circuit_state",

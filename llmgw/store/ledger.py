@@ -38,12 +38,17 @@ INTERVAL = 0.25  # seconds between writes of a partial batch
 MAX_BACKOFF = 5.0
 
 
-def ledger_row(ctx: RequestContext, latency: float, now: float) -> dict[str, Any]:
+def utc_day(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+
+
+def ledger_row(ctx: RequestContext, latency: float, now: float, day: str) -> dict[str, Any]:
+    """``ctx``'s row; ``day`` is ``utc_day(now)`` (the ledger keeps it from row to row)."""
     cost = None if ctx.cost_usd is None else round(ctx.cost_usd * 1_000_000_000)
     return {
         "request_id": ctx.request_id,
         "ts": now,
-        "day": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d"),
+        "day": day,
         "key": ctx.key or ANONYMOUS_LABEL,
         "budget_key": ctx.budget_key,
         "model": ctx.model,
@@ -74,6 +79,7 @@ class Ledger:
         self._failing = False
         self._stopping = False
         self._writing = asyncio.Lock()
+        self._day: tuple[int, str] = (-1, "")  # (unix day, its date): one strftime a day
 
     def add(self, ctx: RequestContext, latency: float) -> None:
         """Queue ``ctx``'s row (client API requests only)."""
@@ -91,7 +97,11 @@ class Ledger:
                     self.dropped,
                 )
             return
-        self._rows.append(ledger_row(ctx, latency, time.time()))
+        now = time.time()
+        number = int(now // 86400)
+        if number != self._day[0]:
+            self._day = (number, utc_day(now))
+        self._rows.append(ledger_row(ctx, latency, now, self._day[1]))
         if len(self._rows) >= BATCH:
             self._wake.set()
 
