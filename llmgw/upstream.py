@@ -15,7 +15,7 @@ import email.utils
 import math
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -90,7 +90,9 @@ class Timeouts:
 
     def for_answer(self, stream: bool) -> Timeouts:
         """The clocks of a request for a stream, or for a whole answer at once."""
-        return self if stream else replace(self, head=self.response)
+        if stream or self.head == self.response:
+            return self
+        return Timeouts(self.connect, self.response, self.read, self.response)
 
 
 class UpstreamResponse(Protocol):
