@@ -133,6 +133,19 @@ async def test_missing_file_or_model_named(gateway: Any) -> None:
     assert (await response.json())["error"]["param"] == "model"
 
 
+async def test_a_part_header_that_does_not_parse_is_a_400(gateway: Any) -> None:
+    gw = await gateway(MOCK)
+    body = (
+        b"--b\r\nContent-Disposition: form-data; name=\"\xf4\x87\x05\"\r\n\r\nx\r\n"
+        b"--b--\r\n"
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    response = await gw.post("/v1/audio/transcriptions", data=body, headers=headers)
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["code"] == "invalid_request" and "multipart" in error["message"]
+
+
 async def test_a_json_body_is_refused(gateway: Any) -> None:
     gw = await gateway(MOCK)
     response = await gw.post("/v1/audio/transcriptions", json={"model": "echo", "file": "x"})

@@ -115,6 +115,9 @@ def test_document_is_valid_openapi_31(base_url: str) -> None:
     routes |= {"/api/v1/cache/stats", "/api/v1/cache/clear", "/api/v1/providers/status"}
     routes |= {"/api/chat", "/api/chat/stream", "/gateway/query", "/", "/v1"}
     routes |= {f"/v1/health/{name}" for name in ("live", "ready", "detailed", "metrics")}
+    routes |= {"/v1/responses", "/v1/moderations", "/v1/images/generations"}
+    routes |= {"/v1/audio/speech", "/v1/audio/transcriptions", "/v1/audio/translations"}
+    routes |= {"/v1/messages/count_tokens"}
     assert routes <= set(document["paths"])
 
 
@@ -140,6 +143,13 @@ OPERATIONS = [
     ("POST", "/v1/completions"),
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/v1/responses"),
+    ("POST", "/v1/moderations"),
+    ("POST", "/v1/images/generations"),
+    ("POST", "/v1/audio/speech"),
+    ("POST", "/v1/audio/transcriptions"),
+    ("POST", "/v1/audio/translations"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model}"),
     ("GET", "/health"),
@@ -206,3 +216,16 @@ def test_negative_examples_are_rejected_cleanly(
     schema: Any, base_url: str, method: str, path: str
 ) -> None:
     assert fuzz(schema, base_url, method, path, GenerationMode.NEGATIVE) > 0
+
+
+def test_uploads_are_documented_as_multipart(base_url: str) -> None:
+    document = requests.get(f"{base_url}/openapi.json", timeout=5).json()
+    for path in ("/v1/audio/transcriptions", "/v1/audio/translations"):
+        body = document["paths"][path]["post"]["requestBody"]["content"]
+        assert list(body) == ["multipart/form-data"]
+        name = body["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[1]
+        form = document["components"]["schemas"][name]
+        assert form["required"] == ["file", "model"]
+        assert form["properties"]["file"]["format"] == "binary"
+    speech = document["paths"]["/v1/audio/speech"]["post"]["responses"]["200"]["content"]
+    assert "audio/*" in speech

@@ -17,6 +17,7 @@ import tempfile
 from typing import IO
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from llmgw.api.calls import check_model
 from llmgw.api.extensions import extract
@@ -108,6 +109,8 @@ async def _read_form(
             fields[name] = await _field(part, name)
     except (ValueError, AssertionError) as exc:  # aiohttp's words for a broken form
         raise InvalidRequest(f"The multipart body is not valid: {exc}") from None
+    except HttpProcessingError:  # a part's headers that do not parse
+        raise InvalidRequest("The multipart body is not valid: a part's headers") from None
     except TimeoutError:
         raise RequestTimedOut(
             f"The upload stopped arriving for {BODY_IDLE_TIMEOUT:g}s before it was complete"

@@ -10,7 +10,8 @@ from llmgw.config.store import BudgetSpec
 from llmgw.core import Call, Principal, estimate_prompt_tokens
 from llmgw.errors import InvalidRequest
 from llmgw.limits.types import Target
-from llmgw.observe.usage import NANO, price_for
+from llmgw.observe.unit_prices import UNIT_ENDPOINTS, unit_cost_nano
+from llmgw.observe.usage import NANO, price_for, unit_price_for
 from llmgw.store.budgets import Ask
 
 BUDGET_KEY_HEADER = "x-budget-key"
@@ -77,6 +78,11 @@ def estimate(config: GatewayConfig, call: Call, targets: Iterable[Target]) -> tu
         completion = 0
     cost = 0
     for target in targets:
+        unit = unit_price_for(config.prices, target.provider, target.model)
+        if unit is not None and call.endpoint in UNIT_ENDPOINTS:
+            # speech by its characters, images by the n asked for; audio in is unknown
+            cost = max(cost, unit_cost_nano(unit, call, None) or 0)
+            continue
         price = price_for(config.prices, target.provider, target.model)
         if price is not None:
             cost = max(cost, round((prompt * price[0] + completion * price[1]) * 1000))

@@ -43,7 +43,11 @@ from llmgw.runtime import Runtime
 from llmgw.sink import ClientStalled, Sink
 
 Upstream = Callable[[Answer], Awaitable[web.StreamResponse]]
-CACHEABLE = frozenset({"chat", "completions", "embeddings", "messages", "responses"})
+# Speech and images too (a stored speech answer keeps its audio's content type); never
+# an upload (transcriptions, translations): its key could not cover the file.
+CACHEABLE = frozenset(
+    {"chat", "completions", "embeddings", "messages", "responses", "audio_speech", "images"}
+)
 
 
 async def serve(

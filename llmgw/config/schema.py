@@ -189,8 +189,36 @@ class TelemetryConfig(Frozen):
 
 
 class Price(Frozen):
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
+    """USD per unit. Tokens (chat, completions, embeddings, responses, and any answer
+    that reports token usage): ``input`` and ``output`` per 1M, given together. The
+    endpoints that are not priced by the token: ``per_minute`` of audio transcribed or
+    translated (the duration the provider reports), ``per_1m_characters`` of speech
+    input, ``per_image`` generated. Each is optional; a price names at least one."""
+
+    input: float | None = Field(None, ge=0)
+    output: float | None = Field(None, ge=0)
+    per_minute: float | None = Field(None, ge=0)
+    per_1m_characters: float | None = Field(None, ge=0)
+    per_image: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _units(self) -> Price:
+        if (self.input is None) != (self.output is None):
+            raise ValueError("give input and output together (USD per 1M tokens)")
+        if self.input is None and not any(
+            unit is not None for unit in (self.per_minute, self.per_1m_characters, self.per_image)
+        ):
+            raise ValueError(
+                "give a price: input and output, per_minute, per_1m_characters or per_image"
+            )
+        return self
+
+    @property
+    def tokens(self) -> tuple[float, float] | None:
+        """(input, output) USD per 1M tokens, when this price has them."""
+        if self.input is None or self.output is None:
+            return None
+        return self.input, self.output
 
 
 class SimpleApiConfig(Frozen):

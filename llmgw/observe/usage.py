@@ -11,8 +11,12 @@ no provider was paid for it (the log still shows the tokens the entry recorded).
 
 Cost is in USD from ``prices:`` (per 1M tokens) over the built-in list below, looked
 up by the upstream model that answered (``provider/model`` first, then ``model``,
-then the name without a date suffix such as ``-2024-08-06``). Totals are kept in
-whole nano-dollars so that sums stay exact. An unknown price leaves the cost unknown
+then the name without a date suffix such as ``-2024-08-06``); the first name with an
+entry decides, and an entry in ``prices:`` replaces the built-in one of its name whole.
+Transcriptions, translations, speech and images are priced per unit where the model
+is (per minute, per 1M characters, per image: ``unit_prices.py``), else by the tokens
+their answer reports. Totals are kept in whole nano-dollars so that sums stay exact.
+An unknown price, or a measure the provider did not report, leaves the cost unknown
 (``null`` in the log), not zero.
 """
 
@@ -37,6 +41,12 @@ from llmgw.core import (
     tokens_for_chars,
 )
 from llmgw.observe.metrics import Metrics
+from llmgw.observe.unit_prices import (
+    DEFAULT_UNIT_PRICES,
+    UNIT_ENDPOINTS,
+    UnitPrice,
+    unit_cost_nano,
+)
 
 NANO = 1_000_000_000
 
@@ -78,6 +88,8 @@ DEFAULT_PRICES: Mapping[str, tuple[float, float]] = {
     "gemini-2.5-flash": (0.30, 2.50),
     "gemini-2.5-flash-lite": (0.10, 0.40),
     "gemini-embedding-001": (0.15, 0.0),
+    # Images: gpt-image-1 (text in, image out) is priced by the tokens its answers report
+    "gpt-image-1": (5.00, 40.00),
 }
 
 _VERSION_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
@@ -94,18 +106,41 @@ def price_for(
     prices: Mapping[str, Price], provider: str | None, model: str
 ) -> tuple[float, float] | None:
     """(input, output) USD per 1M tokens for the model that answered, or None."""
+    for name in _names(provider, model):
+        price = prices.get(name)
+        if price is not None:
+            return price.tokens
+        default = DEFAULT_PRICES.get(name)
+        if default is not None:
+            return default
+        if name in DEFAULT_UNIT_PRICES:
+            return None
+    return None
+
+
+def unit_price_for(
+    prices: Mapping[str, Price], provider: str | None, model: str
+) -> UnitPrice | None:
+    """The per-unit price (minutes, characters, images) of the model, or None."""
+    for name in _names(provider, model):
+        price = prices.get(name)
+        if price is not None:
+            units = (price.per_minute, price.per_1m_characters, price.per_image)
+            return None if units == (None, None, None) else UnitPrice(*units)
+        default = DEFAULT_UNIT_PRICES.get(name)
+        if default is not None:
+            return default
+        if name in DEFAULT_PRICES:
+            return None
+    return None
+
+
+def _names(provider: str | None, model: str) -> list[str]:
     names = [f"{provider}/{model}", model] if provider else [model]
     base = _VERSION_SUFFIX.sub("", model)
     if base != model:
         names.append(base)
-    for name in names:
-        price = prices.get(name)
-        if price is not None:
-            return price.input, price.output
-        default = DEFAULT_PRICES.get(name)
-        if default is not None:
-            return default
-    return None
+    return names
 
 
 def cost_nano_usd(price: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> int:
@@ -188,6 +223,7 @@ class UsageBook:
         if ctx.cache == "HIT":  # answered from the cache: no provider was paid
             ctx.cost_usd = 0.0
         elif ctx.upstream_model is not None:  # an answer was relayed (maybe in part)
+            reported = ctx.prompt_tokens is not None or ctx.completion_tokens is not None
             if ctx.prompt_tokens is None:
                 ctx.prompt_tokens = estimate_prompt_tokens(call)
             if ctx.completion_tokens is None and call.endpoint == "embeddings":
@@ -195,18 +231,22 @@ class UsageBook:
             elif ctx.completion_tokens is None:
                 ctx.completion_tokens = estimate_completion_tokens(ctx, response)
             prompt, completion = ctx.prompt_tokens, ctx.completion_tokens
-            price = price_for(prices, ctx.provider, ctx.upstream_model)
-            if price is not None:
-                cost = cost_nano_usd(price, prompt, completion)
+            if call.endpoint in UNIT_ENDPOINTS:
+                found = _unit_cost(ctx, call, response, prices, reported)
+            else:
+                price = price_for(prices, ctx.provider, ctx.upstream_model)
+                found = None if price is None else cost_nano_usd(price, prompt, completion)
+            if found is not None:
+                cost = found
                 ctx.cost_usd = round(cost / NANO, 9)
         spend = Spend(key, ctx.model_label, ctx.provider, prompt, completion, cost)
         self.add(spend)
+        provider = ctx.provider or "none"
         if prompt or completion:
-            provider = ctx.provider or "none"
             self.metrics.tokens.labels(provider, spend.model, key, "prompt").inc(prompt)
             self.metrics.tokens.labels(provider, spend.model, key, "completion").inc(completion)
-            if ctx.cost_usd is not None:
-                self.metrics.cost.labels(provider, spend.model, key).inc(ctx.cost_usd)
+        if ctx.cost_usd is not None and (prompt or completion or cost):
+            self.metrics.cost.labels(provider, spend.model, key).inc(ctx.cost_usd)
         return spend
 
     def add(self, spend: Spend) -> None:
@@ -243,6 +283,36 @@ def usage_from_fields(fields: Mapping[str, int], since: float | None) -> dict[st
         "models": {n: t.as_json() for n, t in sorted(groups["model"].items())},
         "providers": {n: t.as_json() for n, t in sorted(groups["provider"].items())},
     }
+
+
+def _unit_cost(
+    ctx: RequestContext,
+    call: Call,
+    response: web.StreamResponse | None,
+    prices: Mapping[str, Price],
+    reported: bool,
+) -> int | None:
+    """A media request's cost: per unit where its model has a unit price and the answer
+    the measure, else by the tokens the provider reported (never by estimated ones)."""
+    assert ctx.upstream_model is not None
+    unit = unit_price_for(prices, ctx.provider, ctx.upstream_model)
+    if unit is not None:
+        return unit_cost_nano(unit, call, _parsed(response))
+    price = price_for(prices, ctx.provider, ctx.upstream_model)
+    if price is None or not reported:
+        return None
+    return cost_nano_usd(price, ctx.prompt_tokens or 0, ctx.completion_tokens or 0)
+
+
+def _parsed(response: web.StreamResponse | None) -> dict[str, Any] | None:
+    """A whole JSON answer, parsed; None for a stream, audio or text."""
+    if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
+        return None
+    try:
+        parsed = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _tally(tallies: dict[str, Tally], name: str) -> Tally:
