@@ -81,8 +81,9 @@ class Bench:
     notes: list[str] = field(default_factory=list)
 
     def maker(self, target: Target, body: bytes) -> loadgen.MakeRequest:
-        """Requests for one load run: ``body`` with a fresh nonce, numbered."""
-        body = bodies.fresh(body)
+        """Requests for one load run: ``body`` for the target's model, with a fresh
+        nonce, numbered."""
+        body = bodies.fresh(bodies.for_model(body, target.model))
 
         def make(number: int) -> bytes:
             return build_request(
@@ -94,7 +95,7 @@ class Bench:
     async def closed(self, target: Target, body: bytes, conns: int, seconds: float) -> Run:
         """Closed loop: wrk where installed, else the Python generator."""
         process = target.process
-        body = bodies.fresh(body)
+        body = bodies.fresh(bodies.for_model(body, target.model))
         if self.use_wrk:
             script = wrk.write_script(
                 self.workdir / "load.lua",
