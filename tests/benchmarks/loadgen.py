@@ -92,6 +92,8 @@ async def fixed_rate(
                     await asyncio.sleep(pause)
                 tasks.append(asyncio.create_task(one(number)))
             await asyncio.gather(*tasks)
+    except TimeoutError:  # a server that cannot keep up: the unanswered are failures
+        results += [Result(error="timed out")] * (count - len(results))
     finally:
         for task in tasks:
             task.cancel()
