@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -20,9 +19,10 @@ from pathlib import Path
 import orjson
 import uvloop
 
-from . import report, runner, targets, wrk
+from . import costs, report, runner, targets, wrk
 from .procs import Process, core_times, cores
 from .scenarios import FULL, QUICK, Bench, Target
+from .targets import MODEL
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +37,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--litellm", help=f"litellm executable (else ${targets.LITELLM_ENV})")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work dir's logs")
+    parser.add_argument(
+        "--features",
+        action="store_true",
+        help="instead: each part-two feature's CPU cost per request (tests/benchmarks/costs.py)",
+    )
     return parser.parse_args(argv)
 
 
@@ -68,10 +73,13 @@ async def run(args: argparse.Namespace) -> int:
             servers.append(targets.litellm(workdir, server_core, upstream.port, litellm))
         for server in servers[1:]:
             await server.start()
-        chosen = [Target(server.name, server) for server in servers]
+        chosen = [
+            Target(server.name, server, model=targets.AUTO if server is gateway else MODEL)
+            for server in servers
+        ]
         if not args.profile_only:
             results = await runner.measure_all(bench, chosen, upstream, args.skip_held)
-        llmgw = Target(gateway.name, gateway)
+        llmgw = Target(gateway.name, gateway, model=targets.AUTO)
         bench.notes.append(await runner.llmgw_features(llmgw))
         if args.profile or args.profile_only:
             upstream.pin(load_core)
@@ -84,12 +92,7 @@ async def run(args: argparse.Namespace) -> int:
     bench.notes.append(_background(began, cpu_before))
     _print(args, bench, results, profile, time.monotonic() - began)
     if not args.keep:
-        shutil.rmtree(workdir / "src", ignore_errors=True)
-        for path in workdir.iterdir():
-            if path.suffix in (".log", ".lua", ".yaml"):
-                path.unlink()
-        if not any(workdir.iterdir()):
-            workdir.rmdir()
+        costs.tidy(workdir)
     return 0
 
 
@@ -141,6 +144,8 @@ def _print(
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.features:
+        return uvloop.run(costs.run(args.quick, args.python_load, args.keep))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     return uvloop.run(run(args))

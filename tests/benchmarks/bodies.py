@@ -15,6 +15,7 @@ import orjson
 from .targets import MODEL
 
 MARK = "@N@"
+_MODEL_FIELD = b'"model":' + orjson.dumps(MODEL)
 RUN = "@R@"
 _SYSTEM = (
     "You are a careful assistant for an internal engineering team. Answer in plain "
@@ -50,6 +51,13 @@ def chat(*, stream: bool, chunks: int, delay_ms: int = 0, unique: bool = True) -
     if delay_ms:
         body["metadata"] = {"chunk_delay_ms": str(delay_ms)}
     return orjson.dumps(body)
+
+
+def for_model(body: bytes, model: str) -> bytes:
+    """The body naming ``model`` instead of the plain bench model."""
+    if model == MODEL:
+        return body
+    return body.replace(_MODEL_FIELD, b'"model":' + orjson.dumps(model), 1)
 
 
 def fresh(body: bytes) -> bytes:

@@ -52,6 +52,8 @@ async def closed_loop(
     try:
         async with asyncio.timeout(duration + 30):
             await asyncio.gather(*(worker(c) for c in connections))
+    except TimeoutError:  # a server that cannot keep up: each request in flight failed
+        results += [Result(error="timed out")] * sum(not c.closed for c in connections)
     finally:
         _close_all(connections)
     return results, time.perf_counter() - began
@@ -92,6 +94,8 @@ async def fixed_rate(
                     await asyncio.sleep(pause)
                 tasks.append(asyncio.create_task(one(number)))
             await asyncio.gather(*tasks)
+    except TimeoutError:  # a server that cannot keep up: the unanswered are failures
+        results += [Result(error="timed out")] * (count - len(results))
     finally:
         for task in tasks:
             task.cancel()

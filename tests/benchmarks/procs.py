@@ -122,6 +122,18 @@ class Process:
                 return int(line.split()[1])
         return 0
 
+    async def settle(self, idle: float = 0.05, patience: float = 60.0) -> float:
+        """Wait, at most ``patience`` seconds, until the process uses less than ``idle``
+        of a core over half a second (work left behind by a load run: requests its
+        clients no longer wait for). Returns how long it took."""
+        began = time.monotonic()
+        while time.monotonic() - began < patience:
+            before = self.cpu_seconds()
+            await asyncio.sleep(0.5)
+            if self.cpu_seconds() - before < idle * 0.5:
+                break
+        return time.monotonic() - began
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s: only this process, by its pid."""
         if self.popen is None or self.popen.poll() is not None:

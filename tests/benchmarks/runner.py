@@ -98,6 +98,7 @@ async def _quiet(bench: Bench, what: str) -> None:
 
 
 async def llmgw_features(target: Target) -> str:
+    await target.process.settle()  # done with what the load left behind
     active = await features.probe(target)
     for _ in range(20):  # llmgw writes info lines in batches, every half second at most
         active["json logs"] = features.json_logs(target.process.log.read_text(errors="replace"))

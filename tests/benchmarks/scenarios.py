@@ -81,8 +81,9 @@ class Bench:
     notes: list[str] = field(default_factory=list)
 
     def maker(self, target: Target, body: bytes) -> loadgen.MakeRequest:
-        """Requests for one load run: ``body`` with a fresh nonce, numbered."""
-        body = bodies.fresh(body)
+        """Requests for one load run: ``body`` for the target's model, with a fresh
+        nonce, numbered."""
+        body = bodies.fresh(bodies.for_model(body, target.model))
 
         def make(number: int) -> bytes:
             return build_request(
@@ -94,7 +95,7 @@ class Bench:
     async def closed(self, target: Target, body: bytes, conns: int, seconds: float) -> Run:
         """Closed loop: wrk where installed, else the Python generator."""
         process = target.process
-        body = bodies.fresh(body)
+        body = bodies.fresh(bodies.for_model(body, target.model))
         if self.use_wrk:
             script = wrk.write_script(
                 self.workdir / "load.lua",
@@ -142,6 +143,7 @@ async def non_streamed(bench: Bench, target: Target) -> dict[str, float | None]:
     body = bodies.chat(stream=False, chunks=16)
     full = await bench.closed(target, body, plan.conns, plan.seconds)
     bench.errors(target, "non-streamed at 64 connections", full.errors, full.requests)
+    await target.process.settle()  # no backlog left for the latency runs
     few = await bench.closed(target, body, plan.latency_conns, plan.seconds / 2)
     light = await bench.timed(target, body, plan.light_rate, plan.light_count)
     good = [r.latency for r in light if r.ok]
@@ -175,6 +177,7 @@ async def streamed(bench: Bench, target: Target) -> dict[str, float | None]:
     fast = bodies.chat(stream=True, chunks=plan.chunks)
     full = await bench.closed(target, fast, plan.conns, plan.seconds)
     bench.errors(target, "streams at 64 connections", full.errors, full.requests)
+    await target.process.settle()
     light = await bench.timed(target, fast, plan.ttfb_rate, plan.ttfb_count)
     good = [r for r in light if r.ok and bodies.is_complete_stream(r.body)]
     bench.errors(target, "streams at a light rate", len(light) - len(good), len(light))

@@ -14,7 +14,8 @@ from pathlib import Path
 from .procs import HOST, Process, free_port
 
 CLIENT_KEY = "sk-bench-client-0001"
-MODEL = "bench-model"
+MODEL = "bench-model"  # the plain model: one provider model, no routing decision
+AUTO = "auto"  # smart routing over llmgw.yaml's routing.candidates: what llmgw is sent
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
 LITELLM_ENV = "LLMGW_BENCH_LITELLM"  # path of the litellm executable in its own venv
@@ -27,6 +28,7 @@ class Target:
     process: Process
     key: str = CLIENT_KEY
     path: str = "/v1/chat/completions"
+    model: str = MODEL  # the "model" every request body names
 
     @property
     def port(self) -> int:
@@ -59,23 +61,30 @@ def bare_proxy(workdir: Path, core: int, upstream_port: int) -> Process:
     return Process("bare proxy", argv, port, core, workdir / "bareproxy.log")
 
 
-def llmgw(workdir: Path, core: int, upstream_port: int) -> Process:
+def llmgw(
+    workdir: Path, core: int, upstream_port: int, config: Path | None = None, name: str = "llmgw"
+) -> Process:
     """llmgw from a copy of the package taken now: every llmgw process of a run
-    (restarts included) runs the same code, even while the work tree changes."""
+    (restarts included) runs the same code, even while the work tree changes.
+    ``config`` is a file in ``workdir`` (default: ``llmgw.yaml`` copied there), so
+    that the usage ledger's SQLite file is written beside it, in the work directory."""
     port = free_port()
     source = workdir / "src"
     if not source.exists():
         shutil.copytree(
             REPO / "llmgw", source / "llmgw", ignore=shutil.ignore_patterns("__pycache__")
         )
-    config = HERE / "llmgw.yaml"
+    if config is None:
+        config = workdir / "llmgw.yaml"
+        shutil.copyfile(HERE / "llmgw.yaml", config)
     argv = _python("llmgw", "--config", str(config), "--host", HOST, "--port", str(port))
     env = {
         "BENCH_UPSTREAM_URL": f"http://{HOST}:{upstream_port}",
         "BENCH_CLIENT_KEY": CLIENT_KEY,
         "PYTHONPATH": str(source),
     }
-    return Process("llmgw", argv, port, core, workdir / "llmgw.log", env=env, cwd=source)
+    log = workdir / f"{name.replace(' ', '-')}.log"
+    return Process(name, argv, port, core, log, env=env, cwd=source)
 
 
 def revision() -> str:

@@ -9,6 +9,12 @@
 between two chunks, kept on an absolute schedule so pacing does not drift. ``GET
 /health`` answers ``ok``.
 
+``POST /v1/embeddings`` answers one 1,536-dimension vector (text-embedding-3-small's
+size) drawn from a hash of the input, so different texts are nearly orthogonal and a
+semantic cache in front only ever misses. ``POST /v1/traces`` accepts an OTLP/HTTP
+export and drops it (the tracing sink of ``costs.py``); ``GET /v1/traces`` answers how
+many it received.
+
 It has to be much cheaper than anything measured in front of it, so it is a raw
 asyncio protocol on uvloop (HTTP/1.1 keep-alive, ``Content-Length`` request bodies)
 and every response is serialised once per (model, chunks) and reused.
@@ -19,8 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import hashlib
 from typing import Any, cast
 
+import numpy as np
 import orjson
 import uvloop
 
@@ -47,6 +55,8 @@ def _response(status: str, content_type: bytes, body: bytes) -> bytes:
 
 
 _HEALTH = _response("200 OK", b"text/plain", b"ok")
+_TRACES = _response("200 OK", b"application/x-protobuf", b"")
+EMBEDDING_DIMS = 1536
 _NOT_FOUND = _response(
     "404 Not Found",
     b"application/json",
@@ -78,6 +88,23 @@ def completion(model: str, chunks: int) -> bytes:
         "usage": _usage(chunks),
     }
     return _response("200 OK", b"application/json", orjson.dumps(body))
+
+
+def embedding(model: str, text: bytes) -> bytes:
+    """An embeddings response, HTTP head included: a unit vector seeded by ``text``."""
+    seed = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+    vector = np.random.default_rng(seed).standard_normal(EMBEDDING_DIMS, dtype=np.float32)
+    vector /= np.linalg.norm(vector)
+    body = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": vector}],
+        "model": model,
+        "usage": {"prompt_tokens": 24, "total_tokens": 24},
+    }
+    return _response("200 OK", b"application/json", orjson.dumps(body, option=_NUMPY))
+
+
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 def _event(model: str, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
@@ -117,7 +144,8 @@ def stream_events(model: str, chunks: int, include_usage: bool) -> tuple[bytes, 
 class UpstreamProtocol(asyncio.Protocol):
     """One client connection: parse requests, answer from the pre-serialised bodies."""
 
-    def __init__(self) -> None:
+    def __init__(self, tally: dict[str, int]) -> None:
+        self.tally = tally  # shared by every connection: OTLP exports received
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
@@ -160,6 +188,19 @@ class UpstreamProtocol(asyncio.Protocol):
         if method == "GET" and path == "/health":
             self.transport.write(_HEALTH)
             return
+        if path == "/v1/traces":
+            if method == "POST":
+                self.tally["traces"] += 1
+                self.transport.write(_TRACES)
+            else:
+                count = str(self.tally["traces"]).encode()
+                self.transport.write(_response("200 OK", b"text/plain", count))
+            return
+        if method == "POST" and path.endswith("/embeddings"):
+            request = orjson.loads(body)
+            text = orjson.dumps(request.get("input"))
+            self.transport.write(embedding(request.get("model", "bench-embed"), text))
+            return
         if method != "POST" or not path.endswith("/chat/completions"):
             self.transport.write(_NOT_FOUND)
             return
@@ -199,7 +240,10 @@ class UpstreamProtocol(asyncio.Protocol):
 
 async def serve(host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(UpstreamProtocol, host, port, backlog=4096)
+    tally = {"traces": 0}
+    server = await loop.create_server(
+        functools.partial(UpstreamProtocol, tally), host, port, backlog=4096
+    )
     async with server:
         await server.serve_forever()
 
