@@ -199,6 +199,30 @@ async def test_disconnect_mid_stream_cancels_upstream_and_counts_usage(
         await again.read()
 
 
+async def test_a_write_that_finds_the_client_gone_is_a_quiet_499(
+    serve: Serve, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client reset its connection just before the stream's head went out: the
+    write fails (aiohttp's ClientConnectionResetError) before any cancellation comes.
+    That is a client leaving, not an unexpected error with a traceback."""
+    from llmgw.sink import Sink
+
+    async def reset(self: Sink, out: object) -> None:
+        raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+
+    monkeypatch.setattr(Sink, "prepare", reset)
+    events = chat_chunks(["a ", "b "], usage=False)
+    async with raw_upstream(stream(events)) as up:
+        gw = await serve(config(up.url))
+        response = await gw.post(
+            "/v1/chat/completions", json=STREAM, headers={**AUTH, "X-Request-ID": "reset-early"}
+        )
+        await response.read()
+        [line] = [r for r in caplog.records if getattr(r, "request_id", None) == "reset-early"]
+        assert (line.status, line.error) == (499, "client_disconnected")
+        await healthy(gw)  # the concurrency slot was given back
+
+
 async def _closed(up: RawUpstream) -> None:
     while up.cancelled == 0:
         await asyncio.sleep(0.01)

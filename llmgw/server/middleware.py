@@ -93,6 +93,13 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         return _render(ctx, exc)
     except web.HTTPException as exc:
         return _render(ctx, _from_http(request, exc))
+    except ConnectionResetError:
+        # a write (a stream's head, say) found the client gone before aiohttp noticed
+        # and cancelled the handler: the same 499 as a cancellation, quietly; aiohttp
+        # drops this answer, as nobody is left to read it
+        ctx.error = ctx.error or "client_disconnected"
+        ctx.status = 499
+        return web.Response(status=499)
     except asyncio.CancelledError:
         if not ctx.delivered:  # the client went away before its answer was whole
             ctx.status = 499
