@@ -67,7 +67,8 @@ async def main() -> None:
     pool = Pool(user_agent="bench", max_body=1 << 20)  # needs a running loop; never used
     runtime = build_runtime(parse(CONFIG, environ={}), ProviderStates(), pool)
     app = web.Application()
-    app[METRICS], app[ROUTING] = Metrics(), RoutingState()
+    metrics = Metrics()
+    app[METRICS], app[ROUTING] = metrics, RoutingState(metrics.routing_decisions.counts)
     request = make_mocked_request("POST", "/v1/chat/completions", app=app)
     figures: dict[str, list[float]] = {model: [] for model in MODELS}
     for _ in range(ROUNDS):  # interleaved, so that a noisy neighbour hits every model
