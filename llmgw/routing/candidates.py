@@ -6,12 +6,17 @@ reads of them as plain tuples (capability bits, context windows, qualities, late
 priors, prices) next to handles on the live state a request reads (a disabled
 provider, its circuit breaker, its observed latencies). Nothing here depends on the
 request, so the planner (plan.py) does only arithmetic over tuples per request.
+
+A ``Kept`` is what one request's scoring compares: the targets that pass the
+capability, health and quality filters with what scoring reads of each, and the
+capable ones left out (last resorts). The usual case, every target capable and no
+circuit open, is worked out here once per quality floor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from llmgw.routing.pools import weighted_order
 from llmgw.routing.profiles import Facts
@@ -40,9 +45,9 @@ class Group:
     caps: tuple[int, ...]  # TOOLS | VISION bits
     context: tuple[int, ...]
     quality: tuple[float, ...]
-    # by quality floor: the targets that reach it (all, if none does) and, by strategy,
-    # their weighted quality parts: what scoring does when nobody is filtered out
-    floored: Mapping[float, tuple[tuple[int, ...], Mapping[str, tuple[float, ...]]]]
+    # by quality floor: what scoring compares when every target is capable and no
+    # circuit is open (disabled providers are left out, unless all are)
+    floored: Mapping[float, Kept]
     prior_ms: tuple[float, ...]  # profile latency, until observed
     price: tuple[tuple[float, float] | None, ...]  # USD per 1M tokens (input, output)
     disabled: tuple[bool, ...]
@@ -52,6 +57,7 @@ class Group:
     common_caps: int  # capabilities every target has
     min_context: int
     any_disabled: bool
+    distinct_breakers: tuple[CircuitBreaker, ...]  # one per provider: is any open?
 
 
 def group(
@@ -75,7 +81,10 @@ def group(
     common = TOOLS | VISION
     for bits in caps:
         common &= bits
-    return Group(
+    every = tuple(range(len(known)))
+    disabled = tuple(s.disabled for s in states)
+    enabled = tuple(i for i in every if not disabled[i]) or every
+    built = Group(
         names=tuple(names),
         targets=targets,
         models=tuple(f.model for f in known),
@@ -84,25 +93,61 @@ def group(
         caps=caps,
         context=context,
         quality=quality,
-        floored={floor: _floored(quality, floor) for floor in {0.0, *floors}} if known else {},
+        floored={},
         prior_ms=tuple(f.profile.latency_ms for f in known),
         price=tuple(f.price for f in known),
-        disabled=tuple(s.disabled for s in states),
+        disabled=disabled,
         breakers=tuple(s.breaker for s in states),
         observed=tuple(s.latency_ms for s in states),
-        every=tuple(range(len(known))),
+        every=every,
         common_caps=common,
         min_context=min(context, default=0),
-        any_disabled=any(s.disabled for s in states),
+        any_disabled=any(disabled),
+        distinct_breakers=tuple({id(s.breaker): s.breaker for s in states}.values()),
     )
+    if not known:
+        return built
+    floored = {floor: kept(built, every, enabled, floor, WEIGHTS) for floor in {0.0, *floors}}
+    return replace(built, floored=floored)
 
 
-def _floored(
-    quality: Sequence[float], floor: float
-) -> tuple[tuple[int, ...], Mapping[str, tuple[float, ...]]]:
-    every = tuple(range(len(quality)))
-    kept = tuple(i for i in every if quality[i] >= floor) or every
-    kept_quality = [quality[i] for i in kept]
-    return kept, {
-        strategy: tuple(weighted_quality(kept_quality, w[1])) for strategy, w in WEIGHTS.items()
-    }
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What one request's scoring compares, as parallel tuples in group order."""
+
+    targets: tuple[Target, ...]
+    names: tuple[str, ...]
+    price: tuple[tuple[float, float] | None, ...]
+    # where each one's latency is read: its provider's observed table, its upstream
+    # model (the key), its profile's prior (until observed)
+    latency: tuple[tuple[Mapping[str, float], str, float], ...]
+    terms: Mapping[str, tuple[float, ...]]  # by strategy: the weighted quality parts
+    # capable but left out (unhealthy, or below the floor): last, scored 0
+    rest_targets: tuple[Target, ...]
+    rest_names: tuple[str, ...]
+
+
+def kept(
+    group: Group,
+    capable: Sequence[int],
+    healthy: Sequence[int],
+    floor: float,
+    strategies: Iterable[str],
+) -> Kept:
+    """The ``healthy`` targets that reach ``floor`` (all of them, if none does),
+    with the weighted quality parts of ``strategies``; the rest of ``capable`` last."""
+    quality = group.quality
+    pool = [i for i in healthy if quality[i] >= floor] or list(healthy)
+    chosen = set(pool)
+    rest = [i for i in capable if i not in chosen]
+    pool_quality = [quality[i] for i in pool]
+    targets, names, observed = group.targets, group.names, group.observed
+    return Kept(
+        targets=tuple(targets[i] for i in pool),
+        names=tuple(names[i] for i in pool),
+        price=tuple(group.price[i] for i in pool),
+        latency=tuple((observed[i], group.models[i], group.prior_ms[i]) for i in pool),
+        terms={s: tuple(weighted_quality(pool_quality, WEIGHTS[s][1])) for s in strategies},
+        rest_targets=tuple(targets[i] for i in rest),
+        rest_names=tuple(names[i] for i in rest),
+    )
