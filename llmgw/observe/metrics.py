@@ -138,7 +138,8 @@ class Metrics:
         self.upstream_attempts = Counter(
             "llmgw_upstream_attempts",
             "Upstream attempts by outcome: success, timeout, status_NNN, stream_error, "
-            "connect_error or which (dns_error, tls_error, connect_refused, connect_reset, ...).",
+            "connect_error or which (dns_error, tls_error, connect_refused, connect_reset, ...), "
+            "hedge_lost (a hedged racer cancelled because another answered first).",
             ["provider", "outcome"],
             registry=registry,
         )
