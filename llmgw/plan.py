@@ -97,10 +97,10 @@ def _scored(
             f"No model for '{call.model}' supports {what}",
             param="tools" if tools else "messages",
         )
-    floor = _min_quality(runtime, complexity)
     if capable is group.every and _OPEN not in map(_STATE, group.distinct_breakers):
-        chosen = group.floored[floor]  # the usual case: worked out per config snapshot
+        chosen = group.floored[complexity]  # the usual case: worked out per config snapshot
     else:
+        floor = group.floor_of[complexity]
         cooldown = runtime.config.routing.circuit_breaker.cooldown
         disabled, breakers = group.disabled, group.breakers
         healthy = [i for i in capable if not disabled[i] and not breakers[i].is_open(cooldown)]
@@ -111,13 +111,14 @@ def _scored(
     latencies = [seen.get(model) or prior for seen, model, prior in chosen.latency]
     scored = values(costs, chosen.terms[strategy], latencies, WEIGHTS[strategy])
     order = sorted(range(len(scored)), key=scored.__getitem__, reverse=True)  # stable
-    every, names = chosen.targets, chosen.names
+    names = chosen.names
     scores = {names[j]: scored[j] for j in order}
+    targets = tuple(map(chosen.targets.__getitem__, order))
     if not chosen.rest_targets:
-        return tuple([every[j] for j in order]), scores
+        return targets, scores
     for name in chosen.rest_names:  # last resorts, after the scored ones
         scores[name] = 0.0
-    return (*[every[j] for j in order], *chosen.rest_targets), scores
+    return targets + chosen.rest_targets, scores
 
 
 _OPEN = "open"
@@ -139,15 +140,6 @@ def _has_image(messages: object) -> bool:
 _IMAGE_PARTS = frozenset({"image_url", "image", "input_image"})
 
 
-def _min_quality(runtime: Runtime, complexity: str) -> float:
-    floors = runtime.config.routing.min_quality
-    return (
-        floors.complex
-        if complexity == "complex"
-        else (floors.medium if complexity == "medium" else 0.0)
-    )
-
-
 def _busy(runtime: Runtime, group: Group, strategy: str) -> list[float]:
     """Each target's requests in flight, or its latency (observed, else the prior)."""
     if strategy == "least_busy":
@@ -160,6 +152,8 @@ def _busy(runtime: Runtime, group: Group, strategy: str) -> list[float]:
 
 
 def _expected_output(body: dict[str, Any]) -> int:
+    if "max_tokens" not in body and "max_completion_tokens" not in body:
+        return EXPECTED_OUTPUT
     for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:

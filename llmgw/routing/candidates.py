@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from llmgw.config.routing import MinQuality
 from llmgw.routing.pools import weighted_order
 from llmgw.routing.profiles import Facts
 from llmgw.routing.router import CircuitBreaker, Target
@@ -45,9 +46,10 @@ class Group:
     caps: tuple[int, ...]  # TOOLS | VISION bits
     context: tuple[int, ...]
     quality: tuple[float, ...]
-    # by quality floor: what scoring compares when every target is capable and no
-    # circuit is open (disabled providers are left out, unless all are)
-    floored: Mapping[float, Kept]
+    floor_of: Mapping[str, float]  # by complexity: the minimum quality (routing.min_quality)
+    # by complexity: what scoring compares when every target is capable and no circuit
+    # is open (disabled providers are left out, unless all are)
+    floored: Mapping[str, Kept]
     prior_ms: tuple[float, ...]  # profile latency, until observed
     price: tuple[tuple[float, float] | None, ...]  # USD per 1M tokens (input, output)
     disabled: tuple[bool, ...]
@@ -65,10 +67,10 @@ def group(
     facts: Callable[[str], Facts],
     live: Mapping[str, Live],
     weights: Sequence[int] | None = None,
-    floors: Sequence[float] = (),
+    min_quality: MinQuality | None = None,
 ) -> Group:
     """The group of ``names`` (configured ``provider/model`` of known providers);
-    ``floors``: the qualities a prompt's complexity may require."""
+    ``min_quality``: the qualities a prompt's complexity requires."""
     known = [facts(name) for name in names]
     states = [live[f.provider] for f in known]
     weights = tuple(weights) if weights is not None else (1,) * len(known)
@@ -82,6 +84,8 @@ def group(
     for bits in caps:
         common &= bits
     every = tuple(range(len(known)))
+    floors = min_quality or MinQuality(medium=0.0, complex=0.0)
+    floor_of = {"simple": 0.0, "medium": floors.medium, "complex": floors.complex}
     disabled = tuple(s.disabled for s in states)
     enabled = tuple(i for i in every if not disabled[i]) or every
     built = Group(
@@ -93,6 +97,7 @@ def group(
         caps=caps,
         context=context,
         quality=quality,
+        floor_of=floor_of,
         floored={},
         prior_ms=tuple(f.profile.latency_ms for f in known),
         price=tuple(f.price for f in known),
@@ -107,7 +112,10 @@ def group(
     )
     if not known:
         return built
-    floored = {floor: kept(built, every, enabled, floor, WEIGHTS) for floor in {0.0, *floors}}
+    floored = {
+        complexity: kept(built, every, enabled, floor, WEIGHTS)
+        for complexity, floor in floor_of.items()
+    }
     return replace(built, floored=floored)
 
 

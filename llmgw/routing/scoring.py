@@ -56,17 +56,16 @@ def values(
     quick, slow = min(latencies), max(latencies)
     # x - y == 0 exactly when x == y (IEEE floats): the spans say "all equal"
     cost_span, latency_span = dear - cheap, slow - quick
-    scores = [
-        w_cost * (0.0 if cost is None else (dear - cost) / cost_span if cost_span else 1.0)
-        + quality_term
-        + w_latency * ((slow - latency) / latency_span if latency_span else 1.0)
-        for cost, quality_term, latency in zip(costs, quality_terms, latencies, strict=True)
-    ]
-    # round4, inline (a call per candidate shows in the benchmark); "for x in (y,)"
-    # is an assignment the compiler makes plain
+    # one pass, round4 inline (a call per candidate shows in the benchmark); each
+    # "for x in (y,)" is an assignment the compiler makes plain
     return [
         whole / 10_000.0 if -_NOT_HALF < scaled - whole < _NOT_HALF else round(value, 4)
-        for value in scores
+        for cost, quality_term, latency in zip(costs, quality_terms, latencies, strict=True)
+        for value in (
+            w_cost * (0.0 if cost is None else (dear - cost) / cost_span if cost_span else 1.0)
+            + quality_term
+            + w_latency * ((slow - latency) / latency_span if latency_span else 1.0),
+        )
         for scaled in (value * 10_000.0,)
         for whole in (round(scaled),)
     ]
