@@ -56,19 +56,21 @@ def values(
     quick, slow = min(latencies), max(latencies)
     # x - y == 0 exactly when x == y (IEEE floats): the spans say "all equal"
     cost_span, latency_span = dear - cheap, slow - quick
-    # one pass, round4 inline (a call per candidate shows in the benchmark); each
-    # "for x in (y,)" is an assignment the compiler makes plain
-    return [
-        whole / 10_000.0 if -_NOT_HALF < scaled - whole < _NOT_HALF else round(value, 4)
-        for cost, quality_term, latency in zip(costs, quality_terms, latencies, strict=True)
-        for value in (
+    scored = []
+    for cost, quality_term, latency in zip(costs, quality_terms, latencies, strict=True):
+        value = (
             w_cost * (0.0 if cost is None else (dear - cost) / cost_span if cost_span else 1.0)
             + quality_term
-            + w_latency * ((slow - latency) / latency_span if latency_span else 1.0),
+            + w_latency * ((slow - latency) / latency_span if latency_span else 1.0)
         )
-        for scaled in (value * 10_000.0,)
-        for whole in (round(scaled),)
-    ]
+        # round4(value), inline: a call per candidate shows in the benchmark (a plain
+        # loop measured faster than one or two comprehensions here)
+        scaled = value * 10_000.0
+        whole = round(scaled)
+        scored.append(
+            whole / 10_000.0 if -_NOT_HALF < scaled - whole < _NOT_HALF else round(value, 4)
+        )
+    return scored
 
 
 def weighted_quality(qualities: Sequence[float], weight: float) -> list[float]:
