@@ -92,7 +92,7 @@ def create_app(
     # Listeners are fixed for the life of the process, like server.port.
     app[METRICS_LISTENER] = config.server.metrics_port is not None
     app[BODIES] = Bodies()
-    app[ROUTING] = RoutingState()
+    app[ROUTING] = RoutingState(app[METRICS].routing_decisions.counts)
     app[BUDGETS] = Budgets(app[METRICS])
     app[DATABASE] = None
     app[LEDGER] = None

@@ -163,14 +163,20 @@ def estimate_prompt_tokens(call: Call) -> int:
 
 
 def _prompt_tokens(body: dict[str, Any]) -> int:
-    chars = text_length(body.get("system")) + text_length(body.get("prompt"))
-    chars += text_length(body.get("input"))
+    chars = 0
+    for name in _PROMPT_FIELDS:
+        if name in body:
+            chars += text_length(body[name])
     messages = body.get("messages")
     if isinstance(messages, list):
         for message in messages:
             if isinstance(message, dict):
-                chars += text_length(message.get("content"))
+                content = message.get("content")  # mostly a string: no call for it
+                chars += len(content) if isinstance(content, str) else text_length(content)
     return max(1, tokens_for_chars(chars))
+
+
+_PROMPT_FIELDS = ("system", "prompt", "input")
 
 
 def text_length(value: object) -> int:

@@ -144,6 +144,11 @@ async def _hedged(
         raise lost.failures[0][1] from None
     if len(ctx.hedge_losers) or won:
         metrics.hedges.labels("hedge" if won else "primary").inc()
+    for index in range(len(ctx.hedge_losers) + 1):  # the racers started
+        if index != won:  # cancelled: an attempt, without a verdict on its provider
+            loser = raced[index][0]
+            metrics.upstream_attempts.labels(loser.name, "hedge_lost").inc()
+            loser.state.breaker.abandon()  # a half-open trial must not stay taken
     return raced[won][0], response
 
 

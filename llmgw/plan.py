@@ -13,13 +13,13 @@ complexity (if no candidate meets it, every capable one stays, best first).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from llmgw.config.routing import POOL_ONLY, SCORING
 from llmgw.core import Call, estimate_prompt_tokens
 from llmgw.errors import InvalidRequest
-from llmgw.routing.candidates import TOOLS, VISION, Group
+from llmgw.routing.candidates import TOOLS, VISION, Group, kept
 from llmgw.routing.classifier import classify
 from llmgw.routing.pools import by_key
 from llmgw.routing.router import Target
@@ -31,8 +31,7 @@ STRATEGIES = frozenset((*SCORING, *POOL_ONLY))
 EXPECTED_OUTPUT = 256  # output tokens assumed when the request sets no max_tokens
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):  # a NamedTuple: made on every request, cheaper than a dataclass
     strategy: str
     targets: tuple[Target, ...]
     complexity: str | None  # None: not needed to decide (classify(call.body) says it)
@@ -98,37 +97,32 @@ def _scored(
             f"No model for '{call.model}' supports {what}",
             param="tools" if tools else "messages",
         )
-    cooldown = runtime.config.routing.circuit_breaker.cooldown
-    disabled, breakers = group.disabled, group.breakers
-    pool = capable
-    if group.any_disabled or any(breakers[i].state == "open" for i in capable):
-        healthy = [i for i in capable if not disabled[i] and not breakers[i].is_open(cooldown)]
-        pool = tuple(healthy) or capable  # none healthy: the fallback loop says why (503)
-    floor = _min_quality(runtime, complexity)
-    terms = None
-    if pool is group.every:  # nobody left out: the floor's pool is precomputed
-        pool, by_strategy = group.floored[floor]
-        terms = by_strategy[strategy]
+    if capable is group.every and _OPEN not in map(_STATE, group.distinct_breakers):
+        chosen = group.floored[complexity]  # the usual case: worked out per config snapshot
     else:
-        quality = group.quality
-        pool = tuple(i for i in pool if quality[i] >= floor) or pool
+        floor = group.floor_of[complexity]
+        cooldown = runtime.config.routing.circuit_breaker.cooldown
+        disabled, breakers = group.disabled, group.breakers
+        healthy = [i for i in capable if not disabled[i] and not breakers[i].is_open(cooldown)]
+        # none healthy: the fallback loop says why (503)
+        chosen = kept(group, capable, healthy or capable, floor, (strategy,))
     expected = _expected_output(body)
-    price, observed, models, prior = group.price, group.observed, group.models, group.prior_ms
-    costs = [None if (p := price[i]) is None else prompt * p[0] + expected * p[1] for i in pool]
-    latencies = [observed[i].get(models[i]) or prior[i] for i in pool]
-    qualities = () if terms is not None else [group.quality[i] for i in pool]
-    scored = values(costs, qualities, latencies, WEIGHTS[strategy], terms)
-    order = sorted(range(len(pool)), key=scored.__getitem__, reverse=True)  # stable
-    names, every = group.names, group.targets
-    targets = [every[pool[j]] for j in order]
-    scores = {names[pool[j]]: scored[j] for j in order}
-    if len(pool) < len(capable):  # last resorts, after the scored ones
-        chosen = set(pool)
-        for i in capable:
-            if i not in chosen:
-                targets.append(every[i])
-                scores[names[i]] = 0.0
-    return tuple(targets), scores
+    costs = [None if p is None else prompt * p[0] + expected * p[1] for p in chosen.price]
+    latencies = [seen.get(model) or prior for seen, model, prior in chosen.latency]
+    scored = values(costs, chosen.terms[strategy], latencies, WEIGHTS[strategy])
+    order = sorted(range(len(scored)), key=scored.__getitem__, reverse=True)  # stable
+    names = chosen.names
+    scores = {names[j]: scored[j] for j in order}
+    targets = tuple(map(chosen.targets.__getitem__, order))
+    if not chosen.rest_targets:
+        return targets, scores
+    for name in chosen.rest_names:  # last resorts, after the scored ones
+        scores[name] = 0.0
+    return targets + chosen.rest_targets, scores
+
+
+_OPEN = "open"
+_STATE = attrgetter("state")
 
 
 def _has_image(messages: object) -> bool:
@@ -146,15 +140,6 @@ def _has_image(messages: object) -> bool:
 _IMAGE_PARTS = frozenset({"image_url", "image", "input_image"})
 
 
-def _min_quality(runtime: Runtime, complexity: str) -> float:
-    floors = runtime.config.routing.min_quality
-    return (
-        floors.complex
-        if complexity == "complex"
-        else (floors.medium if complexity == "medium" else 0.0)
-    )
-
-
 def _busy(runtime: Runtime, group: Group, strategy: str) -> list[float]:
     """Each target's requests in flight, or its latency (observed, else the prior)."""
     if strategy == "least_busy":
@@ -167,6 +152,8 @@ def _busy(runtime: Runtime, group: Group, strategy: str) -> list[float]:
 
 
 def _expected_output(body: dict[str, Any]) -> int:
+    if "max_tokens" not in body and "max_completion_tokens" not in body:
+        return EXPECTED_OUTPUT
     for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:

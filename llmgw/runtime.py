@@ -138,8 +138,7 @@ class Runtime:
             name: Live(p.disabled is not None, p.state.breaker, p.state.target_latency_ms)
             for name, p in self.providers.items()
         }
-        floors = self.config.routing.min_quality
-        return group(names, self._facts, live, weights, (floors.medium, floors.complex))
+        return group(names, self._facts, live, weights, self.config.routing.min_quality)
 
     def _facts(self, name: str) -> Facts:
         return self.profiles.get(name) or facts_of(name, self.config)

@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from tests.conftest import PROVIDER_KEY, GatewayFactory
-from tests.fakes import FakeOpenAI, chat_completion
+from tests.fakes import FakeOpenAI, chat_completion, reply_error, reply_stream
 
 Maker = Callable[[], Awaitable[FakeOpenAI]]
 ASK = [{"role": "user", "content": "What is 2+2?"}]
@@ -349,3 +349,52 @@ async def test_shipped_config_answers_auto_through_demo(gateway: GatewayFactory)
         assert response.headers["X-LLMGW-Routing"].startswith(
             {"auto": "balanced", "fast": "latency", "cheap": "cost"}[model]
         )
+
+
+async def test_a_hedged_stream_says_why_and_counts_one_request(
+    gateway: GatewayFactory, make_fake: Maker
+) -> None:
+    a, b = await make_fake(), await make_fake()
+    gate = asyncio.Event()  # never set while the race runs: a begins, then says nothing
+    a.default = reply_stream([b": hi\n\n", b"data: {}\n\n"], gate=gate)
+    config = two(a, b, extra="  hedge: {after: 100ms, max_extra: 1}\n  response_metadata: true")
+    gw = await gateway(config + "models:\n  chain: [a/m-a, b/m-b]\n")
+    response = await chat(gw, "chain", stream=True)
+    text = await response.text()
+    gate.set()
+    assert response.headers["X-LLMGW-Provider"] == "b"
+    before, _, after = text.rpartition(": x-gateway ")
+    assert "data: [DONE]" in before  # the comment, as a stream that was not hedged has it
+    block = orjson.loads(after)
+    assert block["provider"] == "b" and block["fallback_used"] is True
+    assert block["routing_decision"] == response.headers["X-LLMGW-Routing"]
+    metrics = await (await gw.get("/metrics")).text()
+    requests = [line for line in metrics.splitlines() if line.startswith("llmgw_requests_total{")]
+    assert len(requests) == 1 and 'provider="b"' in requests[0] and requests[0].endswith(" 1.0")
+    assert 'llmgw_hedges_total{outcome="hedge"} 1.0' in metrics
+    assert 'llmgw_upstream_attempts_total{outcome="hedge_lost",provider="a"} 1.0' in metrics
+    assert 'llmgw_upstream_attempts_total{outcome="success",provider="b"} 1.0' in metrics
+    usage = await (await gw.get("/api/v1/usage")).json()
+    assert usage["total"]["requests"] == 1  # the client made one request
+    assert usage["providers"]["a"]["requests"] == 0  # the loser had begun: its tokens count
+    assert usage["providers"]["a"]["prompt_tokens"] > 0
+
+
+async def test_a_half_open_trial_that_loses_a_hedge_lets_the_next_trial_through(
+    gateway: GatewayFactory, make_fake: Maker
+) -> None:
+    a, b = await make_fake(), await make_fake()
+    closed = asyncio.Event()
+    a.then(reply_error(500))  # opens a's circuit (one failure)
+    extra = (
+        "  hedge: {after: 100ms, max_extra: 1}\n  circuit_breaker: {failures: 1, cooldown: 200ms}"
+    )
+    gw = await gateway(two(a, b, extra=extra) + "models:\n  chain: [a/m-a, b/m-b]\n")
+    assert (await chat(gw, "chain")).headers["X-LLMGW-Provider"] == "b"
+    await asyncio.sleep(0.3)  # past the cooldown: the next request is a's trial
+    stalled(a, closed)
+    assert (await chat(gw, "chain")).headers["X-LLMGW-Provider"] == "b"  # the hedge won
+    await asyncio.wait_for(closed.wait(), 5)
+    a.default = a.echo
+    await asyncio.sleep(0.3)
+    assert (await chat(gw, "chain")).headers["X-LLMGW-Provider"] == "a"  # a new trial

@@ -133,9 +133,9 @@ async def _serve(
         annotate(ctx, response)
         return response
     finally:  # also on errors and when the client went away
-        for loser in ctx.hedge_losers:  # a hedge's cancelled racer: paid for all the same
-            if loser.upstream_model is not None:
-                app[USAGE].record(loser, call, None, config.prices)
+        for loser in ctx.hedge_losers:  # a hedge's cancelled racer: paid for all the same,
+            if loser.upstream_model is not None:  # but the client made one request
+                app[USAGE].record(loser, call, None, config.prices, request=False)
         spend = app[USAGE].record(ctx, call, response, config.prices)
         await app[LIMITER].settle(admission, spend)
         await app[BUDGETS].settle(hold, spend, config.budgets.alerts, config.budgets.webhook)

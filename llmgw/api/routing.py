@@ -17,43 +17,34 @@ from llmgw.routing.classifier import classify
 from llmgw.routing.report import comment, metadata, with_metadata
 from llmgw.routing.router import Target
 from llmgw.runtime import Runtime
-from llmgw.server.appkeys import METRICS, ROUTING, STORE
+from llmgw.server.appkeys import ROUTING, STORE
 
 
 def route(
     request: web.Request, ctx: RequestContext, runtime: Runtime, call: Call
 ) -> tuple[Target, ...]:
     """The request's fallback chain, and why, noted on ``ctx``."""
-    app = request.app
-    state = app[ROUTING]
-    decision = plan(runtime, call, state)
-    targets, complexity = decision.targets, decision.complexity
-    ctx.strategy, ctx.scores = decision.strategy, decision.scores
-    ctx.first_target = str(targets[0]) if targets else None
+    state = request.app[ROUTING]
+    strategy, targets, complexity, scores, configured = plan(runtime, call, state)
+    ctx.strategy, ctx.scores = strategy, scores
+    first = ctx.first_target = str(targets[0]) if targets else None
     ext = call.extensions
     ctx.tags = ext.metadata or None
     ctx.budget_key = ext.budget_key
-    if decision.configured and ctx.first_target is not None:  # labels bounded by config
+    if configured and first is not None:  # labels bounded by config
         if complexity is None:  # a pool that did not score: the ring says it all the same
             complexity = classify(call.body)
-        app[METRICS].routing_decisions.labels(decision.strategy, ctx.first_target).inc()
-        state.remember(
-            ctx.request_id, call.model, decision.strategy, complexity, targets, decision.scores
-        )
+        state.remember(ctx.request_id, call.model, strategy, complexity, targets, scores, first)
     if complexity is None:  # only X-LLMGW-Routing needs it: classify if it is written
         body = call.body
         ctx.complexity_of = lambda: classify(body)
     ctx.complexity = complexity
-    if wants_metadata(runtime, call):
+    if runtime.config.routing.response_metadata or ext.metadata_in_body:  # x-gateway asked
         prices = runtime.config.prices
         if call.stream:
             ctx.trailer = lambda: comment(metadata(ctx, prices))
         ctx.annotate = lambda body, content_type: _annotated(ctx, prices, body, content_type)
     return targets
-
-
-def wants_metadata(runtime: Runtime, call: Call) -> bool:
-    return runtime.config.routing.response_metadata or call.extensions.metadata_in_body
 
 
 def annotate(ctx: RequestContext, response: web.StreamResponse) -> None:
@@ -113,6 +104,6 @@ async def routing_status(request: web.Request) -> web.Response:
         "hedge": None if config.hedge is None else config.hedge.model_dump(),
         "profiles": {name: f.profile.to_json() for name, f in runtime.profiles.items()},
         "latency_ms": latencies,
-        "recent": [entry.to_json() for entry in request.app[ROUTING].recent],
+        "recent": [entry.to_json() for entry in request.app[ROUTING].recent()],
     }
     return web.Response(body=orjson.dumps(body), content_type="application/json")

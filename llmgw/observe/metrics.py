@@ -8,7 +8,8 @@ gateway itself answered, cache is hit/miss/bypass.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import collections
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Self
 
 import prometheus_client
@@ -93,6 +94,22 @@ class Gauge(_KeptChildren, prometheus_client.Gauge):
     """Children are kept: a series removed with ``remove`` must not be set again."""
 
 
+class Tally:
+    """A counter for a per-request hot path, kept as plain ints and turned into a
+    metric at scrape time: ``Counter.labels(...).inc()`` takes a lock and checks its
+    arguments on every call. One per ``Metrics``; labels bounded as above."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
+        self._name, self._documentation, self._labels = name, documentation, list(labels)
+        self.counts: collections.Counter[tuple[str, ...]] = collections.Counter()
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+        for values, count in sorted(self.counts.items()):
+            family.add_metric(list(values), count)
+        yield family
+
+
 PoolFigures = Callable[[], Mapping[str, tuple[int, int, int]]]
 
 
@@ -159,7 +176,8 @@ class Metrics:
         self.upstream_attempts = Counter(
             "llmgw_upstream_attempts",
             "Upstream attempts by outcome: success, timeout, status_NNN, stream_error, "
-            "connect_error or which (dns_error, tls_error, connect_refused, connect_reset, ...).",
+            "connect_error or which (dns_error, tls_error, connect_refused, connect_reset, ...), "
+            "hedge_lost (a hedged racer cancelled because another answered first).",
             ["provider", "outcome"],
             registry=registry,
         )
@@ -212,13 +230,14 @@ class Metrics:
         self.cache_size = Gauge(
             "llmgw_cache_size_bytes", "Bytes held by the memory cache.", registry=registry
         )
-        self.routing_decisions = Counter(
+        # counts[strategy, target] += 1, on every routed request
+        self.routing_decisions = Tally(
             "llmgw_routing_decisions",
             "Smart routing decisions (virtual models and pools) by strategy and first target "
             "(a configured provider/model).",
             ["strategy", "target"],
-            registry=registry,
         )
+        registry.register(self.routing_decisions)
         self.hedges = Counter(
             "llmgw_hedges",
             "Hedged requests by outcome: primary (the first target won), hedge (a later "

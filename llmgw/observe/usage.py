@@ -158,6 +158,7 @@ class Spend:
     prompt_tokens: int
     completion_tokens: int
     cost_nano_usd: int
+    requests: int = 1  # 0: a hedged racer that lost (its tokens count, it is no request)
 
     def increments(self) -> list[tuple[str, int]]:
         """``(group|name|field, n)`` pairs: the shared (redis) form of ``UsageBook.add``."""
@@ -165,7 +166,7 @@ class Spend:
         if self.provider is not None:
             groups.append(("provider|", self.provider))
         values = (
-            ("requests", 1),
+            ("requests", self.requests),
             ("prompt_tokens", self.prompt_tokens),
             ("completion_tokens", self.completion_tokens),
             ("cost_nano_usd", self.cost_nano_usd),
@@ -183,7 +184,7 @@ class Tally:
         self.cost_nano_usd = 0
 
     def add(self, spend: Spend) -> None:
-        self.requests += 1
+        self.requests += spend.requests
         self.prompt_tokens += spend.prompt_tokens
         self.completion_tokens += spend.completion_tokens
         self.cost_nano_usd += spend.cost_nano_usd
@@ -214,10 +215,13 @@ class UsageBook:
         call: Call,
         response: web.StreamResponse | None,
         prices: Mapping[str, Price],
+        request: bool = True,
     ) -> Spend:
         """Count one admitted request (whatever its outcome): fill in the context's
         tokens (estimated where the provider sent none) and cost, add to the totals
-        and the metrics, and return what was spent for the limiter's books."""
+        and the metrics, and return what was spent for the limiter's books.
+        ``request=False``: a hedged racer that lost, whose tokens count but which is
+        not a request of its own (the client made one)."""
         key = ctx.key or ANONYMOUS_LABEL
         prompt = completion = cost = 0
         if ctx.cache == "HIT":  # answered from the cache: no provider was paid
@@ -239,7 +243,7 @@ class UsageBook:
             if found is not None:
                 cost = found
                 ctx.cost_usd = round(cost / NANO, 9)
-        spend = Spend(key, ctx.model_label, ctx.provider, prompt, completion, cost)
+        spend = Spend(key, ctx.model_label, ctx.provider, prompt, completion, cost, int(request))
         self.add(spend)
         provider = ctx.provider or "none"
         if prompt or completion:

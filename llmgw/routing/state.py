@@ -4,7 +4,7 @@ bounded ring of recent decisions (for ``/api/v1/routing``). One per app."""
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -41,22 +41,28 @@ class Recent(NamedTuple):
 
 
 class RoutingState:
-    __slots__ = ("_rounds", "recent")
+    __slots__ = ("_recent", "_rounds", "decisions")
 
-    def __init__(self) -> None:
-        self._rounds: dict[tuple[str, tuple[str, ...], tuple[int, ...]], SmoothWeighted] = {}
-        self.recent: deque[Recent] = deque(maxlen=RECENT)
+    def __init__(self, decisions: Counter[tuple[str, ...]]) -> None:
+        # (strategy, first target) -> decisions: llmgw_routing_decisions_total's counts
+        self.decisions = decisions
+        # by pool: its targets and weights (compared, not hashed, per request), its picker
+        self._rounds: dict[str, tuple[tuple[str, ...], tuple[int, ...], SmoothWeighted]] = {}
+        # plain tuples (a Recent's fields): a request pays no object for its entry
+        self._recent: deque[tuple[Any, ...]] = deque(maxlen=RECENT)
+
+    def recent(self) -> list[Recent]:
+        """The last ``RECENT`` decisions, oldest first."""
+        return [Recent._make(entry) for entry in self._recent]
 
     def round_robin(self, pool: str, targets: Sequence[str], weights: Sequence[int]) -> int:
         """The next pick of ``pool``: its position survives reloads that keep its targets
         and weights (a changed pool starts over)."""
-        key = (pool, tuple(targets), tuple(weights))
-        rounds = self._rounds.get(key)
-        if rounds is None:
-            for old in [k for k in self._rounds if k[0] == pool]:
-                del self._rounds[old]
-            rounds = self._rounds[key] = SmoothWeighted(weights)
-        return rounds.pick()
+        targets, weights = tuple(targets), tuple(weights)  # no copy: the group's tuples
+        kept = self._rounds.get(pool)
+        if kept is None or kept[0] != targets or kept[1] != weights:
+            kept = self._rounds[pool] = (targets, weights, SmoothWeighted(weights))
+        return kept[2].pick()
 
     def remember(
         self,
@@ -66,7 +72,8 @@ class RoutingState:
         complexity: str | None,
         targets: tuple[Target, ...],
         scores: Mapping[str, float] | None,
+        first: str,  # str(targets[0])
     ) -> None:
-        self.recent.append(
-            Recent(request_id, model, strategy, complexity, targets, scores, time.time())
-        )
+        """Count a decision of a virtual model or pool, and keep it in the ring."""
+        self.decisions[strategy, first] += 1
+        self._recent.append((request_id, model, strategy, complexity, targets, scores, time.time()))
