@@ -196,6 +196,29 @@ def text_length(value: object) -> int:
     return 0
 
 
+def last_user_text(messages: object) -> str:
+    """The text of the last ``user`` message of a chat, its text parts joined by spaces."""
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return content_text(message.get("content"))
+    return ""
+
+
+def content_text(content: object, separator: str = " ") -> str:
+    """A message content's text: the string itself, or its text parts joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return separator.join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
 class Unsupported(Exception):
     """This provider type cannot serve this request: its endpoint, or ``param`` (a
     request parameter such as ``n``, or a content part such as

@@ -23,7 +23,14 @@ from typing import Any
 import orjson
 
 from llmgw.config import MockProvider, ProviderConfig
-from llmgw.core import Call, Endpoint, UpstreamRequest, WireFormat, estimate_tokens
+from llmgw.core import (
+    Call,
+    Endpoint,
+    UpstreamRequest,
+    WireFormat,
+    estimate_tokens,
+    last_user_text,
+)
 from llmgw.multipart import MultipartBody
 from llmgw.providers import mock_media as media
 from llmgw.providers.base import LocalReply, ProviderType
@@ -136,7 +143,7 @@ def respond(call: Call, model: str, provider: MockProvider) -> MockReply:
         message = f"'n' must be an integer from 1 to {MAX_CHOICES}"
         error = {"message": message, "type": "invalid_request_error", "param": "n", "code": None}
         return MockReply(400, "application/json", (orjson.dumps({"error": error}),))
-    text = _last_user_text(call.body.get("messages"))
+    text = last_user_text(call.body.get("messages"))
     limit = call.body.get("max_completion_tokens", call.body.get("max_tokens"))
     words, finish = _limit(text, limit)
     if call.stream:
@@ -191,7 +198,7 @@ def _chat_stream(
     events += [chunk({"content": word}, None, i) for word in words for i in choices]
     events += [chunk({}, finish, i) for i in choices]
     if _wants_usage(call):
-        text = _last_user_text(call.body.get("messages"))
+        text = last_user_text(call.body.get("messages"))
         events.append(
             {
                 "id": ident,
@@ -273,27 +280,6 @@ def _usage(prompt: str, words: list[str], choices: int = 1) -> dict[str, int]:
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
-
-
-def _last_user_text(messages: object) -> str:
-    if not isinstance(messages, list):
-        return ""
-    for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            return _text_of(message.get("content"))
-    return ""
-
-
-def _text_of(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""
 
 
 def _prompt_text(prompt: object) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from llmgw.core import content_text
+
 SCAN_CHARS = 4000  # the end of a long message says as much as the rest
 # Possessive: backtracking could never make a word end elsewhere, so do not try.
 _WORD = re.compile(r"[a-z][a-z0-9+#]*+(?:[.-][a-z0-9+#]++)*+")
@@ -154,17 +156,5 @@ def _last_text(body: dict[str, Any]) -> tuple[str, int]:
         return (prompt if isinstance(prompt, str) else ""), 1
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
-            return _text(message.get("content")), len(messages)
+            return content_text(message.get("content")), len(messages)
     return "", len(messages)
-
-
-def _text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""

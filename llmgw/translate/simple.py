@@ -16,6 +16,7 @@ from typing import Any, Literal
 import orjson
 
 from llmgw import sse
+from llmgw.core import content_text
 
 Shape = Literal["chat", "query"]
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -35,16 +36,7 @@ def text_of(message: object) -> str:
     """A message's (or delta's) text: a string content, or its text parts joined."""
     if not isinstance(message, dict):
         return ""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""
+    return content_text(message.get("content"), "")
 
 
 def simple_answer(body: bytes, shape: Shape, meta: dict[str, Any]) -> bytes:

@@ -9,8 +9,9 @@ import orjson
 
 from llmgw.core import StreamTranslator, Usage
 from llmgw.errors import stream_error_event
-from llmgw.sse import Decoder, Event, encode
+from llmgw.sse import Event, encode
 from llmgw.translate import openai_chat as oa
+from llmgw.translate.chat_chunks import ChatChunkReader
 from llmgw.translate.messages_chat.answer import STOP_REASONS, message_id
 from llmgw.translate.wire import ChatChunk, ChatUsage
 
@@ -19,7 +20,7 @@ def _event(kind: str, **fields: Any) -> bytes:
     return encode(orjson.dumps({"type": kind, **fields}), event=kind)
 
 
-class MessagesStream:
+class MessagesStream(ChatChunkReader):
     """OpenAI ``chat.completion.chunk`` events → Anthropic's stream events.
 
     ``inner`` translates the provider's own stream to OpenAI's first, when the
@@ -30,37 +31,15 @@ class MessagesStream:
     def __init__(
         self, model: str, inner: StreamTranslator | None = None, prompt_estimate: int = 0
     ) -> None:
-        self.usage = Usage()
+        super().__init__(inner)
         self._estimate = prompt_estimate  # message_start's input_tokens, before the real count
-        self.error: str | None = None
-        self.done = False
-        self._inner = inner
         self._model = model
-        self._decoder = Decoder()
         self._started = False
         self._block = -1  # index of the open content block, -1 when none is open
         self._block_kind = ""  # "text", or the OpenAI tool call index as "tool:N"
         self._tool_id = ""
         self._stop = "end_turn"
         self._cached = 0
-
-    def feed(self, chunk: bytes) -> bytes:
-        data = self._inner.feed(chunk) if self._inner is not None else chunk
-        return self._translate(data)
-
-    def finish(self) -> bytes:
-        if self._inner is None:
-            return self._translate(b"", flush=True)
-        return self._translate(self._inner.finish(), flush=True)
-
-    def _translate(self, data: bytes, flush: bool = False) -> bytes:
-        if self._inner is not None:  # it has read the provider's events already
-            self.usage = self._inner.usage
-            self.error = self._inner.error or self.error
-        events = self._decoder.feed(data) if data else []
-        if flush:
-            events += self._decoder.flush()
-        return b"".join(self._on(event) for event in events)
 
     def _on(self, event: Event) -> bytes:
         if event.data.strip() == b"[DONE]":

@@ -13,47 +13,26 @@ import orjson
 
 from llmgw.core import Call, StreamTranslator, Usage
 from llmgw.errors import stream_error_event
-from llmgw.sse import Decoder, Event, encode
+from llmgw.sse import Event, encode
 from llmgw.translate import openai_chat as oa
+from llmgw.translate.chat_chunks import ChatChunkReader
 from llmgw.translate.responses_chat import answer as ra
 
 
-class ResponsesStream:
+class ResponsesStream(ChatChunkReader):
     """Chat chunks (from ``inner``, when the provider is not OpenAI-compatible) in,
     Responses events out."""
 
     def __init__(self, call: Call, model: str, inner: StreamTranslator | None = None) -> None:
-        self.usage = Usage()
-        self.error: str | None = None
-        self.done = False
+        super().__init__(inner)
         self._call = call
         self._model = model
-        self._inner = inner
-        self._decoder = Decoder()
         self._sequence = 0
         self._response: dict[str, Any] | None = None
         self._item: dict[str, Any] | None = None  # the open output item
         self._tool_index: object = None  # the chat tool call index of an open function item
         self._finish: object = None
         self._raw_usage: dict[str, Any] = {}
-
-    def feed(self, chunk: bytes) -> bytes:
-        data = self._inner.feed(chunk) if self._inner is not None else chunk
-        return self._translate(data)
-
-    def finish(self) -> bytes:
-        if self._inner is None:
-            return self._translate(b"", flush=True)
-        return self._translate(self._inner.finish(), flush=True)
-
-    def _translate(self, data: bytes, flush: bool = False) -> bytes:
-        if self._inner is not None:
-            self.usage = self._inner.usage
-            self.error = self._inner.error or self.error
-        events = self._decoder.feed(data) if data else []
-        if flush:
-            events += self._decoder.flush()
-        return b"".join(self._on(event) for event in events)
 
     def _emit(self, kind: str, **fields: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self._sequence, **fields}
