@@ -6,8 +6,12 @@ goes to the subclass's ``_on``. Pure, no I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from llmgw.core import StreamTranslator, Usage
 from llmgw.sse import Decoder, Event
+from llmgw.translate import openai_chat as oa
 
 
 class ChatChunkReader:
@@ -39,5 +43,24 @@ class ChatChunkReader:
             events += self._decoder.flush()
         return b"".join(self._on(event) for event in events)
 
+    def _deltas(self, data: Mapping[str, object], out: list[bytes]) -> object:
+        """The first choice's text and tool call pieces of a chunk, translated onto
+        ``out``; its finish reason (None while it runs)."""
+        finish: object = None
+        for choice in oa.items(data.get("choices")):
+            if choice.get("index", 0) != 0:
+                continue
+            delta = oa.obj(choice.get("delta"))
+            out.append(self._text(oa.text_of(delta.get("content"))))
+            out.extend(self._tool(call) for call in oa.items(delta.get("tool_calls")))
+            finish = choice.get("finish_reason") or finish
+        return finish
+
     def _on(self, event: Event) -> bytes:
+        raise NotImplementedError
+
+    def _text(self, text: str) -> bytes:
+        raise NotImplementedError
+
+    def _tool(self, call: dict[str, Any]) -> bytes:
         raise NotImplementedError

@@ -53,14 +53,9 @@ class MessagesStream(ChatChunkReader):
         out = [self._start(data)]
         if isinstance(data.get("usage"), dict):
             self._read_usage(data["usage"])
-        for choice in oa.items(data.get("choices")):
-            if choice.get("index", 0) != 0:
-                continue
-            delta = oa.obj(choice.get("delta"))
-            out.append(self._text(oa.text_of(delta.get("content"))))
-            out.extend(self._tool(call) for call in oa.items(delta.get("tool_calls")))
-            if choice.get("finish_reason"):
-                self._stop = STOP_REASONS.get(str(choice["finish_reason"]), "end_turn")
+        finish = self._deltas(data, out)
+        if finish:
+            self._stop = STOP_REASONS.get(str(finish), "end_turn")
         return b"".join(out)
 
     def _read_usage(self, usage: ChatUsage) -> None:

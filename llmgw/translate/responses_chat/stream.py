@@ -54,14 +54,9 @@ class ResponsesStream(ChatChunkReader):
                     oa.count(self._raw_usage.get("prompt_tokens")),
                     oa.count(self._raw_usage.get("completion_tokens")),
                 )
-        for choice in oa.items(data.get("choices")):
-            if choice.get("index", 0) != 0:
-                continue
-            delta = oa.obj(choice.get("delta"))
-            out.append(self._text(oa.text_of(delta.get("content"))))
-            out.extend(self._tool(call) for call in oa.items(delta.get("tool_calls")))
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
+        finish = self._deltas(data, out)
+        if finish:
+            self._finish = finish
         return b"".join(out)
 
     def _start(self, data: dict[str, Any]) -> bytes:
