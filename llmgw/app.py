@@ -234,10 +234,10 @@ def _database(url: str | None) -> Callable[[web.Application], AsyncIterator[None
         db = engine.Database(url)
         await db.start()
         app[DATABASE] = db
-        app[BUDGETS].db = db
         keyring = app[KEYRING]
         await keyring.managed.load(db)
         buffer = (app[STORE].current.config.database or DatabaseConfig()).buffer
+        app[BUDGETS].open(db, app[METRICS], buffer)  # its spend written in batches until the end
         ledger = app[LEDGER] = Ledger(db, app[METRICS], buffer)
         app[ACCOUNTING].ledger = ledger.add
         ledger.start()

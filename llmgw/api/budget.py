@@ -2,7 +2,8 @@
 every budgeted key (configured and managed), every ``x-budget-key`` seen and the
 gateway as a whole. With ``limits.backend: redis`` the spend of every scope Redis
 holds is Redis's (every replica's), and its alerts are added to the database's; while
-Redis cannot be reached, or for a scope it does not hold, the database answers."""
+Redis cannot be reached, or for a scope it does not hold, the database answers, plus
+this process's spend not written yet (so the answer is exact right after a request)."""
 
 from __future__ import annotations
 
@@ -58,10 +59,7 @@ async def budget(request: web.Request) -> web.Response:
         specs["global"] = config.budgets.global_
     period = period_of()
     end = period_end(period)
-    spend = {
-        row.scope: (int(row.spent_nano_usd), int(row.tokens))
-        for row in await queries.spend(db, period)
-    }
+    spend = await request.app[BUDGETS].spend(period)  # this process's unwritten spend too
     fired = await queries.alerts(db, period)
     for scope in spend:
         if scope.startswith("budget_key:"):

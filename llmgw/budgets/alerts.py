@@ -48,18 +48,33 @@ class Alerts:
         webhook: str | None,
     ) -> None:
         """Fire every level ``usage`` (spent nano-USD, tokens) has reached."""
+        for level in self.due(period, scope, spec, usage, levels):
+            await self.fire(db, shared, scope, period, level, spec, usage, webhook)
+
+    def due(
+        self,
+        period: str,
+        scope: str,
+        spec: BudgetSpec,
+        usage: tuple[int, int],
+        levels: tuple[float, ...],
+    ) -> list[float]:
+        """The levels ``usage`` has reached that this process has not fired yet (now
+        taken as fired: ``fire`` them). No I/O."""
         spent, tokens = usage
         fraction = 0.0
         if spec.monthly_usd:
             fraction = spent / (spec.monthly_usd * NANO)
         if spec.monthly_tokens:
             fraction = max(fraction, tokens / spec.monthly_tokens)
+        due = []
         for level in levels:
             if fraction >= level and (scope, period, level) not in self._fired:
                 self._fired.add((scope, period, level))
-                await self._fire(db, shared, scope, period, level, spec, spent, tokens, webhook)
+                due.append(level)
+        return due
 
-    async def _fire(
+    async def fire(
         self,
         db: Database,
         shared: RedisBudgets | None,
@@ -67,10 +82,11 @@ class Alerts:
         period: str,
         level: float,
         spec: BudgetSpec,
-        spent: int,
-        tokens: int,
+        usage: tuple[int, int],
         webhook: str | None,
     ) -> None:
+        """Claim the alert across replicas; the one that does logs, counts and posts it."""
+        spent, tokens = usage
         event = {
             "event": "budget_alert",
             "scope": scope,

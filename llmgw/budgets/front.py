@@ -13,12 +13,15 @@ estimate fell short. Periods are calendar months, UTC.
 
 Where the budgets are held across replicas follows the limits: with
 ``limits.backend: redis`` in Redis (``budgets/redis.py``: one atomic script per
-request, month-scoped keys seeded from the database when absent), else in the
-database (``store/budgets.py``: one conditional ``UPDATE`` per scope). The database
-records every request's spend either way. While Redis cannot be reached,
-``limits.on_redis_error`` decides: ``local`` holds the budgets in the database,
-``allow`` admits unchecked, ``deny`` answers ``429`` (``Retry-After: 1``). A database
-that cannot be reached admits unchecked, loudly: serving goes on.
+request, month-scoped keys seeded from the database when absent; exact across
+replicas), else in each process's memory over the database (``budgets/local.py``:
+no database round trip on a request's path; replicas sharing a PostgreSQL see each
+other's spend within about 1.25 s). The database records every scope's spend either
+way, written in batches off the request path (``store/budget_writer.py``). While Redis
+cannot be reached, ``limits.on_redis_error`` decides: ``local`` holds the budgets in
+this process's memory over the database, ``allow`` admits unchecked, ``deny`` answers
+``429`` (``Retry-After: 1``). A database that cannot be read admits unchecked, loudly:
+serving goes on.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ import asyncio
 import itertools
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from llmgw.budgets.alerts import Alerts
+from llmgw.budgets.local import LocalBudgets
 from llmgw.budgets.scopes import (
     asks_for,
     describe,
@@ -68,7 +72,7 @@ class Hold:
     period: str
     asks: tuple[queries.Ask, ...]
     specs: tuple[BudgetSpec, ...]
-    in_db: bool = True  # reserved in the database
+    local: bool = True  # reserved in this process's memory (budgets/local.py)
     shared: RedisBudgets | None = None  # Redis holds these budgets
     member: str = ""  # its reservation's name in Redis ("": none)
 
@@ -79,6 +83,7 @@ class Budgets:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self.db: Database | None = None
+        self.local: LocalBudgets | None = None
         self._background = Background()
         self._shared: dict[str, RedisBudgets] = {}  # by redis_url
         self.alerts = Alerts(metrics, self._background.spawn)
@@ -109,29 +114,35 @@ class Budgets:
         shared = self.shared_for(config.limits)
         if shared is not None:
             policy = config.limits.on_redis_error
-            hold = await self._admit_shared(shared, self.db, period, asks, specs, policy)
+            hold = await self._admit_shared(shared, period, asks, specs, policy)
             if hold is not None:
                 return hold
             if policy == "allow":
-                return Hold(period, asks, specs, in_db=False, shared=shared)
+                return Hold(period, asks, specs, local=False, shared=shared)
             if policy == "deny":
                 raise RateLimited(
                     "Budgets cannot be checked right now; retry shortly",
                     headers={"Retry-After": "1"},
                 )
-        try:
-            refused = await queries.reserve(self.db, period, asks)
-        except DB_ERRORS as exc:  # fail open, loudly: serving goes on
-            log.error("budgets: cannot reach the database (%s); request admitted unchecked", exc)
+        local = self.local
+        if local is None:
             return None
+        if not await local.ready(period, [ask.scope for ask in asks]):
+            return Hold(period, asks, specs, local=False)  # unchecked; the spend is recorded
+        refused = local.reserve(period, asks)
         if refused >= 0:
             self._refuse(asks[refused].scope, period)
         return Hold(period, asks, specs, shared=shared)
 
+    def open(self, db: Database, metrics: Metrics, bound: int) -> None:
+        """Use ``db`` (at start, for the life of the process) and start writing spend to it."""
+        self.db = db
+        self.local = LocalBudgets(db, metrics, bound)
+        self.local.writer.start()
+
     async def _admit_shared(
         self,
         shared: RedisBudgets,
-        db: Database,
         period: str,
         asks: tuple[queries.Ask, ...],
         specs: tuple[BudgetSpec, ...],
@@ -143,18 +154,18 @@ class Budgets:
         until = expire_at(period)
         verdict = await shared.admit(period, until, asks, member, None, policy)
         if verdict and verdict[0] < 0:
-            try:
-                rows = await queries.spend(db, period, [ask.scope for ask in asks])
+            assert self.local is not None  # admit checked the database
+            try:  # the database's spend and this process's not written yet
+                seeds = await self.local.report([(period, ask.scope) for ask in asks], period)
             except DB_ERRORS as exc:
                 log.error("budgets: cannot read this month's spend (%s); admitted unchecked", exc)
-                return Hold(period, asks, specs, in_db=False, shared=shared)
-            seeds = {row.scope: (int(row.spent_nano_usd), int(row.tokens)) for row in rows}
+                return Hold(period, asks, specs, local=False, shared=shared)
             verdict = await shared.admit(period, until, asks, member, seeds, policy)
         if verdict is None:
             return None
         if verdict:
             self._refuse(asks[verdict[0]].scope, period)
-        return Hold(period, asks, specs, in_db=False, shared=shared, member=member)
+        return Hold(period, asks, specs, local=False, shared=shared, member=member)
 
     def _refuse(self, scope: str, period: str) -> None:
         self.metrics.budget_rejections.labels(scope.partition(":")[0]).inc()
@@ -165,52 +176,79 @@ class Budgets:
 
     async def release(self, hold: Hold | None) -> None:
         """Undo ``admit``'s reservation of a request that was not served."""
-        if hold is not None and self.db is not None:
-            await asyncio.shield(self._background.spawn(self._release(self.db, hold)))
-
-    async def _release(self, db: Database, hold: Hold) -> None:
-        if hold.in_db:
-            try:
-                await queries.settle(db, hold.period, hold.asks, 0, 0)
-            except DB_ERRORS as exc:
-                log.error("budgets: cannot release a reservation (%s)", exc)
+        if hold is None or self.local is None:
+            return
+        if hold.local:
+            self.local.settle(hold.period, hold.asks, True, 0, 0)
         if hold.shared is not None and hold.member:
             scopes = [ask.scope for ask in hold.asks]
-            await hold.shared.settle(hold.period, scopes, hold.member, 0, 0)
+            work = self._release_shared(hold.shared, hold.period, scopes, hold.member)
+            await asyncio.shield(self._background.spawn(work))
+
+    @staticmethod
+    async def _release_shared(
+        shared: RedisBudgets, period: str, scopes: list[str], member: str
+    ) -> None:
+        await shared.settle(period, scopes, member, 0, 0)
 
     async def settle(
         self, hold: Hold | None, spend: Spend, alerts: tuple[float, ...], webhook: str | None
     ) -> None:
-        if hold is None or self.db is None:
+        local, db = self.local, self.db
+        if hold is None or local is None or db is None:
             return
-        work = self._settle(self.db, hold, spend, alerts, webhook)
-        # Shielded: a second cancellation of the handler must not lose the spend.
-        await asyncio.shield(self._background.spawn(work))
-
-    async def _settle(
-        self, db: Database, hold: Hold, spend: Spend, alerts: tuple[float, ...], webhook: str | None
-    ) -> None:
         used = spend.prompt_tokens + spend.completion_tokens
         cost = spend.cost_nano_usd
-        scopes = [ask.scope for ask in hold.asks]
-        after: dict[str, tuple[int, int]] = {}
-        try:  # the database first: a Redis that lost the month seeds from it
-            if hold.in_db:
-                after = await queries.settle(db, hold.period, hold.asks, cost, used)
-            else:
-                after = await queries.record(db, hold.period, scopes, cost, used)
-        except DB_ERRORS as exc:
-            log.error("budgets: cannot record a request's spend (%s): %s", exc, hold.asks)
-            if hold.shared is None:
-                return
-        if hold.shared is not None:  # also when reserved elsewhere: Redis counts it all
-            held = await hold.shared.settle(hold.period, scopes, hold.member, cost, used)
-            after.update(held or {})
+        # In memory, the spend queued for the writer: no database on the request's path.
+        after = local.settle(hold.period, hold.asks, hold.local, cost, used)
+        if hold.shared is not None:  # Redis counts it all (also when reserved elsewhere)
+            scopes = [ask.scope for ask in hold.asks]
+            work = self._settle_shared(db, hold, scopes, cost, used, alerts, webhook)
+            # Shielded: a second cancellation of the handler must not lose the spend.
+            await asyncio.shield(self._background.spawn(work))
+            return
+        for work in self._alerts_due(db, hold, after, alerts, webhook):
+            # Rare (a threshold crossed): claimed in the database, shielded like the rest.
+            await asyncio.shield(self._background.spawn(work))
+
+    async def _settle_shared(
+        self,
+        db: Database,
+        hold: Hold,
+        scopes: list[str],
+        cost: int,
+        used: int,
+        alerts: tuple[float, ...],
+        webhook: str | None,
+    ) -> None:
+        assert hold.shared is not None
+        after = await hold.shared.settle(hold.period, scopes, hold.member, cost, used)
         for scope, spec in zip(scopes, hold.specs, strict=True):
-            if scope in after:
+            if after is not None and scope in after:
                 await self.alerts.check(
                     db, hold.shared, hold.period, scope, spec, after[scope], alerts, webhook
                 )
+
+    def _alerts_due(
+        self,
+        db: Database,
+        hold: Hold,
+        after: dict[str, tuple[int, int]],
+        levels: tuple[float, ...],
+        webhook: str | None,
+    ) -> list[Coroutine[Any, Any, None]]:
+        """The firing of each alert level this spend reached (rare); no I/O."""
+        due: list[Coroutine[Any, Any, None]] = []
+        for scope, spec in zip((ask.scope for ask in hold.asks), hold.specs, strict=True):
+            if scope not in after:
+                continue
+            for level in self.alerts.due(hold.period, scope, spec, after[scope], levels):
+                due.append(
+                    self.alerts.fire(
+                        db, None, scope, hold.period, level, spec, after[scope], webhook
+                    )
+                )
+        return due
 
     async def shared_report(
         self, limits: LimitsConfig, period: str, scopes: list[str], levels: tuple[float, ...]
@@ -237,8 +275,16 @@ class Budgets:
             shared = self._shared[limits.redis_url] = RedisBudgets(limits.redis_url)
         return shared
 
+    async def spend(self, period: str) -> dict[str, tuple[int, int]]:
+        """Every scope's (spent, tokens) of ``period`` in the database, plus this
+        process's spend not written yet: exact right after a request."""
+        return {} if self.local is None else await self.local.report(None, period)
+
     async def close(self) -> None:
+        """Finish the work handed off, then write every spend still pending."""
         await self._background.drain(10)
+        if self.local is not None:
+            await self.local.writer.close()
         await self.alerts.close()
         for shared in self._shared.values():
             await shared.close()

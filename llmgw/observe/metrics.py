@@ -261,6 +261,12 @@ class Metrics:
             "could not be written, or still held at exit).",
             registry=registry,
         )
+        self.budget_spend_dropped = Counter(
+            "llmgw_budget_spend_dropped",
+            "Budget spend (one scope's delta each) never written to the database: too many "
+            "scopes waiting while it could not be written, or still held at exit.",
+            registry=registry,
+        )
         self.budget_alerts = Counter(
             "llmgw_budget_alerts",
             "Budget alerts fired, by scope kind (key, budget_key, global) and fraction.",

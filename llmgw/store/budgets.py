@@ -1,19 +1,18 @@
-"""Budget spend in the database: reserve at admission, settle at the end, alerts.
-
-A reservation is one conditional ``UPDATE`` per scope inside one transaction: it
-succeeds only while the scope's spent plus reserved amount is under its limit, so
-replicas sharing the database can never all pass the same last cent (PostgreSQL
-re-checks the condition on the locked row; SQLite writes one transaction at a time).
+"""Budget spend in the database: each month's spent nano-USD and tokens per scope,
+and the alerts fired. Nothing here is on a request's path: the spend is added in
+batches by ``store/budget_writer.py`` and read when a scope is first used in a
+process, then about once a second (``budgets/local.py``). The ``reserved_*`` columns
+are no longer used (reservations live in each process's memory) and stay 0.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,114 +34,57 @@ def _insert(conn: AsyncConnection, table: Any) -> Any:
     return dialect.insert(table)
 
 
-async def reserve(db: Database, period: str, asks: Sequence[Ask]) -> int:
-    """Reserve in every scope, or in none: the index of the spent scope, or -1."""
-    try:
-        await _reserve(db, period, asks)
-    except _Refused as refused:
-        return refused.index
-    return -1
+async def add_spend(db: Database, deltas: Mapping[tuple[str, str], tuple[int, int]]) -> None:
+    """Add each (period, scope)'s (nano-USD, tokens) to its row, in one transaction.
 
-
-class _Refused(Exception):
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-
-async def _reserve(db: Database, period: str, asks: Sequence[Ask]) -> None:
-    s = budget_spend.c
-    async with db.engine.begin() as conn:  # an exception rolls every scope back
-        rows = [
-            {
-                "scope": a.scope,
-                "period": period,
-                "spent_nano_usd": 0,
-                "reserved_nano_usd": 0,
-                "tokens": 0,
-                "reserved_tokens": 0,
-            }
-            for a in asks
-        ]
-        await conn.execute(_insert(conn, budget_spend).on_conflict_do_nothing(), rows)
-        for index, ask in enumerate(asks):
-            conditions = [s.scope == ask.scope, s.period == period]
-            if ask.usd_nano is not None:
-                conditions.append(s.spent_nano_usd + s.reserved_nano_usd < ask.usd_nano)
-            if ask.tokens is not None:
-                conditions.append(s.tokens + s.reserved_tokens < ask.tokens)
-            result = await conn.execute(
-                update(budget_spend)
-                .where(and_(*conditions))
-                .values(
-                    reserved_nano_usd=s.reserved_nano_usd + ask.reserve_nano,
-                    reserved_tokens=s.reserved_tokens + ask.reserve_tokens,
-                )
-            )
-            if result.rowcount == 0:
-                raise _Refused(index)
-
-
-async def settle(
-    db: Database, period: str, asks: Sequence[Ask], cost_nano: int, tokens: int
-) -> dict[str, tuple[int, int]]:
-    """Replace the reservations by what was spent; each scope's (spent, tokens) after."""
-    s = budget_spend.c
-    after: dict[str, tuple[int, int]] = {}
-    async with db.engine.begin() as conn:
-        for ask in asks:
-            await conn.execute(
-                update(budget_spend)
-                .where(and_(s.scope == ask.scope, s.period == period))
-                .values(
-                    spent_nano_usd=s.spent_nano_usd + cost_nano,
-                    reserved_nano_usd=s.reserved_nano_usd - ask.reserve_nano,
-                    tokens=s.tokens + tokens,
-                    reserved_tokens=s.reserved_tokens - ask.reserve_tokens,
-                )
-            )
-        result = await conn.execute(
-            select(s.scope, s.spent_nano_usd, s.tokens).where(
-                and_(s.period == period, s.scope.in_([a.scope for a in asks]))
-            )
-        )
-        for scope, spent, used in result:
-            after[scope] = (int(spent), int(used))
-    return after
-
-
-async def record(
-    db: Database, period: str, scopes: Sequence[str], cost_nano: int, tokens: int
-) -> dict[str, tuple[int, int]]:
-    """Add a request's spend held elsewhere (Redis) to each scope's row, so the
-    database knows the month's spend too; each scope's (spent, tokens) after."""
-    s = budget_spend.c
+    Rows in (period, scope) order, so replicas writing the same rows at once take
+    their locks in the same order (PostgreSQL)."""
+    if not deltas:
+        return
     rows = [
         {
             "scope": scope,
             "period": period,
-            "spent_nano_usd": 0,
+            "spent_nano_usd": nano,
             "reserved_nano_usd": 0,
-            "tokens": 0,
+            "tokens": tokens,
             "reserved_tokens": 0,
         }
-        for scope in scopes
+        for (period, scope), (nano, tokens) in sorted(deltas.items())
     ]
-    after: dict[str, tuple[int, int]] = {}
+    s = budget_spend.c
     async with db.engine.begin() as conn:
-        await conn.execute(_insert(conn, budget_spend).on_conflict_do_nothing(), rows)
-        await conn.execute(
-            update(budget_spend)
-            .where(and_(s.period == period, s.scope.in_(list(scopes))))
-            .values(spent_nano_usd=s.spent_nano_usd + cost_nano, tokens=s.tokens + tokens)
+        statement = _insert(conn, budget_spend)
+        statement = statement.on_conflict_do_update(
+            index_elements=[s.scope, s.period],
+            set_={
+                "spent_nano_usd": s.spent_nano_usd + statement.excluded.spent_nano_usd,
+                "tokens": s.tokens + statement.excluded.tokens,
+            },
         )
-        result = await conn.execute(
-            select(s.scope, s.spent_nano_usd, s.tokens).where(
-                and_(s.period == period, s.scope.in_(list(scopes)))
+        await conn.execute(statement, rows)
+
+
+async def spent(
+    db: Database, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """The (spent nano-USD, tokens) the database holds for each (period, scope) of
+    ``keys`` that has a row: one ``SELECT`` per period (one, but at a month's turn)."""
+    by_period: dict[str, list[str]] = {}
+    for period, scope in keys:
+        by_period.setdefault(period, []).append(scope)
+    s = budget_spend.c
+    found: dict[tuple[str, str], tuple[int, int]] = {}
+    async with db.engine.connect() as conn:
+        for period, scopes in by_period.items():
+            result = await conn.execute(
+                select(s.scope, s.spent_nano_usd, s.tokens).where(
+                    and_(s.period == period, s.scope.in_(scopes))
+                )
             )
-        )
-        for scope, spent, used in result:
-            after[scope] = (int(spent), int(used))
-    return after
+            for scope, nano, tokens in result:
+                found[(period, scope)] = (int(nano), int(tokens))
+    return found
 
 
 async def claim_alert(db: Database, scope: str, period: str, fraction: str, detail: str) -> bool:

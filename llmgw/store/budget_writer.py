@@ -1,0 +1,174 @@
+"""Budget spend written off the request path: summed deltas per (period, scope).
+
+``add`` is called when a request settles and only adds its cost and tokens to the
+pending delta of each of its scopes (no I/O). A background task writes every pending
+delta every quarter second in one transaction (``spent += delta``, ``tokens +=
+delta``, ``store/budgets.add_spend``). While the database cannot be written the deltas
+are kept (and new ones summed into them) and the write is retried, backing off up to
+5 s. The deltas of at most ``bound`` (period, scope) pairs are held: the spend of a
+new pair beyond that is dropped, counted in ``llmgw_budget_spend_dropped_total`` and
+logged. ``close`` (at shutdown, SIGTERM included) writes everything pending.
+
+One database visit at a time: the writer, the reads of ``budgets/local.py`` (a
+scope's first use, the once-a-second refresh) and a budget report take turns
+(``quiet``), so a read never races a write whose deltas are both in flight and
+(maybe) already committed. ``after_write`` runs in the writer's turn, after each
+write that succeeded (the refresh of the spend other replicas wrote).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from llmgw.observe.metrics import Metrics
+from llmgw.store import budgets as queries
+from llmgw.store.engine import Database
+
+log = logging.getLogger("llmgw.budgets")
+Key = tuple[str, str]  # (period, scope)
+INTERVAL = 0.25  # seconds between writes
+MAX_BACKOFF = 5.0
+DB_ERRORS = (SQLAlchemyError, OSError)
+
+
+class SpendWriter:
+    def __init__(
+        self,
+        db: Database,
+        metrics: Metrics,
+        bound: int,
+        written: Callable[[dict[Key, tuple[int, int]]], None],
+        after_write: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.db = db
+        self.metrics = metrics
+        self.bound = bound
+        self.dropped = 0
+        self._written = written  # told of every batch committed, in the same turn
+        self._after_write = after_write
+        self._pending: dict[Key, tuple[int, int]] = {}
+        self._writing: dict[Key, tuple[int, int]] = {}  # the batch in flight
+        self._turn = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._failing = False
+
+    def add(self, key: Key, nano: int, tokens: int) -> None:
+        held = self._pending.get(key)
+        if held is None:
+            if not nano and not tokens:
+                return
+            if len(self._pending) >= self.bound:
+                self.dropped += 1
+                self.metrics.budget_spend_dropped.inc()
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log.error(
+                        "budgets: %d scopes wait to be written; the spend of %s is dropped "
+                        "(%d dropped so far)",
+                        self.bound,
+                        key[1],
+                        self.dropped,
+                    )
+                return
+            self._pending[key] = (nano, tokens)
+        else:
+            self._pending[key] = (held[0] + nano, held[1] + tokens)
+
+    def unflushed(self, key: Key) -> tuple[int, int]:
+        """What this process spent in ``key`` that the database does not hold yet."""
+        pending = self._pending.get(key, (0, 0))
+        writing = self._writing.get(key, (0, 0))
+        return pending[0] + writing[0], pending[1] + writing[1]
+
+    def unflushed_of(self, period: str) -> dict[Key, tuple[int, int]]:
+        """Every scope of ``period`` with spend the database does not hold yet."""
+        keys = {key for key in (*self._pending, *self._writing) if key[0] == period}
+        return {key: self.unflushed(key) for key in keys}
+
+    @contextlib.asynccontextmanager
+    async def quiet(self) -> AsyncIterator[None]:
+        """No write in flight while this is held."""
+        async with self._turn:
+            yield
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        backoff = INTERVAL
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), backoff)
+            self._wake.clear()
+            if self._stopping:
+                return
+            async with self._turn:
+                wrote = await self._write()
+                if wrote:
+                    await self._after_write()
+            backoff = INTERVAL if wrote else min(MAX_BACKOFF, backoff * 2)
+
+    async def flush(self) -> bool:
+        """Write everything pending now; False when the database refused (kept).
+        Shielded: a caller that goes away does not stop a write between its commit
+        and its bookkeeping."""
+        return await asyncio.shield(self._flush())
+
+    async def _flush(self) -> bool:
+        async with self._turn:
+            return await self._write()
+
+    async def _write(self) -> bool:
+        if not self._pending:
+            return True
+        batch, self._pending = self._pending, {}
+        self._writing = batch
+        try:
+            await queries.add_spend(self.db, batch)
+        except DB_ERRORS as exc:
+            for key, (nano, tokens) in batch.items():  # back in front, summed with newer
+                held = self._pending.get(key, (0, 0))
+                self._pending[key] = (held[0] + nano, held[1] + tokens)
+            if not self._failing:
+                log.error(
+                    "budgets: cannot write the spend to the database (%s); %d scopes held, "
+                    "retrying",
+                    str(exc).splitlines()[0],
+                    len(self._pending),
+                )
+            self._failing = True
+            return False
+        finally:
+            self._writing = {}
+        self._written(batch)
+        if self._failing:
+            log.warning("budgets: the database is back; the held spend is written")
+            self._failing = False
+        return True
+
+    async def close(self, within: float = 10.0) -> None:
+        """Stop the writer, then write what is pending (retrying for up to ``within`` s)."""
+        if self._task is not None:
+            self._stopping = True
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), within)
+        deadline = time.monotonic() + within
+        for _ in range(max(1, int(within / 0.2))):  # bounded: a dead database ends it
+            if await self.flush() or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        if self._pending:
+            log.error(
+                "budgets: the spend of %d scopes could not be written before exit",
+                len(self._pending),
+            )
+            self.metrics.budget_spend_dropped.inc(len(self._pending))
+            self._pending.clear()
