@@ -45,6 +45,7 @@ from llmgw.sink import ClientStalled, Sink
 Upstream = Callable[[Answer], Awaitable[web.StreamResponse]]
 # Speech and images too (a stored speech answer keeps its audio's content type); never
 # an upload (transcriptions, translations): its key could not cover the file.
+WHOLE_WRITE = 32 * 1024  # bytes: well under a transport's 64 KiB high-water mark
 CACHEABLE = frozenset(
     {"chat", "completions", "embeddings", "messages", "responses", "audio_speech", "images"}
 )
@@ -126,20 +127,22 @@ async def replay(
 ) -> web.StreamResponse:
     """A stored answer, byte for byte. A stored stream goes out whole, in one write
     with its length: its events are all there already, and writing them one by one
-    (a system call each) would only make a hit cost what a miss does."""
+    (a system call each) would only make a hit cost what a miss does. Past
+    ``WHOLE_WRITE`` bytes it goes through a ``Sink``, bounded by ``write_timeout``."""
     ctx.provider, ctx.upstream_model = entry.provider, entry.upstream_model
     ctx.prompt_tokens, ctx.completion_tokens = entry.prompt_tokens, entry.completion_tokens
     body = b"".join(entry.chunks) if len(entry.chunks) > 1 else entry.chunks[0]
     if ctx.annotate is not None:
         body = ctx.annotate(body, entry.content_type)
-    out = web.StreamResponse(
-        status=entry.status,
-        headers={
-            "Age": str(entry.age(time.time())),
-            "Content-Type": entry.content_type,
-            "Content-Length": str(len(body)),
-        },
-    )
+    headers = {"Age": str(entry.age(time.time())), "Content-Type": entry.content_type}
+    if len(body) <= WHOLE_WRITE:
+        # Handed to aiohttp whole: head and body leave in one system call (a stream of
+        # head, then body, costs two), and a body this small fits the transport's
+        # buffer at once, so no write can wait on a stalled client.
+        ctx.first_byte = time.perf_counter()
+        return web.Response(body=body, status=entry.status, headers=headers)
+    headers["Content-Length"] = str(len(body))
+    out = web.StreamResponse(status=entry.status, headers=headers)
     sink = Sink(request, write_timeout)
     await sink.prepare(out)
     ctx.first_byte = time.perf_counter()
