@@ -122,6 +122,7 @@ def test_entry_encoding_round_trip_keeps_chunk_boundaries() -> None:
         "m",
         3,
         4,
+        "medium",
     )
     assert decode_entry(encode_entry(original)) == original
     assert decode_entry(b"garbage") is None

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import web
 
 from tests.conftest import PROVIDER_KEY, GatewayFactory
@@ -188,6 +189,30 @@ async def test_decision_in_header_and_body(gateway: GatewayFactory, make_fake: M
     before, _, after = text.rpartition(": x-gateway ")
     assert "data: [DONE]" in before
     assert orjson.loads(after)["routing_decision"].startswith("balanced: a/m-a")
+
+
+async def test_an_exact_hit_says_the_misss_complexity_without_classifying_again(
+    gateway: GatewayFactory, make_fake: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The classifier runs for X-LLMGW-Routing; an exact hit is the same prompt, so its
+    class comes with the cached entry (a tenth of a hit's CPU otherwise)."""
+    import llmgw.api.routing as routing_api
+
+    calls: list[object] = []
+    real = routing_api.classify
+    monkeypatch.setattr(routing_api, "classify", lambda body: calls.append(1) or real(body))
+    a, b = await make_fake(), await make_fake()
+    gw = await gateway(two(a, b) + "cache: {enabled: true}\n")
+    proof = [{"role": "user", "content": "Prove that the algorithm terminates, step by step."}]
+    miss = await chat(gw, "a/m-a", messages=proof)
+    assert miss.headers["X-Cache"] == "MISS"
+    said = miss.headers["X-LLMGW-Routing"]
+    assert said.startswith("ordered: a/m-a (complexity ") and "simple" not in said
+    assert len(calls) == 1
+    hit = await chat(gw, "a/m-a", messages=proof)
+    assert hit.headers["X-Cache"] == "HIT"
+    assert hit.headers["X-LLMGW-Routing"] == said.replace("ordered:", "cache:")
+    assert len(calls) == 1
 
 
 async def test_metadata_in_body_on_request_with_the_sdk(

@@ -26,6 +26,9 @@ class Entry:
     upstream_model: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # The request's complexity class (X-LLMGW-Routing): an exact hit's request is the
+    # same prompt, so its hits need not classify it again.
+    complexity: str | None = None
 
     @property
     def size(self) -> int:
@@ -69,6 +72,7 @@ def encode_entry(entry: Entry) -> bytes:
             "upstream_model": entry.upstream_model,
             "prompt_tokens": entry.prompt_tokens,
             "completion_tokens": entry.completion_tokens,
+            "complexity": entry.complexity,
             "lengths": [len(chunk) for chunk in entry.chunks],
         }
     )
@@ -98,4 +102,9 @@ def decode_entry(data: bytes) -> Entry | None:
         upstream_model=meta["upstream_model"],
         prompt_tokens=meta.get("prompt_tokens"),
         completion_tokens=meta.get("completion_tokens"),
+        complexity=_complexity(meta.get("complexity")),
     )
+
+
+def _complexity(value: object) -> str | None:
+    return value if value in ("simple", "medium", "complex") else None

@@ -90,6 +90,8 @@ async def serve(
     entry = await store.get(key)
     if entry is not None and policy.accepts(entry, time.time()):
         _count(ctx, metrics, cache, "HIT", "exact")
+        if ctx.complexity is None:  # the same prompt: no need to classify it again
+            ctx.complexity = entry.complexity
         return await replay(request, ctx, entry, write_timeout)
     semantic = cache.semantic(settings) if embed is not None else None
     probe = None
@@ -239,9 +241,18 @@ async def _keep(
         upstream_model=head.upstream_model,
         prompt_tokens=ctx.prompt_tokens,
         completion_tokens=ctx.completion_tokens,
+        complexity=_complexity(ctx),
     )
     await store.put(key, entry, ttl)
     return True
+
+
+def _complexity(ctx: RequestContext) -> str | None:
+    """The request's complexity class, worked out now if it was not yet (its answer's
+    X-LLMGW-Routing needs it anyway: it is kept on ``ctx`` for that)."""
+    if ctx.complexity is None and ctx.complexity_of is not None:
+        ctx.complexity = ctx.complexity_of()
+    return ctx.complexity
 
 
 def _count(
