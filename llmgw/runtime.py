@@ -21,6 +21,7 @@ from llmgw.http import client as http_client
 from llmgw.http.public_fetch import AddressPolicy
 from llmgw.limits.clientip import Network, networks
 from llmgw.observe.reservoir import Reservoir
+from llmgw.observe.usage import PriceBook
 from llmgw.routing.candidates import Group, Live, group
 from llmgw.routing.profiles import Facts, facts_of, profile_table
 from llmgw.routing.router import CircuitBreaker, Router
@@ -123,6 +124,7 @@ class Runtime:
     # "provider/model" -> profile and price, of every candidate and pool target
     profiles: Mapping[str, Facts] = field(default_factory=lambda: MappingProxyType({}))
     trusted_proxies: tuple[Network, ...] = ()  # server.trusted_proxies, parsed once
+    prices: PriceBook = field(default_factory=lambda: PriceBook(MappingProxyType({})))
     # What smart routing orders, precomputed (routing/candidates.py): the virtual
     # models' candidates and each pool's targets.
     candidates: Group | None = None
@@ -209,6 +211,7 @@ def build_runtime(config: GatewayConfig, states: ProviderStates, pool: http_clie
         profiles=profile_table(config, router.chat_targets),
         trusted_proxies=networks(config.server.trusted_proxies),
         image_policy=AddressPolicy(networks(config.server.image_fetch_allow)),
+        prices=PriceBook(config.prices),
     )
     listed = config.routing.candidates
     names = list(listed) if listed is not None else [str(t) for t in router.chat_targets]

@@ -106,7 +106,9 @@ async def _serve(
         note(ctx, "llmgw.routing", targets=", ".join(str(target) for target in targets))
     if ctx.budget_key is None:
         ctx.budget_key = budget_key_of(request.headers)
-    hold = await app[BUDGETS].admit(config, principal, call, targets, ctx.budget_key)
+    hold = await app[BUDGETS].admit(
+        config, principal, call, targets, ctx.budget_key, runtime.prices
+    )
     try:
         admission = await app[LIMITER].admit(config.limits, principal, call, targets, ctx)
     except BaseException as refused:
@@ -135,8 +137,8 @@ async def _serve(
     finally:  # also on errors and when the client went away
         for loser in ctx.hedge_losers:  # a hedge's cancelled racer: paid for all the same,
             if loser.upstream_model is not None:  # but the client made one request
-                app[USAGE].record(loser, call, None, config.prices, request=False)
-        spend = app[USAGE].record(ctx, call, response, config.prices)
+                app[USAGE].record(loser, call, None, runtime.prices, request=False)
+        spend = app[USAGE].record(ctx, call, response, runtime.prices)
         await app[LIMITER].settle(admission, spend)
         await app[BUDGETS].settle(hold, spend, config.budgets.alerts, config.budgets.webhook)
 
@@ -150,7 +152,7 @@ def _embedder(request: web.Request, runtime: Runtime, call: Call) -> Embedder | 
     app = request.app
 
     def account(ctx: RequestContext, embedding: Call) -> None:
-        app[USAGE].record(ctx, embedding, None, runtime.config.prices)
+        app[USAGE].record(ctx, embedding, None, runtime.prices)
         app[ACCOUNTING].add(ctx, True)
 
     return embedder(runtime, app[METRICS], request[CONTEXT], account)

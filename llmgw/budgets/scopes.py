@@ -11,7 +11,7 @@ from llmgw.core import Call, Principal, estimate_prompt_tokens
 from llmgw.errors import InvalidRequest
 from llmgw.limits.types import Target
 from llmgw.observe.unit_prices import UNIT_ENDPOINTS, unit_cost_nano
-from llmgw.observe.usage import NANO, price_for, unit_price_for
+from llmgw.observe.usage import NANO, PriceBook
 from llmgw.store.budgets import Ask
 
 BUDGET_KEY_HEADER = "x-budget-key"
@@ -69,7 +69,7 @@ def budget_key_of(headers: Mapping[str, str]) -> str | None:
     return value
 
 
-def estimate(config: GatewayConfig, call: Call, targets: Iterable[Target]) -> tuple[int, int]:
+def estimate(call: Call, targets: Iterable[Target], prices: PriceBook) -> tuple[int, int]:
     """(nano-USD, tokens) reserved at admission."""
     prompt = estimate_prompt_tokens(call)
     limit = call.body.get("max_tokens", call.body.get("max_completion_tokens"))
@@ -78,12 +78,12 @@ def estimate(config: GatewayConfig, call: Call, targets: Iterable[Target]) -> tu
         completion = 0
     cost = 0
     for target in targets:
-        unit = unit_price_for(config.prices, target.provider, target.model)
+        unit = prices.units(target.provider, target.model)
         if unit is not None and call.endpoint in UNIT_ENDPOINTS:
             # speech by its characters, images by the n asked for; audio in is unknown
             cost = max(cost, unit_cost_nano(unit, call, None) or 0)
             continue
-        price = price_for(config.prices, target.provider, target.model)
+        price = prices.tokens(target.provider, target.model)
         if price is not None:
             cost = max(cost, round((prompt * price[0] + completion * price[1]) * 1000))
     return cost, prompt + completion

@@ -143,6 +143,42 @@ def _names(provider: str | None, model: str) -> list[str]:
     return names
 
 
+PRICE_MEMO = 4096  # (provider, model) pairs remembered; past that the memo starts afresh
+
+
+class PriceBook:
+    """``price_for`` / ``unit_price_for`` over ``prices``, remembered by (provider, model)."""
+
+    __slots__ = ("_tokens", "_units", "prices")
+
+    def __init__(self, prices: Mapping[str, Price]) -> None:
+        self.prices = prices
+        self._tokens: dict[tuple[str | None, str], tuple[float, float] | None] = {}
+        self._units: dict[tuple[str | None, str], UnitPrice | None] = {}
+
+    def tokens(self, provider: str | None, model: str) -> tuple[float, float] | None:
+        """(input, output) USD per 1M tokens, or None."""
+        key = (provider, model)
+        try:
+            return self._tokens[key]
+        except KeyError:
+            if len(self._tokens) >= PRICE_MEMO:
+                self._tokens.clear()
+            found = self._tokens[key] = price_for(self.prices, provider, model)
+            return found
+
+    def units(self, provider: str | None, model: str) -> UnitPrice | None:
+        """The per-unit price (minutes, characters, images), or None."""
+        key = (provider, model)
+        try:
+            return self._units[key]
+        except KeyError:
+            if len(self._units) >= PRICE_MEMO:
+                self._units.clear()
+            found = self._units[key] = unit_price_for(self.prices, provider, model)
+            return found
+
+
 def cost_nano_usd(price: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> int:
     """USD per 1M tokens times tokens, in whole nano-dollars (1 token at $1/M = 1000)."""
     return round((prompt_tokens * price[0] + completion_tokens * price[1]) * 1000)
@@ -214,7 +250,7 @@ class UsageBook:
         ctx: RequestContext,
         call: Call,
         response: web.StreamResponse | None,
-        prices: Mapping[str, Price],
+        prices: PriceBook,
         request: bool = True,
     ) -> Spend:
         """Count one admitted request (whatever its outcome): fill in the context's
@@ -238,7 +274,7 @@ class UsageBook:
             if call.endpoint in UNIT_ENDPOINTS:
                 found = _unit_cost(ctx, call, response, prices, reported)
             else:
-                price = price_for(prices, ctx.provider, ctx.upstream_model)
+                price = prices.tokens(ctx.provider, ctx.upstream_model)
                 found = None if price is None else cost_nano_usd(price, prompt, completion)
             if found is not None:
                 cost = found
@@ -293,16 +329,16 @@ def _unit_cost(
     ctx: RequestContext,
     call: Call,
     response: web.StreamResponse | None,
-    prices: Mapping[str, Price],
+    prices: PriceBook,
     reported: bool,
 ) -> int | None:
     """A media request's cost: per unit where its model has a unit price and the answer
     the measure, else by the tokens the provider reported (never by estimated ones)."""
     assert ctx.upstream_model is not None
-    unit = unit_price_for(prices, ctx.provider, ctx.upstream_model)
+    unit = prices.units(ctx.provider, ctx.upstream_model)
     if unit is not None:
         return unit_cost_nano(unit, call, _parsed(response))
-    price = price_for(prices, ctx.provider, ctx.upstream_model)
+    price = prices.tokens(ctx.provider, ctx.upstream_model)
     if price is None or not reported:
         return None
     return cost_nano_usd(price, ctx.prompt_tokens or 0, ctx.completion_tokens or 0)
