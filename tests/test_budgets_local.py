@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from llmgw.budgets.local import REFRESH
-from llmgw.store.budget_writer import INTERVAL
+from llmgw.store.background_writer import INTERVAL
 from tests.conftest import CLIENT_KEY, GatewayFactory
 from tests.fakes import FakeOpenAI
 from tests.postgres_server import postgres_server

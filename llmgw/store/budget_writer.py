@@ -21,23 +21,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from llmgw.observe.metrics import Metrics
 from llmgw.store import budgets as queries
+from llmgw.store.background_writer import BackgroundWriter
 from llmgw.store.engine import Database
 
 log = logging.getLogger("llmgw.budgets")
 Key = tuple[str, str]  # (period, scope)
-INTERVAL = 0.25  # seconds between writes
-MAX_BACKOFF = 5.0
 DB_ERRORS = (SQLAlchemyError, OSError)
 
 
-class SpendWriter:
+class SpendWriter(BackgroundWriter):
     def __init__(
         self,
         db: Database,
@@ -54,11 +52,8 @@ class SpendWriter:
         self._after_write = after_write
         self._pending: dict[Key, tuple[int, int]] = {}
         self._writing: dict[Key, tuple[int, int]] = {}  # the batch in flight
+        super().__init__()
         self._turn = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._failing = False
 
     def add(self, key: Key, nano: int, tokens: int) -> None:
         held = self._pending.get(key)
@@ -98,22 +93,12 @@ class SpendWriter:
         async with self._turn:
             yield
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        backoff = INTERVAL
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), backoff)
-            self._wake.clear()
-            if self._stopping:
-                return
-            async with self._turn:
-                wrote = await self._write()
-                if wrote:
-                    await self._after_write()
-            backoff = INTERVAL if wrote else min(MAX_BACKOFF, backoff * 2)
+    async def _cycle(self) -> bool:
+        async with self._turn:
+            wrote = await self._write()
+            if wrote:
+                await self._after_write()
+        return wrote
 
     async def flush(self) -> bool:
         """Write everything pending now; False when the database refused (kept).
@@ -153,22 +138,10 @@ class SpendWriter:
             self._failing = False
         return True
 
-    async def close(self, within: float = 10.0) -> None:
-        """Stop the writer, then write what is pending (retrying for up to ``within`` s)."""
-        if self._task is not None:
-            self._stopping = True
-            self._wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), within)
-        deadline = time.monotonic() + within
-        for _ in range(max(1, int(within / 0.2))):  # bounded: a dead database ends it
-            if await self.flush() or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(0.2)
-        if self._pending:
-            log.error(
-                "budgets: the spend of %d scopes could not be written before exit",
-                len(self._pending),
-            )
-            self.metrics.budget_spend_dropped.inc(len(self._pending))
-            self._pending.clear()
+    def _held(self) -> int:
+        return len(self._pending)
+
+    def _drop_held(self, count: int) -> None:
+        log.error("budgets: the spend of %d scopes could not be written before exit", count)
+        self.metrics.budget_spend_dropped.inc(count)
+        self._pending.clear()

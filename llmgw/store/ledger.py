@@ -17,7 +17,6 @@ shutdown, SIGTERM included) writes everything still held.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -29,13 +28,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from llmgw.core import ANONYMOUS_LABEL, RequestContext
 from llmgw.observe.metrics import Metrics
+from llmgw.store.background_writer import BackgroundWriter
 from llmgw.store.engine import Database
 from llmgw.store.tables import requests
 
 log = logging.getLogger(__name__)
 BATCH = 500  # rows per INSERT
-INTERVAL = 0.25  # seconds between writes of a partial batch
-MAX_BACKOFF = 5.0
 
 
 def utc_day(now: float) -> str:
@@ -66,7 +64,7 @@ def ledger_row(ctx: RequestContext, latency: float, now: float, day: str) -> dic
     }
 
 
-class Ledger:
+class Ledger(BackgroundWriter):
     def __init__(self, db: Database, metrics: Metrics, bound: int) -> None:
         self.db = db
         self.metrics = metrics
@@ -74,10 +72,7 @@ class Ledger:
         self.written = 0
         self.dropped = 0
         self._rows: deque[dict[str, Any]] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._failing = False
-        self._stopping = False
+        super().__init__()
         self._writing = asyncio.Lock()
         self._day: tuple[int, str] = (-1, "")  # (unix day, its date): one strftime a day
 
@@ -108,19 +103,6 @@ class Ledger:
     @property
     def pending(self) -> int:
         return len(self._rows)
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        backoff = INTERVAL
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), backoff)
-            self._wake.clear()
-            if self._stopping:
-                return
-            backoff = INTERVAL if await self.flush() else min(MAX_BACKOFF, backoff * 2)
 
     async def flush(self) -> bool:
         """Write every held row; False when the database refused (rows kept).
@@ -156,22 +138,11 @@ class Ledger:
                 self._failing = False
         return True
 
-    async def close(self, within: float = 10.0) -> None:
-        """Stop the writer, then write what is held (retrying for up to ``within`` s)."""
-        if self._task is not None:
-            # Not cancelled mid-write (that would strand a connection): asked to stop.
-            self._stopping = True
-            self._wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), within)
-        deadline = time.monotonic() + within
-        for _ in range(max(1, int(within / 0.2))):  # bounded: a dead database ends it
-            if await self.flush() or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(0.2)
-        if self._rows:
-            lost = len(self._rows)
-            self.dropped += lost
-            self.metrics.ledger_dropped.inc(lost)
-            log.error("usage ledger: %d rows could not be written before exit", lost)
-            self._rows.clear()
+    def _held(self) -> int:
+        return len(self._rows)
+
+    def _drop_held(self, count: int) -> None:
+        self.dropped += count
+        self.metrics.ledger_dropped.inc(count)
+        log.error("usage ledger: %d rows could not be written before exit", count)
+        self._rows.clear()
