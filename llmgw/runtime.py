@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 from llmgw.adapter import Adapter
 from llmgw.config import GatewayConfig, ProviderConfig, digest
@@ -111,6 +112,20 @@ class Provider:
     state: ProviderState
     timeouts: Timeouts
     disabled: str | None  # why it is skipped, or None when enabled
+
+    def status(self) -> dict[str, Any]:
+        """What the operator endpoints say of every provider (the health details and
+        the providers' status add their own figures)."""
+        state = self.state
+        return {
+            "type": self.config.type,
+            "enabled": self.disabled is None,
+            "disabled_reason": self.disabled,
+            "circuit": state.breaker.state,
+            "requests": state.requests,
+            "errors": state.errors,
+            "last_error": state.last_error,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,18 +31,12 @@ async def detailed(request: web.Request) -> web.Response:
     for name, provider in runtime.providers.items():
         state = provider.state
         providers[name] = {
-            "type": provider.config.type,
-            "enabled": provider.disabled is None,
-            "disabled_reason": provider.disabled,
-            "circuit": state.breaker.state,
+            **provider.status(),
             "latency_ms": {
                 "p50": state.latencies.percentile(50),
                 "p95": state.latencies.percentile(95),
             },
-            "requests": state.requests,
-            "errors": state.errors,
             "error_rate": round(state.errors / state.requests, 4) if state.requests else 0.0,
-            "last_error": state.last_error,
             "last_error_at": state.last_error_at if state.last_error else None,
         }
     urls = {

@@ -67,14 +67,8 @@ async def providers_status(request: web.Request) -> web.Response:
     for name, provider in runtime.providers.items():
         state = provider.state
         providers[name] = {
-            "type": provider.config.type,
-            "enabled": provider.disabled is None,
-            "disabled_reason": provider.disabled,
-            "circuit": state.breaker.state,
+            **provider.status(),
             "latency_ms": None if state.latency_ms is None else round(state.latency_ms, 2),
-            "requests": state.requests,
-            "errors": state.errors,
-            "last_error": state.last_error,
             "in_flight": state.inflight,
             "max_concurrency": provider.config.max_concurrency,
             "models": list(provider.config.models or ()),
