@@ -270,17 +270,15 @@ async def _send(
 async def _body(upstream: UpstreamResponse, deadline: float | None) -> bytes:
     """The whole body, by ``deadline`` (loop time) when given; a read that breaks is
     the attempt's failure."""
-    if upstream.complete:  # most small answers came with their head: no clock needed
-        try:
-            return await upstream.read()
-        except TRANSPORT_ERRORS as exc:  # over the size limit, say
-            raise failure_from(exc) from None
-    timer = asyncio.timeout_at(deadline)
+    timer = None
     try:
+        if upstream.complete:  # most small answers came with their head: no clock needed
+            return await upstream.read()
+        timer = asyncio.timeout_at(deadline)
         async with timer:
             return await upstream.read()
     except TRANSPORT_ERRORS as exc:
-        if timer.expired():
+        if timer is not None and timer.expired():
             raise _late_answer("the body was not whole within response_timeout") from None
         raise failure_from(exc) from None
 

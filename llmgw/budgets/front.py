@@ -101,10 +101,10 @@ class Budgets:
         call: Call,
         targets: Iterable[Target],
         budget_key: str | None,
-        prices: PriceBook | None = None,
+        prices: PriceBook,
     ) -> Hold | None:
         """Reserve the request's estimate in every budget that applies, or 429;
-        ``prices``: the snapshot's ``PriceBook`` (else one over ``config.prices``)."""
+        ``prices``: the snapshot's ``Runtime.prices``."""
         scopes = scopes_for(config, principal, budget_key)
         if not scopes:
             return None
@@ -113,8 +113,7 @@ class Budgets:
                 log.error("budgets are configured but there is no database: not enforced")
                 self._warned = True
             return None
-        book = prices if prices is not None else PriceBook(config.prices)
-        asks = asks_for(scopes, *estimate(call, targets, book))
+        asks = asks_for(scopes, *estimate(call, targets, prices))
         specs = tuple(spec for _, spec in scopes)
         period = self._period()
         shared = self.shared_for(config.limits)
