@@ -39,9 +39,16 @@ class Decision(NamedTuple):  # a NamedTuple: made on every request, cheaper than
     configured: bool = False  # a virtual model or pool: its targets are configured names
 
 
-def plan(runtime: Runtime, call: Call, state: RoutingState) -> Decision:
-    """The request's chain. Only scoring classifies the prompt and estimates its
-    tokens; an ordered alias or a plain model name is one table lookup."""
+def check(runtime: Runtime, call: Call) -> None:
+    """Raise what ``plan`` would for a request that names no model (404) or provider
+    (400) of this config, without deciding anything: for an answer from the cache."""
+    _check_prefer(runtime, call)
+    router = runtime.router
+    if router.virtual(call.model) is None and call.model not in runtime.pools:
+        router.resolve(call.model)
+
+
+def _check_prefer(runtime: Runtime, call: Call) -> None:
     ext = call.extensions
     prefer = ext.prefer_provider
     if prefer is not None and prefer not in runtime.providers:
@@ -49,6 +56,14 @@ def plan(runtime: Runtime, call: Call, state: RoutingState) -> Decision:
             f"'{ext.provider_field}' names unknown provider '{prefer}'",
             param=ext.provider_field,
         )
+
+
+def plan(runtime: Runtime, call: Call, state: RoutingState) -> Decision:
+    """The request's chain. Only scoring classifies the prompt and estimates its
+    tokens; an ordered alias or a plain model name is one table lookup."""
+    ext = call.extensions
+    prefer = ext.prefer_provider
+    _check_prefer(runtime, call)
     router = runtime.router
     virtual = router.virtual(call.model)
     group = runtime.candidates if virtual is not None else runtime.pools.get(call.model)

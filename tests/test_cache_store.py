@@ -123,6 +123,7 @@ def test_entry_encoding_round_trip_keeps_chunk_boundaries() -> None:
         3,
         4,
         "medium",
+        0.875,
     )
     assert decode_entry(encode_entry(original)) == original
     assert decode_entry(b"garbage") is None

@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from llmgw.api.calls import check_model, parse_call, prompt_excerpt
-from llmgw.api.routing import annotate, route
+from llmgw.api.routing import annotate, route, route_cached
 from llmgw.auth.keys import allow_model, identify, may_use
 from llmgw.budgets.scopes import budget_key_of
 from llmgw.cache import serve as caching
@@ -99,9 +99,14 @@ async def _serve(
     ctx.model_label = runtime.router.label(call.model)
     if config.logging.log_prompts:
         ctx.prompt = prompt_excerpt(call)
+    looked = None
     if targets is None:
         allow_model(principal, call.model)
-        targets = route(request, ctx, runtime, call)  # 404 (or 400) before limits and cache
+        looked = await caching.look_up(request, ctx, runtime, call, app[CACHE])
+        if looked is not None and looked.entry is not None:  # a hit: nothing to decide
+            targets = (route_cached(ctx, runtime, call, looked.entry),)
+        else:  # 404 (or 400) before limits and upstream
+            targets = route(request, ctx, runtime, call)
     if ctx.trace is not None:
         note(ctx, "llmgw.routing", targets=", ".join(str(target) for target in targets))
     if ctx.budget_key is None:
@@ -131,6 +136,7 @@ async def _serve(
             refresh=principal.cache_refresh,
             use_cache=call.extensions.cache,
             embed=_embedder(request, runtime, call),
+            looked=looked,
         )
         annotate(ctx, response)
         return response

@@ -10,9 +10,10 @@ import orjson
 from aiohttp import web
 
 from llmgw.api.guard import require_admin
+from llmgw.cache.entry import Entry
 from llmgw.config.schema import Price
 from llmgw.core import Call, RequestContext
-from llmgw.plan import plan
+from llmgw.plan import check, plan
 from llmgw.routing.classifier import classify
 from llmgw.routing.report import comment, metadata, with_metadata
 from llmgw.routing.router import Target
@@ -28,9 +29,7 @@ def route(
     strategy, targets, complexity, scores, configured = plan(runtime, call, state)
     ctx.strategy, ctx.scores = strategy, scores
     first = ctx.first_target = str(targets[0]) if targets else None
-    ext = call.extensions
-    ctx.tags = ext.metadata or None
-    ctx.budget_key = ext.budget_key
+    _note_extensions(ctx, runtime, call)
     if configured and first is not None:  # labels bounded by config
         if complexity is None:  # a pool that did not score: the ring says it all the same
             complexity = classify(call.body)
@@ -39,12 +38,36 @@ def route(
         body = call.body
         ctx.complexity_of = lambda: classify(body)
     ctx.complexity = complexity
+    return targets
+
+
+def route_cached(ctx: RequestContext, runtime: Runtime, call: Call, entry: Entry) -> Target:
+    """An exact hit's target: the one that answered the stored entry. Nothing is decided
+    (no decision counted or kept in the ring); its X-LLMGW-Routing says ``cache``, with
+    the score and complexity the entry was answered with."""
+    check(runtime, call)  # the same 404 or 400 as a routed request
+    target = Target(entry.provider, entry.upstream_model)
+    first = ctx.first_target = str(target)
+    ctx.strategy = "cache"
+    ctx.scores = None if entry.score is None else {first: entry.score}
+    ctx.complexity = entry.complexity
+    if entry.complexity is None:  # stored by an older gateway: classify if it is written
+        body = call.body
+        ctx.complexity_of = lambda: classify(body)
+    _note_extensions(ctx, runtime, call)
+    return target
+
+
+def _note_extensions(ctx: RequestContext, runtime: Runtime, call: Call) -> None:
+    """What the request's extensions ask of its answer and accounting."""
+    ext = call.extensions
+    ctx.tags = ext.metadata or None
+    ctx.budget_key = ext.budget_key
     if runtime.config.routing.response_metadata or ext.metadata_in_body:  # x-gateway asked
         prices = runtime.config.prices
         if call.stream:
             ctx.trailer = lambda: comment(metadata(ctx, prices))
         ctx.annotate = lambda body, content_type: _annotated(ctx, prices, body, content_type)
-    return targets
 
 
 def annotate(ctx: RequestContext, response: web.StreamResponse) -> None:

@@ -29,6 +29,8 @@ class Entry:
     # The request's complexity class (X-LLMGW-Routing): an exact hit's request is the
     # same prompt, so its hits need not classify it again.
     complexity: str | None = None
+    # Its target's routing score when it was chosen (X-LLMGW-Routing of its hits).
+    score: float | None = None
 
     @property
     def size(self) -> int:
@@ -73,6 +75,7 @@ def encode_entry(entry: Entry) -> bytes:
             "prompt_tokens": entry.prompt_tokens,
             "completion_tokens": entry.completion_tokens,
             "complexity": entry.complexity,
+            "score": entry.score,
             "lengths": [len(chunk) for chunk in entry.chunks],
         }
     )
@@ -103,8 +106,13 @@ def decode_entry(data: bytes) -> Entry | None:
         prompt_tokens=meta.get("prompt_tokens"),
         completion_tokens=meta.get("completion_tokens"),
         complexity=_complexity(meta.get("complexity")),
+        score=_score(meta.get("score")),
     )
 
 
 def _complexity(value: object) -> str | None:
     return value if value in ("simple", "medium", "complex") else None
+
+
+def _score(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -24,6 +24,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -51,6 +52,34 @@ CACHEABLE = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A request's exact cache key, what its Cache-Control allows, and the stored entry
+    it may be answered with (None: a miss, or not read)."""
+
+    key: str
+    policy: Policy
+    entry: Entry | None
+
+
+async def look_up(
+    request: web.Request, ctx: RequestContext, runtime: Runtime, call: Call, cache: ResponseCache
+) -> Lookup | None:
+    """The exact lookup, made before routing: a hit needs no routing decision (it is
+    charged to the target that answered it). None when the cache is not used for it."""
+    settings = runtime.config.cache
+    if not settings.enabled or not call.extensions.cache or call.endpoint not in CACHEABLE:
+        return None
+    policy = Policy.from_header(request.headers.get("Cache-Control"))
+    key = cache_key(call, ctx.key if settings.scope == "key" else None)
+    if not policy.read:
+        return Lookup(key, policy, None)
+    entry = await cache.store(settings).get(key)
+    if entry is not None and not policy.accepts(entry, time.time()):
+        entry = None
+    return Lookup(key, policy, entry)
+
+
 async def serve(
     request: web.Request,
     ctx: RequestContext,
@@ -62,19 +91,24 @@ async def serve(
     refresh: bool = False,
     use_cache: bool = True,
     embed: Embedder | None = None,
+    looked: Lookup | None = None,
 ) -> web.StreamResponse:
     """Answer ``call`` from the cache or from ``upstream``, recording what is cacheable;
     ``refresh``: the caller may replace shared entries (``Principal.cache_refresh``);
     ``use_cache`` False (``x-cache: false``): neither read nor write it; ``embed``: how
-    this request embeds its prompt for the semantic cache (``semantic_serve.py``)."""
+    this request embeds its prompt for the semantic cache (``semantic_serve.py``);
+    ``looked``: its ``look_up``, when made already (not made again)."""
     settings = runtime.config.cache
     write_timeout = runtime.config.server.write_timeout
     if not settings.enabled or not use_cache or call.endpoint not in CACHEABLE:
         return await _bypass(ctx, metrics, upstream, ClientAnswer(request, write_timeout))
-    policy = Policy.from_header(request.headers.get("Cache-Control"))
     store = cache.store(settings)
     scope = ctx.key if settings.scope == "key" else None
-    key = cache_key(call, scope)
+    if looked is None:
+        policy = Policy.from_header(request.headers.get("Cache-Control"))
+        key = cache_key(call, scope)
+    else:
+        policy, key = looked.policy, looked.key
     if not policy.read:
         writes = policy.write and (refresh or settings.scope == "key")
         recorder = Flight(settings.max_size) if writes else None
@@ -87,8 +121,8 @@ async def serve(
         await _keep(store, key, recorder, ctx, settings.ttl)
         return response
 
-    entry = await store.get(key)
-    if entry is not None and policy.accepts(entry, time.time()):
+    entry = await store.get(key) if looked is None else looked.entry
+    if entry is not None and (looked is not None or policy.accepts(entry, time.time())):
         _count(ctx, metrics, cache, "HIT", "exact")
         if ctx.complexity is None:  # the same prompt: no need to classify it again
             ctx.complexity = entry.complexity
@@ -242,6 +276,7 @@ async def _keep(
         prompt_tokens=ctx.prompt_tokens,
         completion_tokens=ctx.completion_tokens,
         complexity=_complexity(ctx),
+        score=_score(ctx, f"{head.provider}/{head.upstream_model}"),
     )
     await store.put(key, entry, ttl)
     return True
@@ -253,6 +288,11 @@ def _complexity(ctx: RequestContext) -> str | None:
     if ctx.complexity is None and ctx.complexity_of is not None:
         ctx.complexity = ctx.complexity_of()
     return ctx.complexity
+
+
+def _score(ctx: RequestContext, target: str) -> float | None:
+    """The routing score the answering target was chosen with, if it was scored."""
+    return None if ctx.scores is None else ctx.scores.get(target)
 
 
 def _count(
