@@ -134,12 +134,15 @@ async def _read(request: web.Request, limit: int, charged: _Charge) -> bytes:
     if declared is not None and declared > limit:
         raise RequestTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes")
     content = request.content
-    body = bytearray()
     if content.is_eof():  # usual: the whole body came with the headers, no waiting
-        body += content.read_nowait()
-        if len(body) > limit:
+        whole = content.read_nowait()
+        if len(whole) > limit:
             raise RequestTooLarge(f"Request body is over the limit of {limit} bytes")
-        charged.take(len(body))
+        if declared is not None and len(whole) != declared:
+            raise InvalidRequest("The request body ended before its Content-Length")
+        charged.take(len(whole))
+        return whole  # as it is: no copy
+    body = bytearray()
     while not content.is_eof():
         try:
             async with asyncio.timeout(idle):
