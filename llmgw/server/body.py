@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -50,28 +51,10 @@ class Bodies:
         self.heavy_in_use = 0
         self._heavy: asyncio.Semaphore | None = None
 
-    @contextlib.asynccontextmanager
-    async def receive(self, request: web.Request, server: ServerConfig) -> AsyncIterator[bytes]:
-        """The whole body, held within the bounds above for as long as the block runs."""
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            shown = encoding[:40] if encoding.isascii() and encoding.isprintable() else "?"
-            raise UnsupportedEncoding(
-                f"Content-Encoding '{shown}' is not supported: send the body uncompressed"
-            )
-        pending = server.max_pending_body_bytes
-        charged = _Charge(self, pending and max(pending, server.max_body_size))
-        try:
-            raw = await _read(request, server.max_body_size, charged)
-            if not is_heavy(raw):
-                charged.release()
-                yield raw
-                return
-            async with self._heavy_slot():
-                charged.release()
-                yield raw
-        finally:
-            charged.release()
+    def receive(self, request: web.Request, server: ServerConfig) -> Receipt:
+        """``async with bodies.receive(request, server) as raw``: the whole body, held
+        within the bounds above for as long as the block runs."""
+        return Receipt(self, request, server)
 
     @contextlib.asynccontextmanager
     async def _heavy_slot(self) -> AsyncIterator[None]:
@@ -91,6 +74,44 @@ class Bodies:
         finally:
             self.heavy_in_use -= 1
             self._heavy.release()
+
+
+class Receipt:
+    """One body being received (``Bodies.receive``). A class rather than an
+    ``asynccontextmanager``: every JSON request makes one, and a generator-based one
+    costs a generator, the loop's bookkeeping of it and two more calls each way."""
+
+    __slots__ = ("_bodies", "_request", "_server", "_slot")
+
+    def __init__(self, bodies: Bodies, request: web.Request, server: ServerConfig) -> None:
+        self._bodies = bodies
+        self._request = request
+        self._server = server
+        self._slot: contextlib.AbstractAsyncContextManager[None] | None = None
+
+    async def __aenter__(self) -> bytes:
+        request, server = self._request, self._server
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            shown = encoding[:40] if encoding.isascii() and encoding.isprintable() else "?"
+            raise UnsupportedEncoding(
+                f"Content-Encoding '{shown}' is not supported: send the body uncompressed"
+            )
+        pending = server.max_pending_body_bytes
+        charged = _Charge(self._bodies, pending and max(pending, server.max_body_size))
+        try:
+            raw = await _read(request, server.max_body_size, charged)
+            if is_heavy(raw):
+                slot = self._bodies._heavy_slot()
+                await slot.__aenter__()
+                self._slot = slot
+        finally:  # held while arriving, or waiting for a slot; then the slot bounds it
+            charged.release()
+        return raw
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._slot is not None:
+            await self._slot.__aexit__(*exc_info)
 
 
 def is_heavy(raw: bytes) -> bool:
