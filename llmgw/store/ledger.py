@@ -34,6 +34,7 @@ from llmgw.store.tables import requests
 
 log = logging.getLogger(__name__)
 BATCH = 500  # rows per INSERT
+_INSERT = insert(requests)
 
 
 def utc_day(now: float) -> str:
@@ -120,7 +121,7 @@ class Ledger(BackgroundWriter):
             batch = [self._rows[i] for i in range(min(BATCH, len(self._rows)))]
             try:
                 async with self.db.engine.begin() as conn:
-                    await conn.execute(insert(requests), batch)
+                    await conn.execute(_INSERT, batch)
             except (SQLAlchemyError, OSError) as exc:
                 if not self._failing:
                     log.warning(
