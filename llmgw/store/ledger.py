@@ -110,6 +110,8 @@ class Ledger(BackgroundWriter):
 
         Shielded: a caller cancelled mid-write (its client gone) does not stop the
         write between the commit and taking the written rows out of the buffer."""
+        if not self._rows:  # rows leave the buffer once written: nothing is held
+            return True
         return await asyncio.shield(self._write_held())
 
     async def _write_held(self) -> bool:
