@@ -51,7 +51,16 @@ class Sink:
         self.out = out
 
     def write(self, data: bytes) -> Awaitable[None]:
-        if self._may_block(len(data)):
+        # ``_may_block`` inline, cheapest test first: this runs for every chunk.
+        transport = self._transport
+        if (
+            transport is not None
+            and (
+                self._protocol.writing_paused
+                or transport.get_write_buffer_size() + len(data) + _FRAMING > self._high
+            )
+            and not transport.is_closing()
+        ):
             return self._bounded(self.out.write(data))
         return self.out.write(data)
 

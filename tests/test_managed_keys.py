@@ -6,6 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
+
+from llmgw.server.appkeys import DATABASE, KEYRING
 from tests.conftest import CLIENT_KEY, PROVIDER_KEY, GatewayFactory
 from tests.fakes import FakeOpenAI
 
@@ -100,3 +103,55 @@ async def test_expired_and_patched_keys(
     assert patched.status == 200
     forbidden = await gw.post("/v1/chat/completions", json=CHAT, headers={"X-API-Key": key})
     assert forbidden.status == 403  # usable again, with its new allowlist
+
+
+async def test_the_version_poll_holds_one_connection_instead_of_a_checkout_per_read(
+    gateway: GatewayFactory, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Twice a second on every replica, idle or not: each read is one statement on a
+    connection held for it, not a pooled read (a checkout and four more hops), and a
+    change made meanwhile by another replica is still seen."""
+    db = tmp_path / "keys.db"
+    one = await gateway(config(fake.url, db))
+    two = await gateway(config(fake.url, db))
+    managed, database = two.server.app[KEYRING].managed, two.server.app[DATABASE]
+    assert database is not None
+    checkouts: list[object] = []
+    event.listen(database.engine.sync_engine, "checkout", lambda *_: checkouts.append(1))
+    for _ in range(100):  # bounded: the first read opens the held connection
+        if managed.probe is not None and managed.probe.reads >= 1:
+            break
+        await asyncio.sleep(0.05)
+    checkouts.clear()
+    assert managed.probe is not None
+    first = managed.probe.reads
+    for _ in range(100):  # bounded: three more reads, about 1.5 s
+        if managed.probe.reads >= first + 3:
+            break
+        await asyncio.sleep(0.05)
+    assert managed.probe.reads >= first + 3
+    assert checkouts == []
+
+    created = await one.post("/api/v1/keys", json={"name": "svc-2"}, headers=ADMIN)
+    key = (await created.json())["key"]
+    assert await _status_within(two, key, 200, 1.0) == 200
+    assert (await one.delete("/api/v1/keys/svc-2", headers=ADMIN)).status == 204
+    assert await _status_within(two, key, 401, 1.0) == 401
+
+
+async def test_a_broken_poll_connection_is_replaced(
+    gateway: GatewayFactory, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    db = tmp_path / "keys.db"
+    one = await gateway(config(fake.url, db))
+    two = await gateway(config(fake.url, db))
+    managed = two.server.app[KEYRING].managed
+    for _ in range(100):  # bounded: until the held connection is open
+        if managed.probe is not None and managed.probe._driver is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert managed.probe is not None
+    await managed.probe._driver.close()  # the connection dies under the probe
+    created = await one.post("/api/v1/keys", json={"name": "svc-3"}, headers=ADMIN)
+    key = (await created.json())["key"]
+    assert await _status_within(two, key, 200, 2.0) == 200  # a failed read, then a new one

@@ -1,6 +1,6 @@
 """Managed keys (created over ``/api/v1/keys``) as principals, kept in step with the
-database: every replica polls the keys' version twice a second and reloads the table
-when it moved, so a deletion is refused everywhere within a second."""
+database: every replica polls the keys' version twice a second (``store/keys.VersionProbe``)
+and reloads the table when it moved, so a deletion is refused everywhere within a second."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ class ManagedKeys:
         self.by_digest: dict[bytes, ManagedKey] = {}
         self.names: frozenset[str] = frozenset()
         self.version = -1
+        self.probe: queries.VersionProbe | None = None  # set while ``watch`` runs
 
     async def load(self, db: Database) -> None:
         version = await queries.version(db)
@@ -74,15 +75,19 @@ class ManagedKeys:
         self.version = version
 
     async def watch(self, db: Database) -> None:
-        """Background: reload whenever the keys' version moves."""
+        """Background: reload whenever the keys' version moves (read by ``probe``)."""
+        self.probe = probe = queries.VersionProbe(db)
         failing = False
-        while True:
-            await asyncio.sleep(POLL_EVERY)
-            try:
-                if await queries.version(db) != self.version:
-                    await self.load(db)
-                failing = False
-            except (SQLAlchemyError, OSError) as exc:
-                if not failing:
-                    log.warning("managed keys: cannot read the database: %s", exc)
-                failing = True
+        try:
+            while True:
+                await asyncio.sleep(POLL_EVERY)
+                try:
+                    if await probe.read() != self.version:
+                        await self.load(db)
+                    failing = False
+                except (SQLAlchemyError, OSError, queries.ProbeFailed) as exc:
+                    if not failing:
+                        log.warning("managed keys: cannot read the database: %s", exc)
+                    failing = True
+        finally:
+            await probe.close()

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from llmgw.answer import ClientAnswer, Head, Rest
 from llmgw.cache.coalesce import Flight
+from llmgw.sink import Sink
 
 
 class Recording(ClientAnswer):
@@ -41,7 +42,7 @@ class Recording(ClientAnswer):
 
     def write(self, data: bytes) -> Awaitable[None]:
         self.flight.append(data)  # before the write: a follower must not miss it
-        return super().write(data)
+        return Sink.write(self, data)  # per chunk: no ``super()`` object made
 
     def write_error(self, event: bytes) -> Awaitable[None]:
         self.flight.append_error(event)

@@ -29,10 +29,13 @@ class BackgroundWriter:
 
     async def _run(self) -> None:
         backoff = INTERVAL
+        wake = self._wake
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), backoff)
-            self._wake.clear()
+            if not wake.is_set():  # a timeout, not ``wait_for``: no task made per turn
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):
+                        await wake.wait()
+            wake.clear()
             if self._stopping:
                 return
             backoff = INTERVAL if await self._cycle() else min(MAX_BACKOFF, backoff * 2)

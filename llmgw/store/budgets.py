@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,6 +34,29 @@ def _insert(conn: AsyncConnection, table: Any) -> Any:
     return dialect.insert(table)
 
 
+def _add_spend(dialect: Any) -> Any:
+    """``spent += delta, tokens += delta`` per row, inserting rows not there yet."""
+    s = budget_spend.c
+    statement = dialect.insert(budget_spend)
+    return statement.on_conflict_do_update(
+        index_elements=[s.scope, s.period],
+        set_={
+            "spent_nano_usd": s.spent_nano_usd + statement.excluded.spent_nano_usd,
+            "tokens": s.tokens + statement.excluded.tokens,
+        },
+    )
+
+
+# Built once (immutable): building the upsert cost a quarter of each write's CPU.
+_ADD_SPEND = {"sqlite": _add_spend(sqlite), "postgresql": _add_spend(postgresql)}
+_SPENT = select(budget_spend.c.scope, budget_spend.c.spent_nano_usd, budget_spend.c.tokens).where(
+    and_(
+        budget_spend.c.period == bindparam("period"),
+        budget_spend.c.scope.in_(bindparam("scopes", expanding=True)),
+    )
+)
+
+
 async def add_spend(db: Database, deltas: Mapping[tuple[str, str], tuple[int, int]]) -> None:
     """Add each (period, scope)'s (nano-USD, tokens) to its row, in one transaction.
 
@@ -52,17 +75,8 @@ async def add_spend(db: Database, deltas: Mapping[tuple[str, str], tuple[int, in
         }
         for (period, scope), (nano, tokens) in sorted(deltas.items())
     ]
-    s = budget_spend.c
     async with db.engine.begin() as conn:
-        statement = _insert(conn, budget_spend)
-        statement = statement.on_conflict_do_update(
-            index_elements=[s.scope, s.period],
-            set_={
-                "spent_nano_usd": s.spent_nano_usd + statement.excluded.spent_nano_usd,
-                "tokens": s.tokens + statement.excluded.tokens,
-            },
-        )
-        await conn.execute(statement, rows)
+        await conn.execute(_ADD_SPEND[conn.dialect.name], rows)
 
 
 async def spent(
@@ -73,15 +87,10 @@ async def spent(
     by_period: dict[str, list[str]] = {}
     for period, scope in keys:
         by_period.setdefault(period, []).append(scope)
-    s = budget_spend.c
     found: dict[tuple[str, str], tuple[int, int]] = {}
     async with db.engine.connect() as conn:
         for period, scopes in by_period.items():
-            result = await conn.execute(
-                select(s.scope, s.spent_nano_usd, s.tokens).where(
-                    and_(s.period == period, s.scope.in_(scopes))
-                )
-            )
+            result = await conn.execute(_SPENT, {"period": period, "scopes": scopes})
             for scope, nano, tokens in result:
                 found[(period, scope)] = (int(nano), int(tokens))
     return found

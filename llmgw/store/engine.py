@@ -19,6 +19,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolResetState
 
 from llmgw.config.store import DEFAULT_DATABASE_URL, DatabaseConfig
 
@@ -64,10 +65,12 @@ class Database:
         self.sqlite = url.startswith("sqlite")
         options: dict[str, Any] = {"pool_pre_ping": True}
         if self.sqlite:
-            options = {"connect_args": {"timeout": 30}}
+            # The pool's rollback on return, only where a transaction is open (``_reset``).
+            options = {"connect_args": {"timeout": 30}, "pool_reset_on_return": None}
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine.pool, "reset", _reset)
 
     @property
     def dialect(self) -> str:
@@ -102,6 +105,16 @@ def _sqlite_pragmas(connection: Any, _record: object) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _reset(dbapi_connection: Any, _record: object, state: PoolResetState) -> None:
+    """A SQLite connection back in the pool is rolled back only if it holds a
+    transaction: after a commit the pool's usual rollback is a no-op that still costs
+    a hop to the connection's thread (the ledger and the spend writer each commit four
+    times a second). One returned mid-transaction (its task cancelled between the
+    statement and the commit) is rolled back as before, so it cannot hold the write lock."""
+    if state.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
+        dbapi_connection.rollback()
 
 
 def _upgrade(connection: Connection) -> None:

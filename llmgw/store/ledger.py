@@ -34,6 +34,7 @@ from llmgw.store.tables import requests
 
 log = logging.getLogger(__name__)
 BATCH = 500  # rows per INSERT
+_INSERT = insert(requests)
 
 
 def utc_day(now: float) -> str:
@@ -109,6 +110,8 @@ class Ledger(BackgroundWriter):
 
         Shielded: a caller cancelled mid-write (its client gone) does not stop the
         write between the commit and taking the written rows out of the buffer."""
+        if not self._rows:  # rows leave the buffer once written: nothing is held
+            return True
         return await asyncio.shield(self._write_held())
 
     async def _write_held(self) -> bool:
@@ -120,7 +123,7 @@ class Ledger(BackgroundWriter):
             batch = [self._rows[i] for i in range(min(BATCH, len(self._rows)))]
             try:
                 async with self.db.engine.begin() as conn:
-                    await conn.execute(insert(requests), batch)
+                    await conn.execute(_INSERT, batch)
             except (SQLAlchemyError, OSError) as exc:
                 if not self._failing:
                     log.warning(
