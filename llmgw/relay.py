@@ -30,7 +30,7 @@ from llmgw.adapter import Adapter
 from llmgw.answer import Answer, Head, Rest, apart, is_done
 from llmgw.core import Call, RequestContext, StreamTranslator, Usage
 from llmgw.errors import stream_error_event
-from llmgw.sink import ClientStalled
+from llmgw.sink import ClientStalled, Stream
 from llmgw.translate.responses_wire import ENDS as RESPONSES_ENDS
 from llmgw.upstream import TRANSPORT_ERRORS, AttemptFailure, UpstreamResponse, failure_from
 
@@ -95,7 +95,7 @@ async def _open(ctx: RequestContext, answer: Answer, content_type: str) -> web.S
     """Commit: the headers go out."""
     if ctx.claim is not None:  # a hedged attempt: only the first to commit goes on
         ctx.claim()
-    out = web.StreamResponse(status=200, headers={**_STREAM_HEADERS, "Content-Type": content_type})
+    out = Stream(status=200, headers={**_STREAM_HEADERS, "Content-Type": content_type})
     assert ctx.provider is not None and ctx.upstream_model is not None
     await answer.open(out, Head(200, content_type, True, ctx.provider, ctx.upstream_model))
     ctx.first_byte = time.perf_counter()

@@ -27,6 +27,16 @@ from aiohttp import web
 _FRAMING = 4096  # more than aiohttp adds to a write: chunk framing, the buffered head
 
 
+class Stream(web.StreamResponse):
+    """A streamed response whose head leaves with its first write, in one system call.
+    aiohttp sends a ``StreamResponse``'s head on its own at ``prepare`` (its
+    ``Response`` buffers it the same way); the gateway prepares a stream only when its
+    first bytes are at hand (the provider's first event, a recorded chunk, a stored
+    answer), so waiting for them delays nothing."""
+
+    _send_headers_immediately = False  # aiohttp's switch (web_response.py)
+
+
 class ClientStalled(ConnectionResetError):
     """The client read nothing of its response for ``write_timeout``."""
 

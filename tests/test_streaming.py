@@ -91,3 +91,33 @@ async def test_stream_usage_is_logged(fake: FakeOpenAI, gateway: Any, caplog: An
     await wait_for(lambda: any(r.name == "llmgw.access" for r in caplog.records))
     record = next(r for r in caplog.records if r.name == "llmgw.access")
     assert (record.prompt_tokens, record.completion_tokens) == (9, 3)
+
+
+async def test_a_streams_head_leaves_with_its_first_event(
+    fake: FakeOpenAI, gateway: Any, monkeypatch: Any
+) -> None:
+    """One system call for the head and the first event, not one each: the gateway
+    commits to a stream once its first event is at hand (a miss, a coalesced follower,
+    a stored stream replayed past the one-write size alike)."""
+    from aiohttp import http_writer
+
+    sent: list[bytes] = []
+    real = http_writer.StreamWriter._writelines
+
+    def record(self: Any, chunks: Any) -> None:
+        chunks = [bytes(chunk) for chunk in chunks]
+        sent.append(b"".join(chunks))
+        real(self, chunks)
+
+    monkeypatch.setattr(http_writer.StreamWriter, "_writelines", record)
+    monkeypatch.setattr(
+        http_writer.StreamWriter, "_write", lambda self, chunk: record(self, [chunk])
+    )
+    fake.then(reply_stream(chat_chunks(["a", "b", "c"])))
+    gw = await gateway(one_provider(fake.url))
+    response = await gw.post("/v1/chat/completions", json=STREAM)
+    body = await response.read()
+    assert response.status == 200 and b"[DONE]" in body
+    heads = [write for write in sent if b"X-Request-ID" in write]  # the gateway's, not the fake's
+    assert len(heads) == 1
+    assert b"\r\n\r\n" in heads[0] and b"data: {" in heads[0].partition(b"\r\n\r\n")[2]

@@ -41,7 +41,7 @@ from llmgw.errors import stream_error_event
 from llmgw.observe.metrics import Metrics
 from llmgw.relay import delivered, saw_end
 from llmgw.runtime import Runtime
-from llmgw.sink import ClientStalled, Sink
+from llmgw.sink import ClientStalled, Sink, Stream
 
 Upstream = Callable[[Answer], Awaitable[web.StreamResponse]]
 # Speech and images too (a stored speech answer keeps its audio's content type); never
@@ -178,7 +178,7 @@ async def replay(
         ctx.first_byte = time.perf_counter()
         return web.Response(body=body, status=entry.status, headers=headers)
     headers["Content-Length"] = str(len(body))
-    out = web.StreamResponse(status=entry.status, headers=headers)
+    out = Stream(status=entry.status, headers=headers)
     sink = Sink(request, write_timeout)
     await sink.prepare(out)
     ctx.first_byte = time.perf_counter()
@@ -209,7 +209,7 @@ async def follow(
         return web.Response(
             body=b"".join(flight.chunks), status=head.status, content_type=head.content_type
         )
-    out = web.StreamResponse(status=head.status, headers={"Content-Type": head.content_type})
+    out = Stream(status=head.status, headers={"Content-Type": head.content_type})
     sink = Sink(request, write_timeout)
     await sink.prepare(out)
     ctx.first_byte = time.perf_counter()
