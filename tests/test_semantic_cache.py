@@ -275,9 +275,46 @@ async def test_two_replicas_share_semantic_hits_through_redis(
     await wait_for_index(three, 3)
 
 
-async def wait_for_index(gw: Any, size: int) -> None:
+async def wait_for_index(gw: Any, size: int, exactly: bool = False) -> None:
     for _ in range(100):
-        if (await stats(gw))["index_size"] >= size:
+        held = (await stats(gw))["index_size"]
+        if held == size or (held > size and not exactly):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"the index never reached {size} entries: {await stats(gw)}")
+
+
+async def test_clear_empties_the_semantic_index(gateway: Any) -> None:
+    gw = await gateway(semantic())
+    await post(gw, ask("What's the capital of France?"))
+    response, body = await post(gw, ask("what is the capital of france"))
+    assert response.headers["X-Cache-Match"] == "semantic"
+    assert b"What's the capital of France?" in body  # the stored answer (the mock echoes)
+    cleared = await (await gw.post("/api/v1/cache/clear")).json()
+    assert cleared == {"cleared": 1, "semantic_cleared": 1}
+    assert (await stats(gw))["index_size"] == 0
+    response, body = await post(gw, ask("what is the capital of france"))
+    assert response.headers["X-Cache"] == "MISS"
+    assert b"what is the capital of france" in body  # answered upstream, for itself
+    assert (await stats(gw))["index_size"] == 1
+
+
+async def test_clear_empties_every_replicas_index_through_redis(
+    aiohttp_client: Any, redis_url: str
+) -> None:
+    text = semantic(cache=f"  backend: redis\n  redis_url: {redis_url}")
+    one = await aiohttp_client(create_app(parse(text, environ={})))
+    two = await aiohttp_client(create_app(parse(text, environ={})))
+    await post(two, ask("an unrelated warm-up question about tides"))  # two subscribes
+    await post(one, ask("How tall is Mount Everest?"))
+    await wait_for_index(two, 2)
+    response, _ = await post(two, ask("how tall is mount everest?"))
+    assert response.headers["X-Cache-Match"] == "semantic"
+    cleared = await (await one.post("/api/v1/cache/clear")).json()
+    assert cleared == {"cleared": 2, "semantic_cleared": 2}
+    assert (await stats(one))["index_size"] == 0
+    await wait_for_index(two, 0, exactly=True)
+    response, body = await post(two, ask("how tall is mount everest?"))
+    assert response.headers["X-Cache"] == "MISS"
+    assert b"how tall is mount everest?" in body  # answered upstream, for itself
+    await wait_for_index(one, 1, exactly=True)  # what is added after the clear is shared

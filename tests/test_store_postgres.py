@@ -10,7 +10,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from llmgw.store.engine import Database, resolve_url
 from tests.fakes import free_port
 from tests.postgres_server import postgres_server
 from tests.test_ledger import _start
@@ -81,3 +84,23 @@ auth: {{admin_key: admin-secret-1}}
     assert 0.05 <= entry["spent_usd"] <= 0.05 + one + 1e-9  # one request's cost at most
     assert entry["spent_usd"] == pytest.approx(served * one)
     assert usage["total"]["requests"] == served + 2  # every row, from both replicas
+
+
+async def test_replicas_starting_together_on_a_fresh_database_all_come_up(
+    postgres_url: str,
+) -> None:
+    admin = create_async_engine(resolve_url(postgres_url, "."), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text("CREATE DATABASE fresh_replicas"))
+    await admin.dispose()
+    url = resolve_url(postgres_url.rsplit("/", 1)[0] + "/fresh_replicas", ".")
+    replicas = [Database(url) for _ in range(6)]
+    try:
+        await asyncio.gather(*(replica.start() for replica in replicas))
+        async with replicas[0].engine.connect() as conn:
+            versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+            requests = (await conn.execute(text("SELECT count(*) FROM requests"))).scalar()
+    finally:
+        for replica in replicas:
+            await replica.close()
+    assert [tuple(row) for row in versions] == [("0001",)] and requests == 0

@@ -142,7 +142,9 @@ DOCUMENT: Schema = {
         "/api/v1/cache/stats": {
             "get": admin("Cache statistics", ["entries", "bytes", "hits", "misses", "evictions"])
         },
-        "/api/v1/cache/clear": {"post": admin("Empty the cache", ["cleared"])},
+        "/api/v1/cache/clear": {
+            "post": admin("Empty the cache and the semantic index", ["cleared", "semantic_cleared"])
+        },
         "/api/v1/config": {
             "get": admin("The running config, secrets redacted", ["hash", "config", "last_reload"])
         },

@@ -139,9 +139,15 @@ def _semantic_stats(cache: ResponseCache, enabled: bool) -> dict[str, object]:
 
 
 async def cache_clear(request: web.Request) -> web.Response:
+    """Empty the exact store and the semantic index (every replica's, when on Redis):
+    ``cleared`` answers and ``semantic_cleared`` vectors."""
     require_admin(request)
-    store = request.app[CACHE].current()
+    cache = request.app[CACHE]
+    store = cache.current()
     cleared = (await store.sizes())[0] if store is not None else 0
     if store is not None:
         await store.clear()
-    return web.Response(body=orjson.dumps({"cleared": cleared}), content_type="application/json")
+    semantic = cache.current_semantic()
+    vectors = await semantic.clear() if semantic is not None else 0
+    body = {"cleared": cleared, "semantic_cleared": vectors}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")

@@ -125,6 +125,19 @@ class SemanticCache:
         if self.sync is not None:
             self._background(self.sync.publish_remove(key))
 
+    async def clear(self) -> int:
+        """Empty the index, and every replica's when shared; how many vectors it held
+        (the shared count when Redis answered). Publishes still under way land first,
+        so none of them brings a vector back after the clear."""
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        held = len(self.index)
+        self.index.clear()
+        if self.sync is not None:
+            shared: int | None = await self.sync.publish_clear()
+            if shared is not None:
+                held = shared
+        return held
+
     def skip(self, why: str, exc: BaseException | None = None) -> None:
         self.skipped += 1
         detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""

@@ -4,7 +4,8 @@ The answers are the exact cache's Redis entries already; what is shared here is 
 one's vector and partition: a hash ``llmgw:semantic:vectors`` (exact key → partition,
 a newline, the float32 bytes) and a sorted set ``llmgw:semantic:lru`` (exact key →
 last use), trimmed to ``max_entries`` oldest first. Every change is published on
-``llmgw:semantic:events`` (``+key``, ``-key``); each replica subscribes and follows,
+``llmgw:semantic:events`` (``+key``, ``-key``, and ``*origin`` when a replica emptied
+the cache: the others empty their index too); each replica subscribes and follows,
 and at start loads the newest ``max_entries`` vectors. A Redis that cannot be reached
 leaves each replica with what it has; it is logged, never a failed request.
 """
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,7 @@ class RedisVectors:
     def __init__(self, url: str, index: VectorIndex) -> None:
         self._redis: Any = aioredis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
         self._index = index
+        self._origin = uuid.uuid4().hex  # a clear this replica made, already applied here
         self.ready = asyncio.Event()  # subscribed and loaded
         self._follow = asyncio.ensure_future(self._run())
 
@@ -66,6 +69,19 @@ class RedisVectors:
                 await pipe.execute()
         except _FAILURES as exc:
             log.warning("semantic index removal not shared (redis): %s", type(exc).__name__)
+
+    async def publish_clear(self) -> int | None:
+        """Empty the shared index and tell every replica; how many vectors it held, or
+        None when Redis did not answer (logged; the others keep theirs)."""
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hlen(VECTORS).delete(VECTORS, LRU)
+                pipe.publish(EVENTS, b"*" + self._origin.encode())
+                held, _, _ = await pipe.execute()
+            return int(held)
+        except _FAILURES as exc:
+            log.warning("semantic index clear not shared (redis): %s", type(exc).__name__)
+            return None
 
     async def close(self) -> None:
         self._follow.cancel()
@@ -104,6 +120,9 @@ class RedisVectors:
         sign, key = event[:1], event[1:].decode()
         if sign == b"-":
             self._index.remove(key)
+        elif sign == b"*":
+            if key != self._origin:
+                self._index.clear()
         elif sign == b"+" and key not in self._index:
             data = await self._redis.hget(VECTORS, key)
             if data is not None:

@@ -122,8 +122,19 @@ def _upgrade(connection: Connection) -> None:
     from alembic import command
     from alembic.config import Config
 
+    # Replicas starting together must not both find the schema missing and both create
+    # it: the first migrates while the others wait, then find it at head. Both locks are
+    # held by the transaction ``Database.start`` opened, which Alembic runs in (it begins
+    # none of its own inside an outer one) and which commits when the migration is done.
     if connection.dialect.name == "postgresql":
         connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
+    else:
+        # SQLite's own write lock, taken now rather than at the first write: Python's
+        # sqlite3 begins no transaction before DDL, so without it every CREATE TABLE
+        # commits on its own and two processes race between reading alembic_version and
+        # creating the tables. Inside it the whole migration is one transaction (a
+        # failure leaves no half schema); the others wait in busy_timeout.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     config = Config()
     config.set_main_option("script_location", "llmgw.store:migrations")
     config.attributes["connection"] = connection
