@@ -61,11 +61,15 @@ class LocalBudgets:
         self._refreshed = 0.0
         self._warned = False
 
-    async def ready(self, period: str, scopes: Sequence[str]) -> bool:
+    async def ready(self, period: str, asks: Sequence[queries.Ask]) -> bool:
         """Every scope's month in memory; False when the database cannot be read."""
-        missing = [(period, s) for s in scopes if (period, s) not in self._states]
-        if not missing:
+        states = self._states
+        for ask in asks:
+            if (period, ask.scope) not in states:
+                break
+        else:
             return True
+        missing = [(period, a.scope) for a in asks if (period, a.scope) not in states]
         if time.monotonic() < self._rest_until:
             return False
         tasks = []
