@@ -130,7 +130,7 @@ class Budgets:
             return None
         cost, tokens = estimate(call, targets, prices)
         asks = tuple(
-            queries.Ask(scope, usd, most, cost, tokens) for scope, usd, most in applies.scopes
+            [queries.Ask(scope, usd, most, cost, tokens) for scope, usd, most in applies.scopes]
         )
         specs = applies.specs
         period = self._period()
@@ -150,9 +150,12 @@ class Budgets:
         local = self.local
         if local is None:
             return None
-        if not await local.ready(period, asks):
-            return Hold(period, asks, specs, local=False)  # unchecked; the spend is recorded
-        refused = local.reserve(period, asks)
+        refused = local.reserve(period, asks)  # no await while every month is in memory
+        if refused is None:
+            if not await local.ready(period, asks):
+                return Hold(period, asks, specs, local=False)  # unchecked; spend recorded
+            refused = local.reserve(period, asks)
+            assert refused is not None  # ready and reserve with no await in between
         if refused >= 0:
             self._refuse(asks[refused].scope, period)
         return Hold(period, asks, specs, shared=shared, applies=applies)
