@@ -149,8 +149,8 @@ class Limiter:
             verdict = self.memory.admit(scopes, tokens)
             admission.local = verdict.binding < 0
             admission.tick = verdict.tick
-        if verdict.rate is not None:  # the header text is made when the response is
-            ctx.ratelimit = verdict.rate.headers
+        # (the header text is made when the response is prepared)
+        ctx.ratelimit = None if verdict.rate is None else verdict.rate.headers
         if verdict.binding >= 0:
             scope = scopes[verdict.binding]
             self.metrics.ratelimit_rejections.labels(scope.kind).inc()
