@@ -172,6 +172,9 @@ async def test_live_stats_and_recent_requests(gateway: Any, sdk: Any) -> None:
     assert any(s["p95_ms"] is not None for s in live["seconds"])
     recent = await (await gw.get("/api/v1/requests?limit=10", headers=admin)).json()
     assert [r["status"] for r in recent["data"]] == [404, 200, 200, 200]  # newest first
+    newest_ok = recent["data"][1]  # the access line's fields, after when it ended
+    assert list(newest_ok)[:3] == ["time", "request_id", "key"]
+    assert abs(newest_ok["time"] - time.time()) < 600 and newest_ok["endpoint"] == "chat"
     only_ok = await (await gw.get("/api/v1/requests?status=2xx&model=echo", headers=admin)).json()
     assert len(only_ok["data"]) == 3 and all(r["model"] == "echo" for r in only_ok["data"])
     for bad in ("limit=0", "limit=abc", "seconds=100000", "status=abc"):

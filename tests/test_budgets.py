@@ -98,6 +98,24 @@ async def test_alerts_fire_once_each_at_80_and_95_percent(
     assert entry["alerts_fired"] == [0.8, 0.95]
 
 
+async def test_an_alert_fires_on_the_request_that_spends_exactly_its_level(
+    gateway: GatewayFactory, fake: FakeOpenAI, sdk: Any, tmp_path: Path
+) -> None:
+    """12 tokens of a 60-token global budget is 20 % to the token: the 0.2 alert is
+    due on the first request, though the key's own budget is far from any level."""
+    extra = "budgets:\n  alerts: [0.2, 0.9]\n  global: {monthly_tokens: 60}"
+    gw = await gateway(
+        budget_config(fake.url, tmp_path / "b.db", key_budget="{monthly_usd: 100}", extra=extra)
+    )
+    await sdk(gw).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    )
+    metrics = await (await gw.get("/metrics", headers=ADMIN)).text()
+    assert 'llmgw_budget_alerts_total{fraction="0.2",scope="global"} 1.0' in metrics
+    assert 'llmgw_budget_alerts_total{fraction="0.2",scope="key"}' not in metrics
+    assert 'llmgw_budget_alerts_total{fraction="0.9",scope="global"}' not in metrics
+
+
 async def test_x_budget_key_has_a_budget_of_its_own(
     gateway: GatewayFactory, fake: FakeOpenAI, sdk: Any, tmp_path: Path
 ) -> None:

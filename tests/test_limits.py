@@ -190,6 +190,38 @@ async def test_most_constrained_scope_is_reported(fake: FakeOpenAI, gateway: Any
     assert response.headers["x-ratelimit-remaining-tokens"] == "15"
 
 
+async def test_on_a_tie_the_scope_that_resets_later_is_reported(
+    fake: FakeOpenAI, gateway: Any
+) -> None:
+    """Two scopes with as many requests left: the headers show the one whose oldest
+    request leaves later (and a later tie-breaker replaces an earlier one)."""
+    config = limited(fake.url, key="{rpm: 4}", model="{rpm: 3}").replace(
+        "models: [gpt-4o-mini]", "models: [gpt-4o-mini, gpt-4o]"
+    )
+    gw = await gateway(config)
+    clock = gw.app[LIMITER].memory.clock = Clock()
+    first = await post(gw, {"model": "gpt-4o", "messages": MESSAGES})  # the key's only
+    assert first.headers["x-ratelimit-limit-requests"] == "4"
+    clock.now += 10
+    tied = await post(gw)  # key: 2 of 4 (oldest 10 s ago); model: 1 of 3 (oldest now)
+    assert tied.headers["x-ratelimit-remaining-requests"] == "2"
+    assert tied.headers["x-ratelimit-limit-requests"] == "3"
+    assert tied.headers["x-ratelimit-reset-requests"] == "1m0s"
+    assert tied.headers["X-RateLimit-Limit"] == "3"
+
+
+async def test_a_tokens_only_limit_fills_the_plain_headers(fake: FakeOpenAI, gateway: Any) -> None:
+    gw = await gateway(limited(fake.url, key="{tpm: 30}"))
+    gw.app[LIMITER].memory.clock = Clock()  # on a tick: the window resets in 60 s exactly
+    before = time.time()
+    response = await post(gw)
+    assert response.headers["X-RateLimit-Limit"] == "30"
+    assert response.headers["X-RateLimit-Remaining"] == "20"
+    assert before + 59 <= int(response.headers["X-RateLimit-Reset"]) <= time.time() + 61
+    assert response.headers["x-ratelimit-reset-tokens"] == "1m0s"
+    assert "x-ratelimit-remaining-requests" not in response.headers
+
+
 async def test_limits_headers_on_error_answers_of_the_limited(gateway: Any) -> None:
     config = limited("http://127.0.0.1:9/v1", key="{rpm: 4}")
     gw = await gateway(
@@ -286,7 +318,9 @@ def test_busy_window_stays_small_and_exact_to_a_tick() -> None:
         clock.now += 0.006  # 166 requests a second
     window = counters.scopes["global"].requests
     assert len(window.ticks) <= TICKS
-    assert window.total == verdict.counts[0].requests == 10_000  # the last 60 s: 60 / 0.006
+    assert window.total == 10_000  # the last 60 s: 60 / 0.006
+    assert verdict.rate is not None and verdict.rate.requests is not None
+    assert verdict.rate.requests[0] == 1_000_000 - 10_000
     assert counters.scopes["global"].tokens.total == 7 * 10_000
 
 

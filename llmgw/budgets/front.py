@@ -40,12 +40,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from llmgw.budgets.alerts import Alerts
 from llmgw.budgets.local import LocalBudgets
 from llmgw.budgets.scopes import (
-    asks_for,
     describe,
     estimate,
     expire_at,
+    limits_of,
     period_end,
     period_of,
+    quiet_below,
     scopes_for,
 )
 from llmgw.config import GatewayConfig
@@ -66,7 +67,7 @@ log = logging.getLogger("llmgw.budgets")
 DB_ERRORS = (SQLAlchemyError, OSError)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hold:
     """What ``settle`` needs: where the estimate was reserved, and for which scopes."""
 
@@ -76,6 +77,19 @@ class Hold:
     local: bool = True  # reserved in this process's memory (budgets/local.py)
     shared: RedisBudgets | None = None  # Redis holds these budgets
     member: str = ""  # its reservation's name in Redis ("": none)
+    applies: Applies | None = None  # what admission worked out of the snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Applies:
+    """The budgets of one request shape in one config snapshot, worked out once: each
+    scope's name and limits, and below what spend no alert level can be due."""
+
+    config: GatewayConfig
+    scopes: tuple[tuple[str, int | None, int | None], ...]  # scope, nano-USD, tokens limits
+    specs: tuple[BudgetSpec, ...]
+    levels: tuple[float, ...]  # budgets.alerts
+    quiet: tuple[tuple[float, float], ...]  # per scope: (nano-USD, tokens) under the lowest
 
 
 class Budgets:
@@ -93,6 +107,7 @@ class Budgets:
         self._ids = itertools.count()
         self._prefix = secrets.token_hex(6)
         self._day: tuple[int, str] = (-1, "")  # (unix day, its budget period)
+        self._memo: dict[tuple[object, ...], tuple[GatewayConfig, Applies | None]] = {}
 
     async def admit(
         self,
@@ -105,16 +120,19 @@ class Budgets:
     ) -> Hold | None:
         """Reserve the request's estimate in every budget that applies, or 429;
         ``prices``: the snapshot's ``Runtime.prices``."""
-        scopes = scopes_for(config, principal, budget_key)
-        if not scopes:
+        applies = self._applies(config, principal, budget_key)
+        if applies is None:
             return None
         if self.db is None:
             if not self._warned:
                 log.error("budgets are configured but there is no database: not enforced")
                 self._warned = True
             return None
-        asks = asks_for(scopes, *estimate(call, targets, prices))
-        specs = tuple(spec for _, spec in scopes)
+        cost, tokens = estimate(call, targets, prices)
+        asks = tuple(
+            [queries.Ask(scope, usd, most, cost, tokens) for scope, usd, most in applies.scopes]
+        )
+        specs = applies.specs
         period = self._period()
         shared = self.shared_for(config.limits)
         if shared is not None:
@@ -132,12 +150,40 @@ class Budgets:
         local = self.local
         if local is None:
             return None
-        if not await local.ready(period, [ask.scope for ask in asks]):
-            return Hold(period, asks, specs, local=False)  # unchecked; the spend is recorded
-        refused = local.reserve(period, asks)
+        refused = local.reserve(period, asks)  # no await while every month is in memory
+        if refused is None:
+            if not await local.ready(period, asks):
+                return Hold(period, asks, specs, local=False)  # unchecked; spend recorded
+            refused = local.reserve(period, asks)
+            assert refused is not None  # ready and reserve with no await in between
         if refused >= 0:
             self._refuse(asks[refused].scope, period)
-        return Hold(period, asks, specs, shared=shared)
+        return Hold(period, asks, specs, shared=shared, applies=applies)
+
+    def _applies(
+        self, config: GatewayConfig, principal: Principal, budget_key: str | None
+    ) -> Applies | None:
+        """``scopes_for`` and what follows from it, remembered per config snapshot, key
+        and budget key (bounded: past 4096 entries the memo starts afresh)."""
+        memo = (id(config), principal.name, id(principal.budget), budget_key)
+        found = self._memo.get(memo)
+        if found is not None and found[0] is config:
+            return found[1]
+        if len(self._memo) > 4096:  # old snapshots' entries, or many budget keys
+            self._memo.clear()
+        scopes = scopes_for(config, principal, budget_key)
+        applies = None
+        if scopes:
+            levels = config.budgets.alerts
+            applies = Applies(
+                config,
+                limits_of(scopes),
+                tuple(spec for _, spec in scopes),
+                levels,
+                tuple(quiet_below(spec, levels) for _, spec in scopes),
+            )
+        self._memo[memo] = (config, applies)
+        return applies
 
     def open(self, db: Database, metrics: Metrics, bound: int) -> None:
         """Use ``db`` (at start, for the life of the process) and start writing spend to it."""
@@ -219,6 +265,9 @@ class Budgets:
             # Shielded: a second cancellation of the handler must not lose the spend.
             await asyncio.shield(self._background.spawn(work))
             return
+        applies = hold.applies
+        if applies is not None and applies.levels is alerts and _quiet(after, hold.asks, applies):
+            return  # below every scope's lowest alert level (nearly always): none is due
         for work in self._alerts_due(db, hold, after, alerts, webhook):
             # Rare (a threshold crossed): claimed in the database, shielded like the rest.
             await asyncio.shield(self._background.spawn(work))
@@ -301,3 +350,14 @@ class Budgets:
         for shared in self._shared.values():
             await shared.close()
         self._shared.clear()
+
+
+def _quiet(
+    after: dict[str, tuple[int, int]], asks: tuple[queries.Ask, ...], applies: Applies
+) -> bool:
+    """No scope's spend after this request reaches its lowest alert level."""
+    for ask, (nano, tokens) in zip(asks, applies.quiet, strict=True):
+        total = after.get(ask.scope)
+        if total is not None and (total[0] >= nano or total[1] >= tokens):
+            return False
+    return True

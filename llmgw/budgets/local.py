@@ -61,11 +61,15 @@ class LocalBudgets:
         self._refreshed = 0.0
         self._warned = False
 
-    async def ready(self, period: str, scopes: Sequence[str]) -> bool:
+    async def ready(self, period: str, asks: Sequence[queries.Ask]) -> bool:
         """Every scope's month in memory; False when the database cannot be read."""
-        missing = [(period, s) for s in scopes if (period, s) not in self._states]
-        if not missing:
+        states = self._states
+        for ask in asks:
+            if (period, ask.scope) not in states:
+                break
+        else:
             return True
+        missing = [(period, a.scope) for a in asks if (period, a.scope) not in states]
         if time.monotonic() < self._rest_until:
             return False
         tasks = []
@@ -102,16 +106,23 @@ class LocalBudgets:
             spent, tokens = found.get(key, (0, 0))
             self._states[key] = State(spent, tokens, used_at=time.monotonic())
 
-    def reserve(self, period: str, asks: Sequence[queries.Ask]) -> int:
-        """Reserve in every scope, or in none: the index of the spent scope, or -1."""
-        now = time.monotonic()
-        states = [self._states[(period, ask.scope)] for ask in asks]
+    def reserve(self, period: str, asks: Sequence[queries.Ask]) -> int | None:
+        """Reserve in every scope, or in none: the index of the spent scope, or -1;
+        None when a scope's month is not in memory (``ready`` brings it)."""
+        states = []
+        held = self._states
+        for ask in asks:
+            state = held.get((period, ask.scope))
+            if state is None:
+                return None
+            states.append(state)
         for index, (ask, state) in enumerate(zip(asks, states, strict=True)):
             nano, tokens = self.writer.unflushed((period, ask.scope))
             if ask.usd_nano is not None and state.spent + nano + state.reserved >= ask.usd_nano:
                 return index
             if ask.tokens is not None and state.tokens + tokens + state.rtokens >= ask.tokens:
                 return index
+        now = time.monotonic()
         for ask, state in zip(asks, states, strict=True):
             state.reserved += ask.reserve_nano
             state.rtokens += ask.reserve_tokens

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
@@ -12,7 +13,6 @@ from llmgw.errors import InvalidRequest
 from llmgw.limits.types import Target
 from llmgw.observe.unit_prices import UNIT_ENDPOINTS, unit_cost_nano
 from llmgw.observe.usage import NANO, PriceBook
-from llmgw.store.budgets import Ask
 
 BUDGET_KEY_HEADER = "x-budget-key"
 MAX_BUDGET_KEY = 200
@@ -89,18 +89,34 @@ def estimate(call: Call, targets: Iterable[Target], prices: PriceBook) -> tuple[
     return cost, prompt + completion
 
 
-def asks_for(scopes: list[tuple[str, BudgetSpec]], cost: int, tokens: int) -> tuple[Ask, ...]:
-    """Each scope's limits (nano-USD, tokens) and the estimate it reserves."""
+def limits_of(
+    scopes: list[tuple[str, BudgetSpec]],
+) -> tuple[tuple[str, int | None, int | None], ...]:
+    """Each scope's limits as its ``Ask`` carries them: (scope, nano-USD, tokens)."""
     return tuple(
-        Ask(
+        (
             scope,
             None if spec.monthly_usd is None else round(spec.monthly_usd * NANO),
             spec.monthly_tokens,
-            cost,
-            tokens,
         )
         for scope, spec in scopes
     )
+
+
+def quiet_below(spec: BudgetSpec, levels: tuple[float, ...]) -> tuple[float, float]:
+    """(nano-USD, tokens) spent under both of which no alert level of ``spec`` can be
+    due (``Alerts.due``: the spent fraction reaches a level): one comparison each
+    instead of the fractions. A hair under the lowest level's figures, so float
+    rounding never hides a due alert; at or above them, ``due`` decides exactly."""
+    if not levels:
+        return math.inf, math.inf
+    lowest = min(levels)
+    if lowest <= 0:
+        return 0.0, 0.0  # always worth asking
+    margin = lowest * (1 - 1e-9)
+    usd = spec.monthly_usd * NANO * margin if spec.monthly_usd else math.inf
+    tokens = spec.monthly_tokens * margin if spec.monthly_tokens else math.inf
+    return usd, tokens
 
 
 def describe(scope: str) -> str:

@@ -55,7 +55,7 @@ from llmgw.config.schema import LimitsConfig
 from llmgw.core import Call, Principal, RequestContext, estimate_prompt_tokens
 from llmgw.errors import RateLimited
 from llmgw.limits.memory import MemoryCounters
-from llmgw.limits.types import LEASE, Background, Count, Scope, Target
+from llmgw.limits.types import LEASE, Background, Scope, Target, format_reset
 from llmgw.observe.metrics import Metrics
 from llmgw.observe.usage import Spend
 
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from llmgw.limits.redis import RedisCounters
 
 REASONS = ("requests per minute", "tokens per minute", "requests in flight")  # by Verdict.reason
+__all__ = ["REASONS", "Admission", "Limiter", "format_reset", "limited_models", "scopes_for"]
 
 
 @dataclass(slots=True)
@@ -111,7 +112,7 @@ class Limiter:
         self.memory = MemoryCounters(clock)
         self._shared: dict[str, RedisCounters] = {}  # by redis_url
         self._background = Background()
-        self._memo: dict[tuple[object, ...], tuple[LimitsConfig, tuple[Scope, ...]]] = {}
+        self._memo: dict[tuple[object, ...], tuple[LimitsConfig, tuple[Scope, ...], bool]] = {}
         # Request ids, unique across replicas: a random prefix per process, then a count.
         self._ids = itertools.count()
         self._prefix = secrets.token_hex(6)
@@ -125,13 +126,11 @@ class Limiter:
         ctx: RequestContext,
     ) -> Admission:
         """Record the request in every scope that limits it, or raise 429."""
-        scopes = self._scopes(limits, principal, call.model, tuple(targets))
-        if limits.per_ip is not None or limits.endpoints:
-            scopes = _request_scopes(limits, ctx) + scopes
+        scopes, counts_tokens = self._scopes(limits, principal, call.model, tuple(targets), ctx)
         shared = self._shared_for(limits)
         if not scopes:
             return Admission(shared=shared)
-        tokens = estimate_prompt_tokens(call) if any(s.spec.tpm for s in scopes) else 0
+        tokens = estimate_prompt_tokens(call) if counts_tokens else 0
         admission = Admission(scopes, reserved=tokens, shared=shared)
         verdict = None
         if shared is not None:
@@ -150,7 +149,8 @@ class Limiter:
             verdict = self.memory.admit(scopes, tokens)
             admission.local = verdict.binding < 0
             admission.tick = verdict.tick
-        ctx.ratelimit = rate_headers(scopes, verdict.counts)
+        # (the header text is made when the response is prepared)
+        ctx.ratelimit = None if verdict.rate is None else verdict.rate.headers
         if verdict.binding >= 0:
             scope = scopes[verdict.binding]
             self.metrics.ratelimit_rejections.labels(scope.kind).inc()
@@ -195,19 +195,38 @@ class Limiter:
         self._shared.clear()
 
     def _scopes(
-        self, limits: LimitsConfig, principal: Principal, model: str, targets: tuple[Target, ...]
-    ) -> tuple[Scope, ...]:
-        """``scopes_for`` the ``limited_models``, remembered per config snapshot, key,
-        model and targets (bounded: past 4096 entries the memo starts afresh)."""
-        memo = (id(limits), principal.name, id(principal.limits), model, targets)
+        self,
+        limits: LimitsConfig,
+        principal: Principal,
+        model: str,
+        targets: tuple[Target, ...],
+        ctx: RequestContext,
+    ) -> tuple[tuple[Scope, ...], bool]:
+        """The request's scopes (its address's and endpoint's, then ``scopes_for`` the
+        ``limited_models``) and whether any counts tokens, remembered per config
+        snapshot, key, model, targets, address and endpoint: the same tuple each time
+        (bounded: past 4096 entries the memo starts afresh)."""
+        by_request = limits.per_ip is not None or bool(limits.endpoints)
+        memo: tuple[object, ...] = (
+            id(limits),
+            principal.name,
+            id(principal.limits),
+            model,
+            targets,
+        )
+        if by_request:
+            memo += (ctx.client_ip, ctx.endpoint)
         found = self._memo.get(memo)
         if found is not None and found[0] is limits:
-            return found[1]
-        if len(self._memo) > 4096:  # old snapshots' entries: start afresh
+            return found[1], found[2]
+        if len(self._memo) > 4096:  # old snapshots' entries, or many addresses: start afresh
             self._memo.clear()
         scopes = scopes_for(limits, principal, limited_models(limits, model, targets))
-        self._memo[memo] = (limits, scopes)
-        return scopes
+        if by_request:
+            scopes = _request_scopes(limits, ctx) + scopes
+        counts_tokens = any(scope.spec.tpm for scope in scopes)
+        self._memo[memo] = (limits, scopes, counts_tokens)
+        return scopes, counts_tokens
 
     def _shared_for(self, limits: LimitsConfig) -> RedisCounters | None:
         if limits.backend != "redis" or not limits.redis_url:
@@ -235,54 +254,6 @@ def _request_scopes(limits: LimitsConfig, ctx: RequestContext) -> tuple[Scope, .
     if spec is not None:
         scopes += (Scope("endpoint", f"endpoint:{group}", spec),)
     return tuple(s for s in scopes if s.spec.rpm or s.spec.tpm or s.spec.concurrency)
-
-
-def rate_headers(scopes: tuple[Scope, ...], counts: list[Count]) -> dict[str, str] | None:
-    """OpenAI's ``x-ratelimit-*`` headers for the most constrained scope: the one with
-    the fewest requests (tokens) remaining, the later reset on a tie."""
-    requests: tuple[int, float, int] | None = None  # remaining, reset, limit
-    tokens: tuple[int, float, int] | None = None
-    for scope, count in zip(scopes, counts, strict=True):
-        spec = scope.spec
-        if spec.rpm:
-            left = spec.rpm - count.requests if count.requests < spec.rpm else 0
-            if requests is None or (left, -count.requests_reset) < (requests[0], -requests[1]):
-                requests = (left, count.requests_reset, spec.rpm)
-        if spec.tpm:
-            left = spec.tpm - count.tokens if count.tokens < spec.tpm else 0
-            if tokens is None or (left, -count.tokens_reset) < (tokens[0], -tokens[1]):
-                tokens = (left, count.tokens_reset, spec.tpm)
-    if requests is None and tokens is None:
-        return None
-    headers: dict[str, str] = {}
-    plain = requests or tokens  # the seed gateways' X-RateLimit-*: requests first
-    assert plain is not None
-    headers["X-RateLimit-Limit"] = str(plain[2])
-    headers["X-RateLimit-Remaining"] = str(plain[0])
-    headers["X-RateLimit-Reset"] = str(math.ceil(time.time() + plain[1]))
-    if requests is not None:
-        headers["x-ratelimit-limit-requests"] = str(requests[2])
-        headers["x-ratelimit-remaining-requests"] = str(requests[0])
-        headers["x-ratelimit-reset-requests"] = format_reset(requests[1])
-    if tokens is not None:
-        headers["x-ratelimit-limit-tokens"] = str(tokens[2])
-        headers["x-ratelimit-remaining-tokens"] = str(tokens[0])
-        headers["x-ratelimit-reset-tokens"] = format_reset(tokens[1])
-    return headers
-
-
-def format_reset(seconds: float) -> str:
-    """A duration as OpenAI writes it: ``20ms``, ``1s``, ``8.64s``, ``6m0s``."""
-    ms = math.ceil(seconds * 1000 - 1e-6) if seconds > 0 else 0  # no 30000 from 29999.0000001
-    if ms < 1000:
-        return f"{ms}ms"
-    minutes, rest = divmod(ms, 60_000)
-    whole, fraction = divmod(rest, 1000)
-    secs = f"{whole}.{fraction:03d}".rstrip("0") if fraction else str(whole)
-    if not minutes:
-        return f"{secs}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes}m{secs}s" if hours else f"{minutes}m{secs}s"
 
 
 def _describe(scope: Scope) -> str:

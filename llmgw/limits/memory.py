@@ -10,7 +10,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from llmgw.limits.types import CONCURRENCY_RETRY, PER_SECOND, TICKS, Count, Scope, Verdict
+from llmgw.limits.types import (
+    CONCURRENCY_RETRY,
+    PER_SECOND,
+    TICKS,
+    Figures,
+    RateLimits,
+    Scope,
+    Verdict,
+)
 
 
 class _Window:
@@ -93,65 +101,101 @@ class MemoryCounters:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self.scopes: dict[str, ScopeCounters] = {}
+        self.scopes: dict[str, ScopeCounters] = {}  # never dropped: a scope's counts last
+        # Each scopes tuple's plan, by the tuple's identity (the limits' front hands
+        # out the same tuple for the same request shape): no lookup per scope. Bounded.
+        self._plans: dict[int, tuple[tuple[Scope, ...], Plan]] = {}
 
     def admit(self, scopes: tuple[Scope, ...], tokens: int) -> Verdict:
         now = self.clock()
         tick = math.floor(now * PER_SECOND)
-        verdict = Verdict([], tick=tick)
-        counters = []
-        for index, scope in enumerate(scopes):
-            spec = scope.spec
-            state = self.scopes.get(scope.id)
-            if state is None:
-                state = self.scopes[scope.id] = ScopeCounters()
-            counters.append(state)
-            count = Count(inflight=state.inflight)
-            need, reason = -1.0, 0
-            if spec.rpm:
-                count.requests = total = state.requests.expire(tick)
-                if total >= spec.rpm:
-                    need = state.requests.leaves(total + 1 - spec.rpm) - now
-            if spec.tpm:
-                count.tokens = total = state.tokens.expire(tick)
-                if total > 0 and total + tokens > spec.tpm:
-                    wait = state.tokens.leaves(total + tokens - spec.tpm) - now
-                    if wait > need:
-                        need, reason = wait, 1
-            if spec.concurrency and state.inflight >= spec.concurrency and need < CONCURRENCY_RETRY:
-                need, reason = CONCURRENCY_RETRY, 2
-            if need >= 0 and (verdict.binding < 0 or need > verdict.wait):
-                verdict.binding, verdict.wait, verdict.reason = index, need, reason
-            verdict.counts.append(count)
-        admitted = verdict.binding < 0
-        for scope, state, count in zip(scopes, counters, verdict.counts, strict=True):
-            spec = scope.spec
-            if spec.rpm:
-                if admitted:
+        plan = self._plan_of(scopes)
+        binding, wait, reason = -1, 0.0, 0
+        for index, (state, rpm, tpm, concurrency) in enumerate(plan):
+            need, why = -1.0, 0
+            if rpm:
+                total = state.requests.expire(tick)
+                if total >= rpm:
+                    need = state.requests.leaves(total + 1 - rpm) - now
+            if tpm:
+                total = state.tokens.expire(tick)
+                if total > 0 and total + tokens > tpm:
+                    late = state.tokens.leaves(total + tokens - tpm) - now
+                    if late > need:
+                        need, why = late, 1
+            if concurrency and state.inflight >= concurrency and need < CONCURRENCY_RETRY:
+                need, why = CONCURRENCY_RETRY, 2
+            if need >= 0 and (binding < 0 or need > wait):
+                binding, wait, reason = index, need, why
+        if binding < 0:
+            for state, rpm, tpm, concurrency in plan:
+                if rpm:
                     state.requests.add(tick, 1)
-                    count.requests += 1
-                count.requests_reset = state.requests.reset(now)
-            if spec.tpm:
-                if admitted:
+                if tpm:
                     state.tokens.add(tick, tokens)
-                    count.tokens += tokens
-                count.tokens_reset = state.tokens.reset(now)
-            if spec.concurrency and admitted:
-                state.inflight = count.inflight = count.inflight + 1
-        return verdict
+                if concurrency:
+                    state.inflight += 1
+        return Verdict(_rate_limits(plan, now), binding, wait, reason, tick)
 
     def settle(self, scopes: tuple[Scope, ...], tick: int, reserved: int, used: int) -> None:
         """Replace the reservation made at ``tick`` by what was used; if that tick has
         left the window, what was used beyond the reservation counts from now."""
         now_tick = math.floor(self.clock() * PER_SECOND)
-        for scope in scopes:
-            state = self.scopes.get(scope.id)
-            if state is None:
-                continue
-            if scope.spec.tpm:
+        for state, _, tpm, concurrency in self._plan_of(scopes):
+            if tpm:
                 window = state.tokens
                 window.expire(now_tick)  # first: a tick about to leave must not be corrected
                 if not window.correct(tick, used - reserved) and used > reserved:
                     window.add(now_tick, used - reserved)
-            if scope.spec.concurrency:
+            if concurrency:
                 state.inflight = state.inflight - 1 if state.inflight > 0 else 0
+
+    def _plan_of(self, scopes: tuple[Scope, ...]) -> Plan:
+        """Each scope's counters and its limits as plain ints (0: none); reading them
+        from the config's models costs more than the counting."""
+        held = self._plans.get(id(scopes))
+        if held is not None and held[0] is scopes:
+            return held[1]
+        if len(self._plans) > 4096:  # old snapshots' tuples, or many client addresses
+            self._plans.clear()
+        counters = self.scopes
+        plan = tuple(
+            (
+                counters.get(s.id) or counters.setdefault(s.id, ScopeCounters()),
+                s.spec.rpm or 0,
+                s.spec.tpm or 0,
+                s.spec.concurrency or 0,
+            )
+            for s in scopes
+        )
+        self._plans[id(scopes)] = (scopes, plan)
+        return plan
+
+
+# Per scope: its counters, rpm, tpm and concurrency (0 where not limited).
+Plan = tuple[tuple[ScopeCounters, int, int, int], ...]
+
+
+def _rate_limits(plan: Plan, now: float) -> RateLimits | None:
+    """``most_constrained`` read straight from the windows: a scope's reset is worked
+    out only when its remaining count could make it the most constrained."""
+    requests: Figures | None = None
+    tokens: Figures | None = None
+    for state, rpm, tpm, _ in plan:
+        if rpm:
+            total = state.requests.total
+            left = rpm - total if total < rpm else 0
+            if requests is None or left <= requests[0]:
+                reset = state.requests.reset(now)
+                if requests is None or left < requests[0] or reset > requests[1]:
+                    requests = (left, reset, rpm)
+        if tpm:
+            total = state.tokens.total
+            left = tpm - total if total < tpm else 0
+            if tokens is None or left <= tokens[0]:
+                reset = state.tokens.reset(now)
+                if tokens is None or left < tokens[0] or reset > tokens[1]:
+                    tokens = (left, reset, tpm)
+    if requests is None and tokens is None:
+        return None
+    return RateLimits(requests, tokens, time.time())

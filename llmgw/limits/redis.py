@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 
 from llmgw.limits.shared_redis import ERRORS, PREFIX, SharedRedis
-from llmgw.limits.types import LEASE, WINDOW, Count, Scope, Verdict
+from llmgw.limits.types import LEASE, WINDOW, Count, Scope, Verdict, most_constrained
 from llmgw.observe.usage import Spend, usage_from_fields
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,9 @@ class RedisCounters(SharedRedis):
             )
             for i in range(len(scopes))
         ]
-        return Verdict(counts, binding - 1, wait_ms / 1000, max(0, reason))
+        return Verdict(
+            most_constrained(scopes, counts), binding - 1, wait_ms / 1000, max(0, reason)
+        )
 
     async def settle(
         self, scopes: tuple[Scope, ...], member: str, reserved: int, used: int, spend: Spend

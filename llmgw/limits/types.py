@@ -1,10 +1,12 @@
 """What the limits' front and both backends share: the window, the scopes, and the
-``Verdict`` a backend answers with (one ``Count`` per scope, as seen after recording,
-if admitted, and which scope refused and for how long)."""
+``Verdict`` a backend answers with (the most constrained scope's figures, as seen
+after recording, if admitted, and which scope refused and for how long)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -38,9 +40,80 @@ class Count:
     inflight: int = 0
 
 
+# The most constrained scope's (remaining, seconds until its oldest entry leaves, limit).
+Figures = tuple[int, float, int]
+
+
+@dataclass(slots=True)
+class RateLimits:
+    """What the ``x-ratelimit-*`` headers say, fixed at admission: the requests and the
+    tokens of the most constrained scope (None where no scope limits them). The header
+    text is made only when the response is prepared (``headers``)."""
+
+    requests: Figures | None
+    tokens: Figures | None
+    wall: float  # time.time() at admission: X-RateLimit-Reset is counted from it
+
+    def headers(self) -> dict[str, str]:
+        requests, tokens = self.requests, self.tokens
+        headers: dict[str, str] = {}
+        if requests is not None:  # the seed gateways' X-RateLimit-*: requests first
+            limit, left = str(requests[2]), str(requests[0])
+            headers["X-RateLimit-Limit"] = limit
+            headers["X-RateLimit-Remaining"] = left
+            headers["X-RateLimit-Reset"] = str(math.ceil(self.wall + requests[1]))
+            headers["x-ratelimit-limit-requests"] = limit
+            headers["x-ratelimit-remaining-requests"] = left
+            headers["x-ratelimit-reset-requests"] = format_reset(requests[1])
+        if tokens is not None:
+            limit, left = str(tokens[2]), str(tokens[0])
+            if requests is None:
+                headers["X-RateLimit-Limit"] = limit
+                headers["X-RateLimit-Remaining"] = left
+                headers["X-RateLimit-Reset"] = str(math.ceil(self.wall + tokens[1]))
+            headers["x-ratelimit-limit-tokens"] = limit
+            headers["x-ratelimit-remaining-tokens"] = left
+            headers["x-ratelimit-reset-tokens"] = format_reset(tokens[1])
+        return headers
+
+
+def format_reset(seconds: float) -> str:
+    """A duration as OpenAI writes it: ``20ms``, ``1s``, ``8.64s``, ``6m0s``."""
+    ms = math.ceil(seconds * 1000 - 1e-6) if seconds > 0 else 0  # no 30000 from 29999.0000001
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, rest = divmod(ms, 60_000)
+    whole, fraction = divmod(rest, 1000)
+    secs = f"{whole}.{fraction:03d}".rstrip("0") if fraction else str(whole)
+    if not minutes:
+        return f"{secs}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m{secs}s" if hours else f"{minutes}m{secs}s"
+
+
+def most_constrained(scopes: tuple[Scope, ...], counts: list[Count]) -> RateLimits | None:
+    """The rate limits of the scope with the fewest requests (tokens) remaining, the
+    later reset on a tie; None when no scope limits requests or tokens."""
+    requests: Figures | None = None
+    tokens: Figures | None = None
+    for scope, count in zip(scopes, counts, strict=True):
+        spec = scope.spec
+        if spec.rpm:
+            left = spec.rpm - count.requests if count.requests < spec.rpm else 0
+            if requests is None or (left, -count.requests_reset) < (requests[0], -requests[1]):
+                requests = (left, count.requests_reset, spec.rpm)
+        if spec.tpm:
+            left = spec.tpm - count.tokens if count.tokens < spec.tpm else 0
+            if tokens is None or (left, -count.tokens_reset) < (tokens[0], -tokens[1]):
+                tokens = (left, count.tokens_reset, spec.tpm)
+    if requests is None and tokens is None:
+        return None
+    return RateLimits(requests, tokens, time.time())
+
+
 @dataclass(slots=True)
 class Verdict:
-    counts: list[Count]
+    rate: RateLimits | None  # what the x-ratelimit-* headers say
     binding: int = -1  # index of the scope that refused; -1 = admitted
     wait: float = 0.0  # seconds until the request could fit
     reason: int = 0  # index into limits.REASONS

@@ -56,7 +56,8 @@ class LiveStats:
         self._seconds: deque[Second] = deque(maxlen=SECONDS)
         self._day = -1
         self.cost_today = 0.0
-        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        # (when, access line fields): the line a reader sees is made when it is read
+        self.recent: deque[tuple[float, dict[str, Any]]] = deque(maxlen=RECENT)
 
     def add(self, fields: dict[str, Any]) -> None:
         """One client request, from its access log fields."""
@@ -82,7 +83,7 @@ class LiveStats:
         if day != self._day:
             self._day, self.cost_today = day, 0.0
         self.cost_today += cost
-        self.recent.append({"time": round(now, 3), **fields})
+        self.recent.append((round(now, 3), fields))
 
     def window(self, span: int) -> dict[str, Any]:
         """The last ``span`` seconds, every second present (empty ones as zeros)."""
@@ -97,20 +98,25 @@ class LiveStats:
     ) -> list[dict[str, Any]]:
         """The most recent requests, newest first, filtered (``status``: ``404`` or
         a class such as ``5xx``)."""
-        return list(_limited(_filtered(reversed(self.recent), key, model, status), limit))
+        lines = _filtered(reversed(self.recent), key, model, status)
+        return [{"time": when, **fields} for when, fields in _limited(lines, limit)]
+
+
+Recent = tuple[float, dict[str, Any]]
 
 
 def _filtered(
-    lines: Iterable[dict[str, Any]], key: str | None, model: str | None, status: str | None
-) -> Iterable[dict[str, Any]]:
-    for line in lines:
+    lines: Iterable[Recent], key: str | None, model: str | None, status: str | None
+) -> Iterable[Recent]:
+    for entry in lines:
+        line = entry[1]
         if key and line.get("key") != key:
             continue
         if model and line.get("model") != model:
             continue
         if status and not _status_matches(line.get("status") or 0, status):
             continue
-        yield line
+        yield entry
 
 
 def _status_matches(value: int, wanted: str) -> bool:
@@ -119,7 +125,7 @@ def _status_matches(value: int, wanted: str) -> bool:
     return str(value) == wanted
 
 
-def _limited(lines: Iterable[dict[str, Any]], limit: int) -> Iterable[dict[str, Any]]:
+def _limited(lines: Iterable[Recent], limit: int) -> Iterable[Recent]:
     for count, line in enumerate(lines):
         if count >= limit:
             return

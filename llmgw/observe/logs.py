@@ -44,6 +44,9 @@ class MalformedRequests(logging.Filter):
         return True
 
 
+_USUAL = (("asctime", "time"), ("levelname", "level"), ("name", "logger"), ("message", "message"))
+
+
 class JsonFormatter(OrjsonFormatter):
     """python-json-logger's orjson formatter, leaner where every access line pays: the
     timestamp text is made once a second, and the record's extra fields are copied in
@@ -53,6 +56,7 @@ class JsonFormatter(OrjsonFormatter):
         super().__init__(*args, **kwargs)
         self._stamp = (-1, "")  # (second, its text): one attribute, so threads agree
         self._named = tuple((field, self._get_rename(field)) for field in self._required_fields)
+        self._usual = self._named == _USUAL  # as json_formatter() makes it
         # Lines can be made without a record when nothing but these fields is asked for.
         self.direct = not (self.defaults or self.static_fields or self.timestamp) and set(
             self._required_fields
@@ -62,14 +66,24 @@ class JsonFormatter(OrjsonFormatter):
         """What ``format`` makes of a record of ``message`` with ``fields`` as extras,
         made now, without the record (for ``AccessLog``)."""
         created = time.time()
-        record = {
-            "asctime": self._stamp_of(created, int((created - int(created)) * 1000)),
-            "levelname": logging.getLevelName(level),
-            "name": logger,
-            "message": message,
-        }
-        data = {name: record[field] for field, name in self._named}
-        data.update(fields)
+        stamp = self._stamp_of(created, int((created - int(created)) * 1000))
+        if self._usual:  # one dict, made in one go
+            data = {
+                "time": stamp,
+                "level": logging.getLevelName(level),
+                "logger": logger,
+                "message": message,
+                **fields,
+            }
+        else:
+            record = {
+                "asctime": stamp,
+                "levelname": logging.getLevelName(level),
+                "name": logger,
+                "message": message,
+            }
+            data = {name: record[field] for field, name in self._named}
+            data.update(fields)
         return self.jsonify_log_record(data)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:

@@ -147,7 +147,7 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
     if routing is not None and not _UNSAFE_HEADER.search(routing):
         headers["X-LLMGW-Routing"] = routing
     if ctx.ratelimit is not None:
-        headers.update(ctx.ratelimit)
+        headers.update(ctx.ratelimit())
 
 
 def _origins(request: web.Request) -> tuple[str, ...]:
