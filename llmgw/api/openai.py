@@ -141,12 +141,17 @@ async def _serve(
         annotate(ctx, response)
         return response
     finally:  # also on errors and when the client went away
-        for loser in ctx.hedge_losers:  # a hedge's cancelled racer: paid for all the same,
-            if loser.upstream_model is not None:  # but the client made one request
-                app[USAGE].record(loser, call, None, runtime.prices, request=False)
+        # A hedge's cancelled racers: paid for all the same (tokens, limits, budgets),
+        # but the client made one request.
+        losers = tuple(
+            app[USAGE].record(loser, call, None, runtime.prices, request=False)
+            for loser in ctx.hedge_losers
+            if loser.upstream_model is not None
+        )
         spend = app[USAGE].record(ctx, call, response, runtime.prices)
-        await app[LIMITER].settle(admission, spend)
-        await app[BUDGETS].settle(hold, spend, config.budgets.alerts, config.budgets.webhook)
+        await app[LIMITER].settle(admission, spend, losers)
+        budgets = config.budgets
+        await app[BUDGETS].settle(hold, spend, budgets.alerts, budgets.webhook, losers)
 
 
 def _embedder(request: web.Request, runtime: Runtime, call: Call) -> Embedder | None:

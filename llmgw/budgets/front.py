@@ -250,13 +250,23 @@ class Budgets:
         await shared.settle(period, scopes, member, 0, 0)
 
     async def settle(
-        self, hold: Hold | None, spend: Spend, alerts: tuple[float, ...], webhook: str | None
+        self,
+        hold: Hold | None,
+        spend: Spend,
+        alerts: tuple[float, ...],
+        webhook: str | None,
+        losers: tuple[Spend, ...] = (),
     ) -> None:
+        """Replace the reservation by what was spent; ``losers``: what the request's
+        hedged racers that lost spent, paid for all the same."""
         local, db = self.local, self.db
         if hold is None or local is None or db is None:
             return
         used = spend.prompt_tokens + spend.completion_tokens
         cost = spend.cost_nano_usd
+        for loser in losers:
+            used += loser.prompt_tokens + loser.completion_tokens
+            cost += loser.cost_nano_usd
         # In memory, the spend queued for the writer: no database on the request's path.
         after = local.settle(hold.period, hold.asks, hold.local, cost, used)
         if hold.shared is not None:  # Redis counts it all (also when reserved elsewhere)

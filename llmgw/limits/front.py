@@ -162,16 +162,21 @@ class Limiter:
             )
         return admission
 
-    async def settle(self, admission: Admission, spend: Spend) -> None:
+    async def settle(
+        self, admission: Admission, spend: Spend, losers: tuple[Spend, ...] = ()
+    ) -> None:
         """The request is over: replace the token reservation by what was used,
-        free its concurrency slot, and add its usage to the shared totals."""
+        free its concurrency slot, and add its usage to the shared totals.
+        ``losers``: what its hedged racers that lost used, paid for all the same."""
         used = spend.prompt_tokens + spend.completion_tokens
+        for loser in losers:
+            used += loser.prompt_tokens + loser.completion_tokens
         if admission.local:
             self.memory.settle(admission.scopes, admission.tick, admission.reserved, used)
         if admission.shared is not None:
             scopes = admission.scopes if admission.in_shared else ()
             work = admission.shared.settle(
-                scopes, admission.member, admission.reserved, used, spend
+                scopes, admission.member, admission.reserved, used, (spend, *losers)
             )
             # Shielded: a second cancellation of the handler must not lose the release.
             await asyncio.shield(self._background.spawn(work))

@@ -246,7 +246,12 @@ class RedisCounters(SharedRedis):
         )
 
     async def settle(
-        self, scopes: tuple[Scope, ...], member: str, reserved: int, used: int, spend: Spend
+        self,
+        scopes: tuple[Scope, ...],
+        member: str,
+        reserved: int,
+        used: int,
+        spends: tuple[Spend, ...],
     ) -> None:
         self.leases.pop(member, None)
         if self._resting():
@@ -258,8 +263,9 @@ class RedisCounters(SharedRedis):
             flags.append((1 if scope.spec.tpm else 0) + (2 if scope.spec.concurrency else 0))
         keys.append(PREFIX + "usage")
         args: list[int | str] = [member, used, reserved, int(WINDOW * 1000), len(scopes), *flags]
-        for name, n in spend.increments():
-            args += [name, n]
+        for spend in spends:  # the request's, then its hedged racers' that lost
+            for name, n in spend.increments():
+                args += [name, n]
         try:
             await self._settle(keys=keys, args=args)
         except ERRORS as exc:
