@@ -183,19 +183,22 @@ def _rate_limits(plan: Plan, now: float) -> RateLimits | None:
     tokens: Figures | None = None
     for state, rpm, tpm, _ in plan:
         if rpm:
-            total = state.requests.total
-            left = rpm - total if total < rpm else 0
-            if requests is None or left <= requests[0]:
-                reset = state.requests.reset(now)
-                if requests is None or left < requests[0] or reset > requests[1]:
-                    requests = (left, reset, rpm)
+            requests = _tighter(state.requests, rpm, requests, now)
         if tpm:
-            total = state.tokens.total
-            left = tpm - total if total < tpm else 0
-            if tokens is None or left <= tokens[0]:
-                reset = state.tokens.reset(now)
-                if tokens is None or left < tokens[0] or reset > tokens[1]:
-                    tokens = (left, reset, tpm)
+            tokens = _tighter(state.tokens, tpm, tokens, now)
     if requests is None and tokens is None:
         return None
     return RateLimits(requests, tokens, time.time())
+
+
+def _tighter(window: _Window, limit: int, best: Figures | None, now: float) -> Figures | None:
+    """``best`` or ``window``'s figures, whichever leaves fewer (on a tie, the later
+    reset); the reset is worked out only when the window could be the tighter."""
+    total = window.total
+    left = limit - total if total < limit else 0
+    if best is not None and left > best[0]:
+        return best
+    reset = window.reset(now)
+    if best is None or left < best[0] or reset > best[1]:
+        return (left, reset, limit)
+    return best

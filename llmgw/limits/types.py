@@ -57,23 +57,16 @@ class RateLimits:
     def headers(self) -> dict[str, str]:
         requests, tokens = self.requests, self.tokens
         headers: dict[str, str] = {}
-        if requests is not None:  # the seed gateways' X-RateLimit-*: requests first
-            limit, left = str(requests[2]), str(requests[0])
-            headers["X-RateLimit-Limit"] = limit
-            headers["X-RateLimit-Remaining"] = left
-            headers["X-RateLimit-Reset"] = str(math.ceil(self.wall + requests[1]))
-            headers["x-ratelimit-limit-requests"] = limit
-            headers["x-ratelimit-remaining-requests"] = left
-            headers["x-ratelimit-reset-requests"] = format_reset(requests[1])
-        if tokens is not None:
-            limit, left = str(tokens[2]), str(tokens[0])
-            if requests is None:
-                headers["X-RateLimit-Limit"] = limit
-                headers["X-RateLimit-Remaining"] = left
-                headers["X-RateLimit-Reset"] = str(math.ceil(self.wall + tokens[1]))
-            headers["x-ratelimit-limit-tokens"] = limit
-            headers["x-ratelimit-remaining-tokens"] = left
-            headers["x-ratelimit-reset-tokens"] = format_reset(tokens[1])
+        plain = requests or tokens  # the seed gateways' X-RateLimit-*: requests first
+        if plain is not None:
+            headers["X-RateLimit-Limit"] = str(plain[2])
+            headers["X-RateLimit-Remaining"] = str(plain[0])
+            headers["X-RateLimit-Reset"] = str(math.ceil(self.wall + plain[1]))
+        for kind, figures in (("requests", requests), ("tokens", tokens)):
+            if figures is not None:
+                headers[f"x-ratelimit-limit-{kind}"] = str(figures[2])
+                headers[f"x-ratelimit-remaining-{kind}"] = str(figures[0])
+                headers[f"x-ratelimit-reset-{kind}"] = format_reset(figures[1])
         return headers
 
 
