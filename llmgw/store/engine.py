@@ -11,13 +11,14 @@ start. Once serving, a database that goes away is survived: see ``ledger``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
@@ -59,6 +60,12 @@ def shown(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+# A new SQLite file opened by several processes at once: how often, and how long apart,
+# a start tries again while another one holds it (50 x 0.1 s).
+_LOCKED_RETRIES = 50
+_LOCKED_PAUSE = 0.1
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -87,8 +94,7 @@ class Database:
                     "without a database"
                 )
         try:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(_upgrade)
+            await self._migrate()
         except (SQLAlchemyError, OSError) as exc:
             await self.engine.dispose()
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
@@ -98,12 +104,28 @@ class Database:
     async def close(self) -> None:
         await self.engine.dispose()
 
+    async def _migrate(self) -> None:
+        """``_upgrade`` in one transaction. On SQLite, a new file that another process
+        is switching to WAL at this very moment refuses the switch at once ("database
+        is locked": SQLite's busy timeout does not cover it), so that is tried again
+        for a while; the other process's migration is over in well under a second."""
+        for attempt in range(_LOCKED_RETRIES + 1):
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.run_sync(_upgrade)
+                return
+            except OperationalError as exc:
+                locked = self.sqlite and "database is locked" in str(exc.orig)
+                if not locked or attempt == _LOCKED_RETRIES:
+                    raise
+            await asyncio.sleep(_LOCKED_PAUSE)
+
 
 def _sqlite_pragmas(connection: Any, _record: object) -> None:
     cursor = connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")  # first: the others may have to wait
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
