@@ -15,6 +15,7 @@ from llmgw.config import ConfigError, parse
 from tests.conftest import CLIENT_KEY, provider_config
 from tests.fakes import FakeOpenAI, reply_json, wait_for
 from tests.test_media import AUDIO, audio_reply
+from tests.test_usage import usage_of
 
 ADMIN = "admin-secret-1"
 MODELS = "whisper-1, tts-1, dall-e-3, dall-e-2, gpt-image-1"
@@ -31,13 +32,6 @@ auth:
     - {{name: team-a, key: {CLIENT_KEY}}}
 {extra}"""
     )
-
-
-async def usage_of(gw: Any) -> dict[str, Any]:
-    response = await gw.get("/api/v1/usage", headers={"Authorization": f"Bearer {ADMIN}"})
-    assert response.status == 200
-    report: dict[str, Any] = await response.json()
-    return report
 
 
 async def metrics_of(gw: Any) -> str:

@@ -157,36 +157,26 @@ SCHEMAS: dict[str, Schema] = {
     },
 }
 
+# The JSON client calls: path -> (summary, request schema, error schema, answer schema).
+_CLIENT_CALLS = {
+    "/v1/chat/completions": ("Chat completion", "ChatRequest", "OpenAIError", "Answer"),
+    "/v1/completions": ("Legacy completion", "CompletionRequest", "OpenAIError", "Answer"),
+    "/v1/embeddings": ("Embeddings", "EmbeddingRequest", "OpenAIError", "Answer"),
+    "/v1/responses": ("Responses API", "ResponsesRequest", "OpenAIError", "Answer"),
+    "/v1/moderations": ("Moderations", "ModerationRequest", "OpenAIError", "Answer"),
+    "/v1/images/generations": ("Image generation", "ImageRequest", "OpenAIError", "Answer"),
+    "/v1/messages": ("Anthropic Messages API", "MessagesRequest", "AnthropicError", "Message"),
+    "/v1/messages/count_tokens": (
+        "Anthropic token count",
+        "CountTokensRequest",
+        "AnthropicError",
+        "Message",
+    ),
+}
+
 PATHS: dict[str, Schema] = {
-    "/v1/chat/completions": {
-        "post": _client_call("Chat completion", "ChatRequest", "OpenAIError", "Answer")
-    },
-    "/v1/completions": {
-        "post": _client_call("Legacy completion", "CompletionRequest", "OpenAIError", "Answer")
-    },
-    "/v1/embeddings": {
-        "post": _client_call("Embeddings", "EmbeddingRequest", "OpenAIError", "Answer")
-    },
-    "/v1/responses": {
-        "post": _client_call("Responses API", "ResponsesRequest", "OpenAIError", "Answer")
-    },
-    "/v1/moderations": {
-        "post": _client_call("Moderations", "ModerationRequest", "OpenAIError", "Answer")
-    },
-    "/v1/images/generations": {
-        "post": _client_call("Image generation", "ImageRequest", "OpenAIError", "Answer")
-    },
+    **{path: {"post": _client_call(*call)} for path, call in _CLIENT_CALLS.items()},
     "/v1/audio/speech": {"post": _speech()},
-    "/v1/messages": {
-        "post": _client_call(
-            "Anthropic Messages API", "MessagesRequest", "AnthropicError", "Message"
-        )
-    },
-    "/v1/messages/count_tokens": {
-        "post": _client_call(
-            "Anthropic token count", "CountTokensRequest", "AnthropicError", "Message"
-        )
-    },
     "/v1/models": {
         "get": {
             "summary": "Aliases and provider models",

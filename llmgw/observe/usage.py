@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -158,25 +158,31 @@ class PriceBook:
 
     def tokens(self, provider: str | None, model: str) -> tuple[float, float] | None:
         """(input, output) USD per 1M tokens, or None."""
-        key = (provider, model)
-        try:
-            return self._tokens[key]
-        except KeyError:
-            if len(self._tokens) >= PRICE_MEMO:
-                self._tokens.clear()
-            found = self._tokens[key] = price_for(self.prices, provider, model)
-            return found
+        return _remembered(self._tokens, (provider, model), price_for, self.prices)
 
     def units(self, provider: str | None, model: str) -> UnitPrice | None:
         """The per-unit price (minutes, characters, images), or None."""
-        key = (provider, model)
-        try:
-            return self._units[key]
-        except KeyError:
-            if len(self._units) >= PRICE_MEMO:
-                self._units.clear()
-            found = self._units[key] = unit_price_for(self.prices, provider, model)
-            return found
+        return _remembered(self._units, (provider, model), unit_price_for, self.prices)
+
+
+_T = TypeVar("_T")
+
+
+def _remembered(
+    table: dict[tuple[str | None, str], _T],
+    key: tuple[str | None, str],
+    find: Callable[[Mapping[str, Price], str | None, str], _T],
+    prices: Mapping[str, Price],
+) -> _T:
+    """``table[key]``, found with ``find`` the first time (past ``PRICE_MEMO`` entries
+    the table starts afresh: old models' lookups)."""
+    try:
+        return table[key]
+    except KeyError:
+        if len(table) >= PRICE_MEMO:
+            table.clear()
+        found = table[key] = find(prices, *key)
+        return found
 
 
 def cost_nano_usd(price: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> int:

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+from typing import Protocol
 
 INTERVAL = 0.25  # seconds between writes
 MAX_BACKOFF = 5.0
+
+
+class _Counter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
 
 
 class BackgroundWriter:
@@ -23,6 +29,18 @@ class BackgroundWriter:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failing = False
+
+    bound: int  # what may be held at once, set by the subclass
+    dropped: int  # what could not be held, since start
+
+    def _refuse_one(self, counter: _Counter, log: logging.Logger, message: str, what: str) -> None:
+        """One more item not held, the buffer being full: counted, and logged (with
+        ``message``'s bound, ``what`` and the count so far) the first time and then
+        every thousandth, so a full buffer cannot flood the log."""
+        self.dropped += 1
+        counter.inc()
+        if self.dropped == 1 or self.dropped % 1000 == 0:
+            log.error(message, self.bound, what, self.dropped)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())

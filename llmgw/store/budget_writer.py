@@ -61,16 +61,13 @@ class SpendWriter(BackgroundWriter):
             if not nano and not tokens:
                 return
             if len(self._pending) >= self.bound:
-                self.dropped += 1
-                self.metrics.budget_spend_dropped.inc()
-                if self.dropped == 1 or self.dropped % 1000 == 0:
-                    log.error(
-                        "budgets: %d scopes wait to be written; the spend of %s is dropped "
-                        "(%d dropped so far)",
-                        self.bound,
-                        key[1],
-                        self.dropped,
-                    )
+                self._refuse_one(
+                    self.metrics.budget_spend_dropped,
+                    log,
+                    "budgets: %d scopes wait to be written; the spend of %s is dropped "
+                    "(%d dropped so far)",
+                    key[1],
+                )
                 return
             self._pending[key] = (nano, tokens)
         else:

@@ -82,16 +82,12 @@ class Ledger(BackgroundWriter):
         if ctx.endpoint is None:
             return
         if len(self._rows) >= self.bound:
-            self.dropped += 1
-            self.metrics.ledger_dropped.inc()
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.error(
-                    "usage ledger buffer full (%d rows): request %s not recorded "
-                    "(%d dropped so far)",
-                    self.bound,
-                    ctx.request_id,
-                    self.dropped,
-                )
+            self._refuse_one(
+                self.metrics.ledger_dropped,
+                log,
+                "usage ledger buffer full (%d rows): request %s not recorded (%d dropped so far)",
+                ctx.request_id,
+            )
             return
         now = time.time()
         number = int(now // 86400)
