@@ -141,3 +141,30 @@ auth:
     with pytest.raises(ConfigError) as failed:
         parse(text, environ={})
     assert "auth.keys.0.budget.monthly_usd" in str(failed.value.errors)
+
+
+async def test_a_cache_hit_is_checked_against_the_budget_and_costs_nothing(
+    gateway: GatewayFactory, fake: FakeOpenAI, sdk: Any, tmp_path: Path
+) -> None:
+    """A hit reserves nothing (it is known to cost nothing), but is refused exactly
+    when any request would be: once a scope is spent, a hit is refused too."""
+    extra = "cache: {enabled: true, backend: memory}"
+    gw = await gateway(
+        budget_config(fake.url, tmp_path / "b.db", key_budget="{monthly_usd: 0.02}", extra=extra)
+    )
+    client = sdk(gw)
+    ask: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    first = await client.chat.completions.with_raw_response.create(**ask)
+    assert first.headers["x-cache"] == "MISS"  # $0.012 of $0.02
+    for _ in range(3):  # hits: served, nothing spent
+        hit = await client.chat.completions.with_raw_response.create(**ask)
+        assert hit.headers["x-cache"] == "HIT"
+    report = await (await gw.get("/api/v1/budget", headers=ADMIN)).json()
+    (entry,) = [b for b in report["budgets"] if b["scope"] == "key:team-a"]
+    assert entry["spent_usd"] == pytest.approx(0.012)
+    await client.chat.completions.create(**{**ask, "max_tokens": 7})  # a miss: $0.024 spent
+    assert len(fake.seen) == 2
+    with pytest.raises(openai.RateLimitError) as refused:
+        await client.chat.completions.create(**ask)  # in the cache, but the budget is spent
+    assert refused.value.code == "budget_exceeded"
+    assert len(fake.seen) == 2

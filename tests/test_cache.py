@@ -324,6 +324,28 @@ async def test_entries_survive_reload_but_removed_models_are_not_served(
     assert response.status == 404
 
 
+async def test_a_reload_that_shrinks_max_size_evicts_at_the_next_request(
+    tmp_path: Path, fake: FakeOpenAI, aiohttp_client: Any
+) -> None:
+    text = cached(fake.url, "  max_size: 1MiB\n")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    app = create_app(parse(text, str(path), {}), config_path=str(path), config_text=text)
+    gw = await aiohttp_client(app)
+    for i in range(6):
+        await post(gw, {**CHAT, "seed": i})
+    stats = await (await gw.get("/api/v1/cache/stats")).json()
+    assert stats["entries"] == 6 and stats["bytes"] > 1500
+    path.write_text(text.replace("max_size: 1MiB", "max_size: 1500"))
+    assert (await (await gw.post("/api/v1/config/reload")).json())["result"] == "success"
+    response, _ = await post(gw, {**CHAT, "seed": 5})
+    assert response.headers["X-Cache"] == "HIT"  # the most recent survives
+    stats = await (await gw.get("/api/v1/cache/stats")).json()
+    assert stats["bytes"] <= 1500 and stats["evictions"] >= 3
+    response, _ = await post(gw, {**CHAT, "seed": 0})
+    assert response.headers["X-Cache"] == "MISS"  # the oldest went first
+
+
 async def test_redis_backend_is_shared_between_replicas(
     fake: FakeOpenAI, aiohttp_client: Any, redis_url: str
 ) -> None:

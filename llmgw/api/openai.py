@@ -100,10 +100,12 @@ async def _serve(
     if config.logging.log_prompts:
         ctx.prompt = prompt_excerpt(call)
     looked = None
+    hit = False
     if targets is None:
         allow_model(principal, call.model)
         looked = await caching.look_up(request, ctx, runtime, call, app[CACHE])
         if looked is not None and looked.entry is not None:  # a hit: nothing to decide
+            hit = True
             targets = (route_cached(ctx, runtime, call, looked.entry),)
         else:  # 404 (or 400) before limits and upstream
             targets = route(request, ctx, runtime, call)
@@ -111,8 +113,8 @@ async def _serve(
         note(ctx, "llmgw.routing", targets=", ".join(str(target) for target in targets))
     if ctx.budget_key is None:
         ctx.budget_key = budget_key_of(request.headers)
-    hold = await app[BUDGETS].admit(
-        config, principal, call, targets, ctx.budget_key, runtime.prices
+    hold = await app[BUDGETS].admit(  # a hit costs nothing: checked, nothing reserved
+        config, principal, call, targets, ctx.budget_key, runtime.prices, free=hit
     )
     try:
         admission = await app[LIMITER].admit(config.limits, principal, call, targets, ctx)
@@ -121,7 +123,8 @@ async def _serve(
         if isinstance(refused, GatewayError):
             note(ctx, "llmgw.limits", decision="refused", code=refused.code)
         raise
-    note(ctx, "llmgw.limits", decision="admitted")
+    if ctx.trace is not None:
+        note(ctx, "llmgw.limits", decision="admitted")
     metrics = app[METRICS]
     response = None
     try:

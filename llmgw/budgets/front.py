@@ -90,6 +90,7 @@ class Applies:
     specs: tuple[BudgetSpec, ...]
     levels: tuple[float, ...]  # budgets.alerts
     quiet: tuple[tuple[float, float], ...]  # per scope: (nano-USD, tokens) under the lowest
+    free: tuple[queries.Ask, ...]  # a free request's asks: every check, nothing reserved
 
 
 class Budgets:
@@ -117,9 +118,12 @@ class Budgets:
         targets: Iterable[Target],
         budget_key: str | None,
         prices: PriceBook,
+        free: bool = False,
     ) -> Hold | None:
         """Reserve the request's estimate in every budget that applies, or 429;
-        ``prices``: the snapshot's ``Runtime.prices``."""
+        ``prices``: the snapshot's ``Runtime.prices``; ``free``: the request is known
+        to cost nothing (an exact cache hit): checked exactly as any other, but it
+        reserves nothing, so no estimate is worked out."""
         applies = self._applies(config, principal, budget_key)
         if applies is None:
             return None
@@ -128,10 +132,13 @@ class Budgets:
                 log.error("budgets are configured but there is no database: not enforced")
                 self._warned = True
             return None
-        cost, tokens = estimate(call, targets, prices)
-        asks = tuple(
-            [queries.Ask(scope, usd, most, cost, tokens) for scope, usd, most in applies.scopes]
-        )
+        if free:
+            asks = applies.free
+        else:
+            cost, tokens = estimate(call, targets, prices)
+            asks = tuple(
+                [queries.Ask(scope, usd, most, cost, tokens) for scope, usd, most in applies.scopes]
+            )
         specs = applies.specs
         period = self._period()
         shared = self.shared_for(config.limits)
@@ -175,12 +182,14 @@ class Budgets:
         applies = None
         if scopes:
             levels = config.budgets.alerts
+            limits = limits_of(scopes)
             applies = Applies(
                 config,
-                limits_of(scopes),
+                limits,
                 tuple(spec for _, spec in scopes),
                 levels,
                 tuple(quiet_below(spec, levels) for _, spec in scopes),
+                tuple(queries.Ask(scope, usd, most, 0, 0) for scope, usd, most in limits),
             )
         self._memo[memo] = (config, applies)
         return applies

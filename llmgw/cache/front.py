@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client.metrics import Counter
+
 from llmgw.cache.coalesce import Flights
 from llmgw.cache.entry import Store
 from llmgw.cache.memory import MemoryStore
@@ -12,6 +14,7 @@ from llmgw.cache.redis import RedisStore
 from llmgw.cache.semantic import SemanticCache
 from llmgw.cache.semantic_redis import RedisVectors
 from llmgw.config.schema import CacheConfig
+from llmgw.observe.metrics import Metrics
 
 
 class ResponseCache:
@@ -27,8 +30,26 @@ class ResponseCache:
         self._backend: tuple[str, str | None] | None = None
         self._semantic: SemanticCache | None = None
         self._semantic_backend: tuple[str, str | None] | None = None
+        self._settings: CacheConfig | None = None  # what ``_store`` was last checked against
+        # llmgw_cache_requests' series by (result, match), for the Metrics they belong
+        # to: ``labels()`` looks its series up by name each time (µs per request).
+        self._counters: tuple[Metrics | None, dict[tuple[str, str], Counter]] = (None, {})
+
+    def counter(self, metrics: Metrics, result: str, match: str) -> Counter:
+        """``metrics.cache_requests``' series of (``result``, ``match``)."""
+        held, series = self._counters
+        if held is not metrics:
+            series = {}
+            self._counters = (metrics, series)
+        found = series.get((result, match))
+        if found is None:
+            found = series[(result, match)] = metrics.cache_requests.labels(result, match)
+        return found
 
     def store(self, settings: CacheConfig) -> Store:
+        if settings is self._settings and self._store is not None:
+            return self._store  # the same snapshot's settings: checked already
+        self._settings = settings
         backend = (settings.backend, settings.redis_url if settings.backend == "redis" else None)
         if self._store is None or backend != self._backend:
             self._retire()

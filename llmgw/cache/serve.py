@@ -299,10 +299,9 @@ def _count(
     ctx: RequestContext, metrics: Metrics, cache: ResponseCache, result: str, match: str = "none"
 ) -> None:
     ctx.cache = result
+    cache.counter(metrics, result.lower(), match).inc()
     if result == "HIT":
         ctx.cache_match = match
-    metrics.cache_requests.labels(result.lower(), match).inc()
-    if result == "HIT":
         cache.hits += 1
     else:
         cache.misses += 1
