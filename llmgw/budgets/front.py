@@ -9,7 +9,8 @@ when the request ends. A scope whose spent plus reserved amount has reached its
 limit refuses with ``429 insufficient_quota / budget_exceeded`` and
 ``x-should-retry: false``; so the request that crosses a limit is served and the
 next is refused, and replicas overshoot by at most the requests in flight whose
-estimate fell short. Periods are calendar months, UTC.
+estimate fell short. An exact cache hit (known to cost nothing) is checked the
+same way but reserves nothing. Periods are calendar months, UTC.
 
 Where the budgets are held across replicas follows the limits: with
 ``limits.backend: redis`` in Redis (``budgets/redis.py``: one atomic script per
