@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from llmgw.api.extensions import extract
+from llmgw.api.extensions import NAMES, extract
 from llmgw.core import Call, Endpoint
 from llmgw.errors import InvalidRequest
 
@@ -69,6 +69,21 @@ def parse_call(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str] | None
             if not (value.isascii() and value.isprintable()):
                 raise InvalidRequest(f"The '{name}' header must be printable ASCII")
     return Call(endpoint, model, bool(stream), body, raw, MappingProxyType(forwarded), extensions)
+
+
+def call_mark(
+    endpoint: Endpoint, raw: bytes, headers: Mapping[str, str], name: str | None
+) -> tuple[object, ...]:
+    """What ``parse_call``'s result and the call's cache key depend on: the endpoint,
+    the body's bytes, the headers it reads (extensions, and the ones forwarded) and the
+    key's name (``cache.scope: key``). The cache's memo of hit calls is keyed by it."""
+    return (
+        endpoint,
+        raw,
+        name,
+        *[headers.get(header) for header in NAMES],
+        *[headers.get(header) for header in FORWARDED_HEADERS],
+    )
 
 
 def prompt_excerpt(call: Call, limit: int = 200) -> str:

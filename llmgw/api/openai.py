@@ -7,12 +7,13 @@ allowlist → targets → limits → cache → forward (fallback chain) → acco
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from llmgw.api.calls import check_model, parse_call, prompt_excerpt
+from llmgw.api.calls import call_mark, check_model, parse_call, prompt_excerpt
 from llmgw.api.routing import annotate, route, route_cached
 from llmgw.auth.keys import allow_model, identify, may_use
 from llmgw.budgets.scopes import budget_key_of
@@ -77,8 +78,26 @@ async def handle(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
     principal = await identify(request.headers, config.auth, app[KEYRING])
     ctx.key = principal.name
     async with app[BODIES].receive(request, config.server) as raw:
-        call = parse_call(endpoint, raw, request.headers)
-        return await _serve(request, runtime, principal, call)
+        if not (config.cache.enabled and endpoint in caching.CACHEABLE):
+            call = parse_call(endpoint, raw, request.headers)
+            return await _serve(request, runtime, principal, call)
+        parsed = Parsed(endpoint, raw, call_mark(endpoint, raw, request.headers, principal.name))
+        known = app[CACHE].hit_calls.find(parsed.mark, config)
+        if known is None:
+            call = parse_call(endpoint, raw, request.headers)
+        else:  # this body's hit again: parsed and keyed already
+            call, parsed.key = known
+        return await _serve(request, runtime, principal, call, parsed=parsed)
+
+
+@dataclass(slots=True)
+class Parsed:
+    """Where a client surface's call came from, for the memo of hit calls (cache/hits.py)."""
+
+    endpoint: Endpoint
+    raw: bytes
+    mark: tuple[object, ...]  # api/calls.py's call_mark
+    key: str | None = None  # the cache key: the call is a remembered hit's
 
 
 async def _serve(
@@ -87,8 +106,10 @@ async def _serve(
     principal: Principal,
     call: Call,
     targets: tuple[Target, ...] | None = None,
+    parsed: Parsed | None = None,
 ) -> web.StreamResponse:
-    """The itinerary from a parsed call; ``targets`` when the caller routed it already."""
+    """The itinerary from a parsed call; ``targets`` when the caller routed it already;
+    ``parsed``: how the call was come by, when the memo of hit calls may be used."""
     ctx = request[CONTEXT]
     app = request.app
     config = runtime.config
@@ -103,11 +124,17 @@ async def _serve(
     hit = False
     if targets is None:
         allow_model(principal, call.model)
-        looked = await caching.look_up(request, ctx, runtime, call, app[CACHE])
+        known = None if parsed is None else parsed.key
+        looked = await caching.look_up(request, ctx, runtime, call, app[CACHE], known)
         if looked is not None and looked.entry is not None:  # a hit: nothing to decide
             hit = True
+            if parsed is not None and known is None:  # this body's first hit: remembered
+                size = len(parsed.raw) + (0 if call.raw is parsed.raw else len(call.raw))
+                app[CACHE].hit_calls.keep(parsed.mark, config, call, looked.key, size)
             targets = (route_cached(ctx, runtime, call, looked.entry),)
         else:  # 404 (or 400) before limits and upstream
+            if parsed is not None and known is not None:  # a hit's call serves hits only
+                call = parse_call(parsed.endpoint, parsed.raw, request.headers)
             targets = route(request, ctx, runtime, call)
     if ctx.trace is not None:
         note(ctx, "llmgw.routing", targets=", ".join(str(target) for target in targets))

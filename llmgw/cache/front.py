@@ -9,6 +9,7 @@ from prometheus_client.metrics import Counter
 
 from llmgw.cache.coalesce import Flights
 from llmgw.cache.entry import Store
+from llmgw.cache.hits import HitCalls
 from llmgw.cache.memory import MemoryStore
 from llmgw.cache.redis import RedisStore
 from llmgw.cache.semantic import SemanticCache
@@ -23,6 +24,7 @@ class ResponseCache:
 
     def __init__(self) -> None:
         self.flights = Flights()
+        self.hit_calls = HitCalls()  # a repeated hit's call, parsed and keyed once
         self.hits = 0
         self.misses = 0
         self._closing: set[asyncio.Future[None]] = set()

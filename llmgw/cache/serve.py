@@ -63,15 +63,22 @@ class Lookup:
 
 
 async def look_up(
-    request: web.Request, ctx: RequestContext, runtime: Runtime, call: Call, cache: ResponseCache
+    request: web.Request,
+    ctx: RequestContext,
+    runtime: Runtime,
+    call: Call,
+    cache: ResponseCache,
+    key: str | None = None,
 ) -> Lookup | None:
     """The exact lookup, made before routing: a hit needs no routing decision (it is
-    charged to the target that answered it). None when the cache is not used for it."""
+    charged to the target that answered it). None when the cache is not used for it;
+    ``key``: the call's cache key when known already (``hits.py``)."""
     settings = runtime.config.cache
     if not settings.enabled or not call.extensions.cache or call.endpoint not in CACHEABLE:
         return None
     policy = Policy.from_header(request.headers.get("Cache-Control"))
-    key = cache_key(call, ctx.key if settings.scope == "key" else None)
+    if key is None:
+        key = cache_key(call, ctx.key if settings.scope == "key" else None)
     if not policy.read:
         return Lookup(key, policy, None)
     entry = await cache.store(settings).get(key)
