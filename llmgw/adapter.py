@@ -99,6 +99,9 @@ class Adapter:
         """A successful non-streamed body, in the client's format; ``parsed`` is the body
         already parsed (by the caller, once), when it was."""
         stages = self.plan(call)
+        if not stages.bridges:  # the usual case: one stage at most, no list of calls
+            translator = stages.translator
+            return body if translator is None else translator.response(call, model, body, parsed)
         calls = self._calls(call, stages)
         if stages.translator is not None:
             body = stages.translator.response(calls[-1], model, body, parsed)
