@@ -191,11 +191,12 @@ class HttpTransport:
     wait for the response's head (connecting included, itself within the connect
     timeout), the read timeout each silence after it."""
 
-    __slots__ = ("_pool", "_route")
+    __slots__ = ("_heads", "_pool", "_route")
 
     def __init__(self, pool: http_client.Pool, route: http_client.Route | None = None) -> None:
         self._pool = pool
         self._route = route
+        self._heads = http_client.Heads()  # the provider's header lines, rendered once
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
         try:
@@ -208,6 +209,7 @@ class HttpTransport:
                 timeouts.read,
                 self._route,
                 connect_timeout=timeouts.connect,
+                heads=self._heads,
             )
         except TRANSPORT_ERRORS as exc:
             raise failure_from(exc) from None
