@@ -11,13 +11,13 @@ statuses and stream errors are the provider's own format's, so they are its type
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
 from llmgw.config import ProviderConfig
-from llmgw.core import Call, StreamTranslator, Unsupported, UpstreamRequest, Usage
+from llmgw.core import Call, StreamTranslator, Unsupported, UpstreamRequest, Usage, WireFormat
 from llmgw.providers import PROVIDER_TYPES, ProviderType
 from llmgw.sse import Event
 from llmgw.translate.chain import Plan, plan
@@ -28,6 +28,11 @@ class Adapter:
     """One provider type, serving every client format it can reach."""
 
     kind: ProviderType
+    # Each endpoint's stages, worked out on its first call: they depend only on the
+    # type (its formats and translators, fixed), never on a config snapshot.
+    _plans: dict[str, Plan | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def of(cls, type_name: str) -> Adapter:
@@ -51,14 +56,21 @@ class Adapter:
         return self.kind.needs_key(provider)
 
     def plan(self, call: Call) -> Plan:
-        found = plan(call.endpoint, self.kind.native, self.kind.translators)
+        found = self._stages(call.endpoint)
         if found is None:
             raise Unsupported(f"{self.kind.name} providers do not serve {call.endpoint}")
         return found
 
     def serves(self, call: Call) -> bool:
         """Whether this provider type can serve ``call``'s format at all."""
-        return plan(call.endpoint, self.kind.native, self.kind.translators) is not None
+        return self._stages(call.endpoint) is not None
+
+    def _stages(self, endpoint: WireFormat) -> Plan | None:
+        plans = self._plans
+        if endpoint in plans:
+            return plans[endpoint]
+        found = plans[endpoint] = plan(endpoint, self.kind.native, self.kind.translators)
+        return found
 
     def passes_through(self, call: Call) -> bool:
         """True when the upstream's bytes go to the client unchanged."""
@@ -87,6 +99,9 @@ class Adapter:
         """A successful non-streamed body, in the client's format; ``parsed`` is the body
         already parsed (by the caller, once), when it was."""
         stages = self.plan(call)
+        if not stages.bridges:  # the usual case: one stage at most, no list of calls
+            translator = stages.translator
+            return body if translator is None else translator.response(call, model, body, parsed)
         calls = self._calls(call, stages)
         if stages.translator is not None:
             body = stages.translator.response(calls[-1], model, body, parsed)

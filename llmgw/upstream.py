@@ -15,7 +15,7 @@ import email.utils
 import math
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -87,12 +87,20 @@ class Timeouts:
     head: float  # connect + response headers of a stream (providers.<name>.timeout)
     read: float  # longest silence between bytes (kept by the response's watchdog)
     response: float  # a non-streamed answer, head to last byte (response_timeout)
+    # for_answer(stream=False) when it differs: made once, not per request
+    _whole: Timeouts | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        whole = None
+        if self.head != self.response:
+            whole = Timeouts(self.connect, self.response, self.read, self.response)
+        object.__setattr__(self, "_whole", whole)
 
     def for_answer(self, stream: bool) -> Timeouts:
         """The clocks of a request for a stream, or for a whole answer at once."""
-        if stream or self.head == self.response:
+        if stream or self._whole is None:
             return self
-        return Timeouts(self.connect, self.response, self.read, self.response)
+        return self._whole
 
 
 class UpstreamResponse(Protocol):
@@ -183,11 +191,12 @@ class HttpTransport:
     wait for the response's head (connecting included, itself within the connect
     timeout), the read timeout each silence after it."""
 
-    __slots__ = ("_pool", "_route")
+    __slots__ = ("_heads", "_pool", "_route")
 
     def __init__(self, pool: http_client.Pool, route: http_client.Route | None = None) -> None:
         self._pool = pool
         self._route = route
+        self._heads = http_client.Heads()  # the provider's header lines, rendered once
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
         try:
@@ -200,6 +209,7 @@ class HttpTransport:
                 timeouts.read,
                 self._route,
                 connect_timeout=timeouts.connect,
+                heads=self._heads,
             )
         except TRANSPORT_ERRORS as exc:
             raise failure_from(exc) from None

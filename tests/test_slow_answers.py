@@ -197,6 +197,32 @@ async def test_stream_within_timeout_is_not_bounded_by_response_timeout(
     assert text == "abcd"
 
 
+async def test_one_providers_clocks_follow_each_request_not_the_one_before(
+    fake: FakeOpenAI, gateway: Any, sdk: Any
+) -> None:
+    """The whole-answer clocks are worked out once per provider, not per request: a
+    stream, a whole answer, a stream again and a whole answer capped by its own
+    x-gateway.timeout, on one provider, each get their own bound."""
+    fake.then(hang(1.2), hang(1.2), hang(1.2), hang(1.2))
+    extra = "\n    timeout: 400ms\n    response_timeout: 20s"
+    gw = await gateway(config(fake.url, extra=extra, failures=10))
+    client = sdk(gw, KEY_A)
+    for stream in (True, False, True):
+        if not stream:
+            answer = await client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+            assert answer.choices[0].message.content == "Hello!"
+            continue
+        with pytest.raises(openai.APIStatusError) as late:
+            await client.chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True)
+        assert late.value.status_code == 504
+    with pytest.raises(openai.APIStatusError) as capped:
+        await client.chat.completions.create(
+            model="gpt-4o-mini", messages=HI, extra_body={"x-gateway": {"timeout": "400ms"}}
+        )
+    assert capped.value.status_code == 504
+    assert len(fake.seen) == 4
+
+
 async def test_stream_silent_after_its_first_byte_is_charged(
     fake: FakeOpenAI, gateway: Any, sdk: Any
 ) -> None:

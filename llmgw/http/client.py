@@ -68,6 +68,7 @@ __all__ = [
     "DnsError",
     "HeadTimeout",
     "HeadTooLarge",
+    "Heads",
     "HttpError",
     "InvalidRequest",
     "NoResponse",
@@ -156,6 +157,25 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
 
+class Heads:
+    """One sender's last header lines (a provider's transport: its requests mostly carry
+    the same headers), rendered and checked again whenever the headers differ; headers
+    that fail the check are never kept."""
+
+    __slots__ = ("_key", "_lines")
+
+    def __init__(self) -> None:
+        self._key: tuple[tuple[str, str], ...] | None = None
+        self._lines = ""
+
+    def lines(self, headers: Mapping[str, str], pool: Pool) -> str:
+        key = tuple(headers.items())
+        if key != self._key:
+            self._lines = pool.header_lines(headers)  # raises before anything is kept
+            self._key = key
+        return self._lines
+
+
 class Pool:
     """Keep-alive connections per origin (and provider route), opened on demand,
     closed after ``KEEPALIVE`` idle seconds and at ``close()``. One per process."""
@@ -187,6 +207,7 @@ class Pool:
         route: Route | None = None,
         *,
         connect_timeout: float | None = None,
+        heads: Heads | None = None,
     ) -> Response:
         """Send one request and wait for the response's head: connecting (when no idle
         connection is at hand) and the head together within ``head_timeout``, or
@@ -194,11 +215,7 @@ class Pool:
         ``ConnectTimeout``. The body follows through the response, each silence in it
         shorter than ``read_timeout``, or ``ReadTimeout``."""
         target = (route or self.route).target(url)
-        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-        if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):
-            raise InvalidRequest("a header name or value holds a line break")
-        if "User-Agent" not in headers and "user-agent" not in headers:
-            lines += self._agent
+        lines = self.header_lines(headers) if heads is None else heads.lines(headers, self)
         length = len(body) if isinstance(body, bytes) else body.length
         wire = f"{method} {target.head}{lines}{ACCEPT}Content-Length: {length}\r\n\r\n"
         data = wire.encode() + body if isinstance(body, bytes) else wire.encode()
@@ -237,6 +254,16 @@ class Pool:
                 timer.cancel()
             response.start()
             return response
+
+    def header_lines(self, headers: Mapping[str, str]) -> str:
+        """The request's header lines, the User-Agent added unless it names its own;
+        ``InvalidRequest`` when a name or value holds a line break."""
+        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):
+            raise InvalidRequest("a header name or value holds a line break")
+        if "User-Agent" not in headers and "user-agent" not in headers:
+            lines += self._agent
+        return lines
 
     def release(self, conn: Connection) -> None:
         conn.idle_since = self.loop.time()
