@@ -137,12 +137,12 @@ async def stream(
     ctx: RequestContext, adapter: Adapter, upstream: UpstreamResponse, answer: Answer
 ) -> web.StreamResponse:
     chunks = upstream.chunks()
-    head = await _read_first_event(ctx, adapter, chunks)
-    ctx.streamed_events = head.count(b"data:")  # per chunk: one C-level count, no parse
+    first = bytes(await _read_first_event(ctx, adapter, chunks))
+    ctx.streamed_events = first.count(b"data:")  # per chunk: one C-level count, no parse
 
     content_type = upstream.headers.get("Content-Type", "text/event-stream")
     out = await _open(ctx, answer, content_type)
-    tail: deque[bytes] = deque((bytes(head),), maxlen=4)
+    tail: deque[bytes] = deque((first,), maxlen=4)
 
     clock = time.perf_counter
     next_chunk = chunks.__anext__
