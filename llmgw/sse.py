@@ -30,6 +30,9 @@ class Event(NamedTuple):
 
 def event_end(buffer: bytes | bytearray, start: int = 0) -> int:
     """Index just past the first complete event in ``buffer``, or -1."""
+    end = buffer.find(b"\n\n", start)
+    if buffer.find(b"\r", start, len(buffer) if end == -1 else end) == -1:
+        return -1 if end == -1 else end + 2  # no "\r" before: no other boundary is nearer
     match = _BOUNDARY.search(buffer, start)
     return -1 if match is None else match.end()
 
