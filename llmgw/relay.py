@@ -104,9 +104,10 @@ async def _open(ctx: RequestContext, answer: Answer, content_type: str) -> web.S
 
 async def _read_first_event(
     ctx: RequestContext, adapter: Adapter, chunks: AsyncIterator[bytes]
-) -> bytearray:
-    """Buffer up to the first non-comment event; raise if it is an error event."""
-    head = bytearray()
+) -> bytes:
+    """Buffer up to the first non-comment event; raise if it is an error event. Usually
+    the first piece holds it: that piece is returned as it came, not copied."""
+    head: bytes | bytearray = b""
     start = 0
     clock = time.perf_counter
     try:
@@ -116,7 +117,12 @@ async def _read_first_event(
             ctx.upstream_wait += clock() - began
             if chunk is None:  # over before any event: nothing worth committing to
                 raise AttemptFailure("stream_error", "the provider's stream ended before an event")
-            head += chunk
+            if not head:
+                head = chunk
+            else:
+                if isinstance(head, bytes):
+                    head = bytearray(head)
+                head += chunk
             while (end := sse.event_end(head, start)) != -1:
                 event = sse.parse_event(head[start:end])
                 start = end
@@ -125,24 +131,24 @@ async def _read_first_event(
                 message = adapter.stream_error(event)
                 if message is not None:
                     raise AttemptFailure("stream_error", message)
-                return head
+                return bytes(head)
     except TRANSPORT_ERRORS as exc:
         raise failure_from(exc) from None
     if not head.strip():
         raise AttemptFailure("stream_error", "the provider's stream was empty")
-    return head
+    return bytes(head)
 
 
 async def stream(
     ctx: RequestContext, adapter: Adapter, upstream: UpstreamResponse, answer: Answer
 ) -> web.StreamResponse:
     chunks = upstream.chunks()
-    head = await _read_first_event(ctx, adapter, chunks)
-    ctx.streamed_events = head.count(b"data:")  # per chunk: one C-level count, no parse
+    first = await _read_first_event(ctx, adapter, chunks)
+    ctx.streamed_events = first.count(b"data:")  # per chunk: one C-level count, no parse
 
     content_type = upstream.headers.get("Content-Type", "text/event-stream")
     out = await _open(ctx, answer, content_type)
-    tail: deque[bytes] = deque((bytes(head),), maxlen=4)
+    tail: deque[bytes] = deque((first,), maxlen=4)
 
     clock = time.perf_counter
     next_chunk = chunks.__anext__

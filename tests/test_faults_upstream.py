@@ -96,6 +96,7 @@ def error_events(body: bytes) -> list[dict[str, Any]]:
 
 # Faults before the first byte: (behaviour, streamed request, status, code) -------------
 
+ERROR_TAIL = f'or": {{"message": "{LEAK}"}}}}\r'.encode()  # an error event's end, CR-ended
 BEFORE_FIRST_BYTE: dict[str, tuple[Callable[[], RawBehaviour], bool, int, str]] = {
     "reset before headers": (reset_before_headers, False, 502, "upstream_error"),
     "reset after headers (JSON)": (reset_after_headers, False, 502, "upstream_error"),
@@ -145,6 +146,12 @@ BEFORE_FIRST_BYTE: dict[str, tuple[Callable[[], RawBehaviour], bool, int, str]] 
     "stream of comments only": (lambda: stream([b": ping\n\n"] * 3), True, 502, "upstream_error"),
     "error as first event": (
         lambda: stream([f'data: {{"error": {{"message": "{LEAK}"}}}}\n\n'.encode()]),
+        True,
+        502,
+        "upstream_error",
+    ),
+    "error behind a comment, CRLF, cut mid-boundary": (
+        lambda: stream([b": ping\r\n", b'\r\ndata: {"err', ERROR_TAIL, b"\n\r\n"]),
         True,
         502,
         "upstream_error",

@@ -155,3 +155,43 @@ def test_decoder_refuses_an_endless_event_once() -> None:
     events = [e for _ in range(17) for e in decoder.feed(b"data: " + b"x" * (1 << 20))]
     assert events == [sse.TOO_LARGE]
     assert decoder.feed(b"\n\ndata: more\n\n") == [] and decoder.flush() == []
+
+
+# Each line shape the SSE spec allows, read as the spec reads it (event, data, id); the
+# shapes providers send (one ``data:`` line; ``event:`` then ``data:``) take a shortcut
+# in the decoder, the others the general reading: both must agree with the spec.
+LINE_SHAPES = [
+    (b"data: x\n\n", [(None, b"x", None)]),
+    (b"data:x\n\n", [(None, b"x", None)]),
+    (b"data:  x \n\n", [(None, b" x ", None)]),  # one space after the colon goes, no more
+    (b"data: a:b\n\n", [(None, b"a:b", None)]),
+    (b"data\n\n", []),  # a field without a colon: its value is empty, nothing to dispatch
+    (b"data:\n\n", []),  # empty data, no event name: nothing to dispatch
+    (b"event: e\ndata: x\n\n", [("e", b"x", None)]),
+    (b"event:e\ndata:x\n\n", [("e", b"x", None)]),
+    (b"event: e\ndata: a\ndata: b\n\n", [("e", b"a\nb", None)]),
+    (b"data: a\ndata: b\n\n", [(None, b"a\nb", None)]),
+    (b"event: e\n\n", [("e", b"", None)]),
+    (b"id: 7\ndata: x\n\n", [(None, b"x", "7")]),
+    (b"data: x\nid: 7\n\n", [(None, b"x", "7")]),
+    (b": ping\n\n", []),
+    (b": ping\ndata: x\n\n", [(None, b"x", None)]),
+    (b"data: x\n: note\n\n", [(None, b"x", None)]),
+    (b"retry: 5\ndata: x\n\n", [(None, b"x", None)]),
+    (b"data: a\n\n\n\ndata: b\n\n\n", [(None, b"a", None), (None, b"b", None)]),
+    (b"event: e\r\ndata: x\r\n\r\n", [("e", b"x", None)]),
+    (b"data: a\r\rdata: b\n\n", [(None, b"a", None), (None, b"b", None)]),
+    (b"data: a\rdata: b\r\r", [(None, b"a\nb", None)]),
+    (b"data: a\n\ndata: tail", [(None, b"a", None), (None, b"tail", None)]),  # flush
+]
+
+
+def test_decoder_reads_each_line_shape_as_the_sse_spec_does() -> None:
+    for wire, expected in LINE_SHAPES:
+        whole = sse.Decoder()
+        events = whole.feed(wire) + whole.flush()
+        assert [(e.event, e.data, e.id) for e in events] == expected, wire
+        by_byte = sse.Decoder()
+        events = [e for i in range(len(wire)) for e in by_byte.feed(wire[i : i + 1])]
+        events += by_byte.flush()
+        assert [(e.event, e.data, e.id) for e in events] == expected, wire

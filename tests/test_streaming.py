@@ -83,6 +83,21 @@ async def test_event_split_across_network_chunks(fake: FakeOpenAI, gateway: Any)
     assert await response.read() == whole
 
 
+async def test_crlf_stream_behind_a_comment_is_relayed_as_sent(
+    fake: FakeOpenAI, gateway: Any
+) -> None:
+    """The first event is looked for across every boundary the SSE spec allows: here
+    ``\\r\\n\\r\\n`` after a comment, cut into pieces mid-boundary."""
+    events = [c.replace(b"\n", b"\r\n") for c in chat_chunks(["cr", "lf"])]
+    whole = b": keep-alive\r\n\r\n" + b"".join(events)
+    pieces = [whole[i : i + 5] for i in range(0, len(whole), 5)]
+    fake.then(reply_stream(pieces))
+    gw = await gateway(one_provider(fake.url))
+    response = await gw.post("/v1/chat/completions", json=STREAM)
+    assert response.status == 200
+    assert await response.read() == whole
+
+
 async def test_stream_usage_is_logged(fake: FakeOpenAI, gateway: Any, caplog: Any) -> None:
     caplog.set_level("INFO", logger="llmgw.access")
     fake.then(reply_stream(chat_chunks(["a", "b"])))
