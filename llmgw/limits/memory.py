@@ -55,7 +55,14 @@ class _Window:
     def correct(self, tick: int, delta: int) -> bool:
         """Add ``delta`` to what ``tick`` holds; False once ``tick`` has left the window."""
         ticks = self.ticks
-        if not ticks or not ticks[0][0] <= tick <= ticks[-1][0]:
+        if not ticks:
+            return False
+        last = ticks[-1]
+        if last[0] == tick:  # usual: the request ended within the tick it began in
+            last[1] += delta
+            self.total += delta
+            return True
+        if not ticks[0][0] <= tick < last[0]:
             return False
         # One entry per tick, in order: the entry sits within these bounds, a single
         # place when every tick since has had requests (a busy scope).
@@ -165,12 +172,17 @@ class MemoryCounters:
         """Replace the reservation made at ``tick`` by what was used; if that tick has
         left the window, what was used beyond the reservation counts from now."""
         now_tick = math.floor(self.clock() * PER_SECOND)
+        gone = now_tick - TICKS
+        delta = used - reserved
         for state, _, tpm, concurrency in self._plan_of(scopes):
             if tpm:
                 window = state.tokens
-                window.expire(now_tick)  # first: a tick about to leave must not be corrected
-                if not window.correct(tick, used - reserved) and used > reserved:
-                    window.add(now_tick, used - reserved)
+                ticks = window.ticks  # first, expire: a tick about to leave must not be corrected
+                while ticks and ticks[0][0] <= gone:
+                    window.total -= ticks.popleft()[1]
+                # (nothing to correct when the reservation was right)
+                if delta and not window.correct(tick, delta) and delta > 0:
+                    window.add(now_tick, delta)
             if concurrency:
                 state.inflight = state.inflight - 1 if state.inflight > 0 else 0
 
