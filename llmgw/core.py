@@ -285,7 +285,7 @@ class RequestContext:
     prompt: str | None = None  # only when logging.log_prompts is on
     streamed_events: int = 0  # SSE events relayed (estimates tokens when usage never came)
     # The x-ratelimit-* headers, made by add_headers when the response is prepared.
-    ratelimit: Callable[[], dict[str, str]] | None = None
+    ratelimit: Callable[[], list[tuple[str, str]]] | None = None
     client_ip: str | None = None  # the client's address as limits.per_ip counts it
     trace: Trace | None = None  # the request's trace, when telemetry is on
     # Smart routing (SPEC §10): how the targets were chosen, for X-LLMGW-Routing.

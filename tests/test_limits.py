@@ -333,3 +333,29 @@ def test_usage_settled_after_its_tick_left_counts_from_now() -> None:
     counters.settle(scopes, early.tick, 10, 25)
     assert counters.scopes["key:a"].tokens.total == 15  # the reservation left; the rest is new
     assert counters.admit(scopes, 986).binding == 0  # 15 + 986 > 1000
+
+
+def test_settling_corrects_the_tick_reserved_in_whether_or_not_it_is_the_last() -> None:
+    """A reservation is corrected in its own tick: the last one (the request ended
+    within it), or an earlier one (later requests opened newer ticks); usage beyond
+    it never lands in the tick of the settlement while its own tick is in the window."""
+    clock = Clock()
+    counters = MemoryCounters(clock)
+    scopes = (Scope("key", "key:a", LimitSpec(tpm=10_000)),)
+    first = counters.admit(scopes, 10)
+    counters.settle(scopes, first.tick, 10, 30)  # still its tick: the last one
+    window = counters.scopes["key:a"].tokens
+    assert [list(entry) for entry in window.ticks] == [[first.tick, 30]]
+    clock.now += 0.5
+    second = counters.admit(scopes, 5)
+    clock.now += 0.5
+    third = counters.admit(scopes, 7)
+    counters.settle(scopes, second.tick, 5, 12)  # a middle tick
+    counters.settle(scopes, first.tick, 30, 30)  # nothing to correct
+    counters.settle(scopes, third.tick, 7, 1)
+    assert [list(entry) for entry in window.ticks] == [
+        [first.tick, 30],
+        [second.tick, 12],
+        [third.tick, 1],
+    ]
+    assert window.total == 43

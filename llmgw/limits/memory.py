@@ -55,7 +55,14 @@ class _Window:
     def correct(self, tick: int, delta: int) -> bool:
         """Add ``delta`` to what ``tick`` holds; False once ``tick`` has left the window."""
         ticks = self.ticks
-        if not ticks or not ticks[0][0] <= tick <= ticks[-1][0]:
+        if not ticks:
+            return False
+        last = ticks[-1]
+        if last[0] == tick:  # usual: the request ended within the tick it began in
+            last[1] += delta
+            self.total += delta
+            return True
+        if not ticks[0][0] <= tick < last[0]:
             return False
         # One entry per tick, in order: the entry sits within these bounds, a single
         # place when every tick since has had requests (a busy scope).
@@ -107,46 +114,75 @@ class MemoryCounters:
         self._plans: dict[int, tuple[tuple[Scope, ...], Plan]] = {}
 
     def admit(self, scopes: tuple[Scope, ...], tokens: int) -> Verdict:
+        # The windows' expire and add, written out in the loops: a request passes
+        # through every scope's two windows twice, and the calls were half the cost.
         now = self.clock()
         tick = math.floor(now * PER_SECOND)
+        gone = tick - TICKS  # a tick at or before this one has left the window
         plan = self._plan_of(scopes)
         binding, wait, reason = -1, 0.0, 0
         for index, (state, rpm, tpm, concurrency) in enumerate(plan):
             need, why = -1.0, 0
             if rpm:
-                total = state.requests.expire(tick)
+                window = state.requests
+                ticks = window.ticks
+                while ticks and ticks[0][0] <= gone:
+                    window.total -= ticks.popleft()[1]
+                total = window.total
                 if total >= rpm:
-                    need = state.requests.leaves(total + 1 - rpm) - now
+                    need = window.leaves(total + 1 - rpm) - now
             if tpm:
-                total = state.tokens.expire(tick)
+                window = state.tokens
+                ticks = window.ticks
+                while ticks and ticks[0][0] <= gone:
+                    window.total -= ticks.popleft()[1]
+                total = window.total
                 if total > 0 and total + tokens > tpm:
-                    late = state.tokens.leaves(total + tokens - tpm) - now
+                    late = window.leaves(total + tokens - tpm) - now
                     if late > need:
                         need, why = late, 1
             if concurrency and state.inflight >= concurrency and need < CONCURRENCY_RETRY:
                 need, why = CONCURRENCY_RETRY, 2
             if need >= 0 and (binding < 0 or need > wait):
                 binding, wait, reason = index, need, why
-        if binding < 0:
-            for state, rpm, tpm, concurrency in plan:
-                if rpm:
-                    state.requests.add(tick, 1)
-                if tpm:
-                    state.tokens.add(tick, tokens)
-                if concurrency:
-                    state.inflight += 1
-        return Verdict(_rate_limits(plan, now), binding, wait, reason, tick)
+        if binding >= 0:
+            return Verdict(_rate_limits(plan, now), binding, wait, reason, tick)
+        for state, rpm, tpm, concurrency in plan:
+            if rpm:
+                window = state.requests
+                ticks = window.ticks
+                if ticks and ticks[-1][0] == tick:
+                    ticks[-1][1] += 1
+                else:
+                    ticks.append([tick, 1])
+                window.total += 1
+            if tpm:
+                window = state.tokens
+                ticks = window.ticks
+                if ticks and ticks[-1][0] == tick:
+                    ticks[-1][1] += tokens
+                else:
+                    ticks.append([tick, tokens])
+                window.total += tokens
+            if concurrency:
+                state.inflight += 1
+        return Verdict(_rate_limits(plan, now), -1, 0.0, 0, tick)
 
     def settle(self, scopes: tuple[Scope, ...], tick: int, reserved: int, used: int) -> None:
         """Replace the reservation made at ``tick`` by what was used; if that tick has
         left the window, what was used beyond the reservation counts from now."""
         now_tick = math.floor(self.clock() * PER_SECOND)
+        gone = now_tick - TICKS
+        delta = used - reserved
         for state, _, tpm, concurrency in self._plan_of(scopes):
             if tpm:
                 window = state.tokens
-                window.expire(now_tick)  # first: a tick about to leave must not be corrected
-                if not window.correct(tick, used - reserved) and used > reserved:
-                    window.add(now_tick, used - reserved)
+                ticks = window.ticks  # first, expire: a tick about to leave must not be corrected
+                while ticks and ticks[0][0] <= gone:
+                    window.total -= ticks.popleft()[1]
+                # (nothing to correct when the reservation was right)
+                if delta and not window.correct(tick, delta) and delta > 0:
+                    window.add(now_tick, delta)
             if concurrency:
                 state.inflight = state.inflight - 1 if state.inflight > 0 else 0
 
@@ -178,12 +214,20 @@ Plan = tuple[tuple[ScopeCounters, int, int, int], ...]
 
 def _rate_limits(plan: Plan, now: float) -> RateLimits | None:
     """``most_constrained`` read straight from the windows: a scope's reset is worked
-    out only when its remaining count could make it the most constrained."""
+    out only when its remaining count could make it the most constrained (the
+    requests' and the tokens' ``_tighter``, written out: it runs for every window)."""
     requests: Figures | None = None
     tokens: Figures | None = None
     for state, rpm, tpm, _ in plan:
         if rpm:
-            requests = _tighter(state.requests, rpm, requests, now)
+            window = state.requests
+            total = window.total
+            left = rpm - total if total < rpm else 0
+            if requests is None or left <= requests[0]:
+                ticks = window.ticks
+                reset = max(0.0, (ticks[0][0] + TICKS) / PER_SECOND - now) if ticks else 0.0
+                if requests is None or left < requests[0] or reset > requests[1]:
+                    requests = (left, reset, rpm)
         if tpm:
             tokens = _tighter(state.tokens, tpm, tokens, now)
     if requests is None and tokens is None:

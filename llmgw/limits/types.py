@@ -54,19 +54,29 @@ class RateLimits:
     tokens: Figures | None
     wall: float  # time.time() at admission: X-RateLimit-Reset is counted from it
 
-    def headers(self) -> dict[str, str]:
+    def headers(self) -> list[tuple[str, str]]:
+        """The headers, in order, as (name, value) pairs (one ``update`` sets them all)."""
         requests, tokens = self.requests, self.tokens
-        headers: dict[str, str] = {}
         plain = requests or tokens  # the seed gateways' X-RateLimit-*: requests first
-        if plain is not None:
-            headers["X-RateLimit-Limit"] = str(plain[2])
-            headers["X-RateLimit-Remaining"] = str(plain[0])
-            headers["X-RateLimit-Reset"] = str(math.ceil(self.wall + plain[1]))
-        for kind, figures in (("requests", requests), ("tokens", tokens)):
-            if figures is not None:
-                headers[f"x-ratelimit-limit-{kind}"] = str(figures[2])
-                headers[f"x-ratelimit-remaining-{kind}"] = str(figures[0])
-                headers[f"x-ratelimit-reset-{kind}"] = format_reset(figures[1])
+        if plain is None:
+            return []
+        headers = [
+            ("X-RateLimit-Limit", str(plain[2])),
+            ("X-RateLimit-Remaining", str(plain[0])),
+            ("X-RateLimit-Reset", str(math.ceil(self.wall + plain[1]))),
+        ]
+        if requests is not None:
+            headers += (
+                ("x-ratelimit-limit-requests", str(requests[2])),
+                ("x-ratelimit-remaining-requests", str(requests[0])),
+                ("x-ratelimit-reset-requests", format_reset(requests[1])),
+            )
+        if tokens is not None:
+            headers += (
+                ("x-ratelimit-limit-tokens", str(tokens[2])),
+                ("x-ratelimit-remaining-tokens", str(tokens[0])),
+                ("x-ratelimit-reset-tokens", format_reset(tokens[1])),
+            )
         return headers
 
 

@@ -120,34 +120,52 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: the gateway's headers on every response, streams included."""
+    """``on_response_prepare``: the gateway's headers on every response, streams included.
+
+    Gathered into one list and set with one ``update`` (each header set on its own
+    costs a call into multidict and a scan of the response's headers)."""
     ctx = request.get(CONTEXT)
     if ctx is None:
         return
-    headers = response.headers
-    headers["X-Request-ID"] = ctx.request_id
+    request_id = ctx.request_id
+    pairs = [("X-Request-ID", request_id)]
     if ctx.surface == "anthropic":  # Anthropic's name for it; its SDK reads _request_id here
-        headers["request-id"] = ctx.request_id
-    cors.apply(request, response, _origins(request))
-    if ctx.provider is not None and not _UNSAFE_HEADER.search(ctx.provider):
-        headers["X-LLMGW-Provider"] = ctx.provider
-    if ctx.upstream_model is not None and not _UNSAFE_HEADER.search(ctx.upstream_model):
-        headers["X-LLMGW-Model"] = ctx.upstream_model
+        pairs.append(("request-id", request_id))
+    origins = _origins(request)
+    if origins:  # CORS headers come next: set what is gathered so far first
+        response.headers.update(pairs)
+        pairs = []
+        cors.apply(request, response, origins)
+    provider, model = ctx.provider, ctx.upstream_model
+    if provider is not None and _safe(provider):
+        pairs.append(("X-LLMGW-Provider", provider))
+    if model is not None and _safe(model):
+        pairs.append(("X-LLMGW-Model", model))
     if ctx.attempts:
-        headers["X-LLMGW-Attempts"] = str(ctx.attempts)
+        pairs.append(("X-LLMGW-Attempts", str(ctx.attempts)))
     if ctx.dropped:
-        headers["X-LLMGW-Dropped-Params"] = ", ".join(ctx.dropped)
+        pairs.append(("X-LLMGW-Dropped-Params", ", ".join(ctx.dropped)))
     if ctx.cache is not None:
-        headers["X-Cache"] = ctx.cache
+        pairs.append(("X-Cache", ctx.cache))
     if ctx.cache_match is not None:
-        headers["X-Cache-Match"] = ctx.cache_match
+        pairs.append(("X-Cache-Match", ctx.cache_match))
     if ctx.cache_similarity is not None:
-        headers["X-Cache-Similarity"] = f"{ctx.cache_similarity:.2f}"
-    routing = ctx.routing_line()
-    if routing is not None and not _UNSAFE_HEADER.search(routing):
-        headers["X-LLMGW-Routing"] = routing
+        pairs.append(("X-Cache-Similarity", f"{ctx.cache_similarity:.2f}"))
+    if ctx.strategy is not None:
+        routing = ctx.routing_line()
+        if routing is not None and _safe(routing):
+            pairs.append(("X-LLMGW-Routing", routing))
     if ctx.ratelimit is not None:
-        headers.update(ctx.ratelimit())
+        pairs += ctx.ratelimit()
+    if pairs:
+        response.headers.update(pairs)
+
+
+def _safe(value: str) -> bool:
+    """Whether ``value`` may go in a header as it is (no CR, LF or other control
+    character). ``isprintable`` answers most at C speed; the pattern decides the rest
+    (non-ASCII text that is not printable, yet no control character)."""
+    return value.isprintable() or not _UNSAFE_HEADER.search(value)
 
 
 def _origins(request: web.Request) -> tuple[str, ...]:
