@@ -2,16 +2,10 @@
 
 The key is read from ``Authorization: Bearer <key>``, ``X-API-Key`` (also what the
 Anthropic SDK sends as ``x-api-key``) or ``x-goog-api-key``, in that order. It is
-never compared character by character: its SHA-256 digest is looked up among the
-configured keys' digests (``key`` or ``key_sha256``) and confirmed with
-``hmac.compare_digest``, so neither the lookup nor the comparison depends on how much
-of a guess was right. A key the config holds as text (``key``) is first looked up as
-the text presented, in a dict of those keys made with the config snapshot: a str's
-hash is keyed by the process's secret hash seed, and two strings are compared only
-when their 64-bit hashes are equal, so that lookup does not depend on it either; it
-spares the hashing on every request. Keys held only as digests (``key_sha256``,
-managed keys) are never kept as text. Only the key's configured *name* ever leaves
-this module.
+never compared as text: its SHA-256 digest is looked up among the configured keys'
+digests (``key`` or ``key_sha256``) and confirmed with ``hmac.compare_digest``, so
+neither the lookup nor the comparison depends on how much of a guess was right.
+Only the key's configured *name* ever leaves this module.
 
 With no keys configured the gateway is open: every caller is the anonymous
 principal (``Runtime.announce`` warns about it at every load). It has one tenant, so
@@ -49,13 +43,11 @@ class Keyring:
     """The digest table of the running ``auth:`` section, rebuilt only when the
     section changes (config snapshots are immutable, so identity tells)."""
 
-    __slots__ = ("_auth", "_jwt", "_plain", "_table", "managed")
+    __slots__ = ("_auth", "_jwt", "_table", "managed")
 
     def __init__(self) -> None:
         self._auth: AuthConfig | None = None
         self._table: Mapping[bytes, tuple[bytes, Principal]] = {}
-        # The keys the config holds as text, by that text: what the table would answer.
-        self._plain: Mapping[str, Principal] = {}
         self._jwt: JwtVerifier | None = None
         self.managed = ManagedKeys()
 
@@ -72,26 +64,10 @@ class Keyring:
 
     def table(self, auth: AuthConfig) -> Mapping[bytes, tuple[bytes, Principal]]:
         if auth is not self._auth:
-            self._build(auth)
+            entries = ((_digest_of(k), _principal(k)) for k in auth.keys)
+            self._table = {digest: (digest, principal) for digest, principal in entries}
+            self._auth = auth
         return self._table
-
-    def plain(self, auth: AuthConfig) -> Mapping[str, Principal]:
-        """The configured keys given as text (``key``), by that text."""
-        if auth is not self._auth:
-            self._build(auth)
-        return self._plain
-
-    def _build(self, auth: AuthConfig) -> None:
-        entries = [(_digest_of(k), _principal(k)) for k in auth.keys]
-        table = {digest: (digest, principal) for digest, principal in entries}
-        # From the table: where a key is also listed as a digest, the same entry wins.
-        self._plain = {
-            k.key: table[digest][1]
-            for k, (digest, _) in zip(auth.keys, entries, strict=True)
-            if k.key is not None
-        }
-        self._table = table
-        self._auth = auth
 
 
 async def identify(headers: Mapping[str, str], auth: AuthConfig, keyring: Keyring) -> Principal:
@@ -114,9 +90,6 @@ def authenticate(headers: Mapping[str, str], auth: AuthConfig, keyring: Keyring)
             "Missing API key: send it as 'Authorization: Bearer <key>', 'X-API-Key' "
             "or 'x-goog-api-key'"
         )
-    principal = keyring.plain(auth).get(presented)
-    if principal is not None:
-        return principal
     # Header bytes that are not UTF-8 arrive as surrogate escapes: hash them as sent.
     digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
     entry = keyring.table(auth).get(digest)
