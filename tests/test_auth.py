@@ -208,3 +208,31 @@ auth:
     wide = await (await gw.get("/v1/models", headers={"Authorization": "Bearer wide-key"})).json()
     # aliases, the virtual models an alias does not shadow (SPEC §10), provider models
     assert [m["id"] for m in wide["data"]] == ["fast", "auto", "cheap", "echo", "other"]
+
+
+async def test_a_key_replaced_by_a_reload_is_refused_at_once(
+    fake: FakeOpenAI, aiohttp_client: Any, tmp_path: Any
+) -> None:
+    """A reload that replaces a client key takes effect at once: the old key is refused
+    on the next request and the new one is let in (nothing remembered across snapshots)."""
+    from llmgw.app import create_app
+
+    def text(key: str) -> str:
+        return one_provider(fake.url) + (
+            f"auth:\n  admin_key: sk-admin-reload-0001\n  keys:\n    - {{name: team-a, key: {key}}}\n"
+        )
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text(CLIENT_KEY))
+    app = create_app(parse(path.read_text(), str(path), {}), config_path=str(path))
+    gw = await aiohttp_client(app)
+    old = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    new = {"Authorization": f"Bearer {OTHER_KEY}"}
+    assert (await gw.post("/v1/chat/completions", json=chat(), headers=old)).status == 200
+    assert (await gw.post("/v1/chat/completions", json=chat(), headers=new)).status == 401
+    path.write_text(text(OTHER_KEY))
+    admin = {"Authorization": "Bearer sk-admin-reload-0001"}
+    reload = await gw.post("/api/v1/config/reload", headers=admin)
+    assert (await reload.json())["result"] == "success"
+    assert (await gw.post("/v1/chat/completions", json=chat(), headers=old)).status == 401
+    assert (await gw.post("/v1/chat/completions", json=chat(), headers=new)).status == 200
