@@ -200,3 +200,75 @@ async def test_the_reservation_of_a_dead_replica_frees_itself(redis_url: str) ->
     finally:
         await dead.close()
         await alive.close()
+
+
+async def test_a_request_that_reserves_nothing_leaves_nothing_in_redis(redis_url: str) -> None:
+    """A cache hit's admission (nothing reserved) is checked like any other but writes
+    no reservation: there is nothing to hold for it, nor to release."""
+    budgets = RedisBudgets(redis_url)
+    period = period_of()
+    client = redis.Redis.from_url(redis_url)
+    key = f"llmgw:{{llmgw}}:budget:{period}:global"
+    try:
+        free = Ask("global", 50, None, 0, 0)
+        assert await budgets.admit(period, expire_at(period), [free], "hit-1", {}, "local") == []
+        assert client.hget(key, "r:hit-1") is None
+        assert client.zscore(key + ":held", "hit-1") is None
+        assert int(client.hget(key, "reserved") or 0) == 0
+        assert await budgets.settle(period, ["global"], "paid-1", 50, 9) == {"global": (50, 9)}
+        # spent up to its limit: the free request is refused as any other would be
+        assert await budgets.admit(period, expire_at(period), [free], "hit-2", {}, "local") == [0]
+    finally:
+        client.close()
+        await budgets.close()
+
+
+async def test_a_cache_hit_makes_one_budget_call_to_redis(
+    gateway: GatewayFactory,
+    fake: FakeOpenAI,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hit's admission is checked in Redis; with nothing reserved and nothing spent
+    there is no settlement to send (it was a second script call per hit)."""
+    calls: list[str] = []
+    for name in ("admit", "settle"):
+        real = getattr(RedisBudgets, name)
+
+        async def counted(
+            self: RedisBudgets, *args: Any, _real: Any = real, _name: str = name
+        ) -> Any:
+            calls.append(_name)
+            return await _real(self, *args)
+
+        monkeypatch.setattr(RedisBudgets, name, counted)
+    text = budget_config(fake.url, tmp_path / "b.db", key_budget="{monthly_usd: 5}")
+    gw = await gateway(
+        text + f"limits: {{backend: redis, redis_url: '{redis_url}'}}\n"
+        "cache: {enabled: true, backend: memory}\n"
+    )
+    client = redis.Redis.from_url(redis_url)
+    key = f"llmgw:{{llmgw}}:budget:{period_of()}:key:team-a"
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "same"}]}
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    try:
+        first = await gw.post("/v1/chat/completions", json=body, headers=headers)
+        assert first.headers["X-Cache"] == "MISS"
+        await first.read()
+        for _ in range(100):  # the miss's settlement runs in the background
+            if int(client.hget(key, "spent") or 0) > 0:
+                break
+            await asyncio.sleep(0.02)
+        assert int(client.hget(key, "spent") or 0) == 12_000_000
+        assert calls == ["admit", "admit", "settle"]  # the first admission seeds the month
+        hit = await gw.post("/v1/chat/completions", json=body, headers=headers)
+        assert hit.headers["X-Cache"] == "HIT"
+        await hit.read()
+        await asyncio.sleep(0.3)  # room for a background settlement, were one sent
+        assert calls[3:] == ["admit"]
+        assert int(client.hget(key, "spent") or 0) == 12_000_000
+        assert client.hkeys(key) and not [k for k in client.hkeys(key) if k.startswith(b"r:")]
+    finally:
+        client.close()
+    assert len(fake.seen) == 1

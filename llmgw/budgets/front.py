@@ -248,7 +248,7 @@ class Budgets:
             return
         if hold.local:
             self.local.settle(hold.period, hold.asks, True, 0, 0)
-        if hold.shared is not None and hold.member:
+        if hold.shared is not None and hold.member and _reserves(hold.asks):
             scopes = [ask.scope for ask in hold.asks]
             work = self._release_shared(hold.shared, hold.period, scopes, hold.member)
             await asyncio.shield(self._background.spawn(work))
@@ -280,6 +280,8 @@ class Budgets:
         # In memory, the spend queued for the writer: no database on the request's path.
         after = local.settle(hold.period, hold.asks, hold.local, cost, used)
         if hold.shared is not None:  # Redis counts it all (also when reserved elsewhere)
+            if not (cost or used or _reserves(hold.asks)):
+                return  # a cache hit: nothing was held in Redis and nothing is owed
             scopes = [ask.scope for ask in hold.asks]
             work = self._settle_shared(db, hold, scopes, cost, used, alerts, webhook)
             # Shielded: a second cancellation of the handler must not lose the spend.
@@ -381,3 +383,8 @@ def _quiet(
         if total is not None and (total[0] >= nano or total[1] >= tokens):
             return False
     return True
+
+
+def _reserves(asks: tuple[queries.Ask, ...]) -> bool:
+    """Whether admission held anything for these asks (a cache hit's hold nothing)."""
+    return any(ask.reserve_nano or ask.reserve_tokens for ask in asks)

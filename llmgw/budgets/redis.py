@@ -3,6 +3,8 @@
 Admission checks every scope that applies and reserves the estimate in all of them,
 or in none, in one ``EVALSHA``; Redis runs one script at a time, so replicas never
 all pass the same last cent. Settlement replaces the reservation by the real spend.
+A request that reserves nothing (an exact cache hit) is checked the same way and
+leaves nothing behind: no reservation is written, and nothing is settled.
 Per scope and month (the ``{llmgw}`` hash tag keeps them in one Redis Cluster slot):
 
     llmgw:{llmgw}:budget:<YYYY-MM>:<scope>              hash  spent, tokens, reserved,
@@ -89,11 +91,13 @@ for i = 1, scopes do
 end
 for i = 1, scopes do
   local key, held, a = KEYS[2 * i - 1], KEYS[2 * i], 3 + (i - 1) * 6
-  redis.call('HINCRBY', key, 'reserved', ARGV[a + 3])
-  redis.call('HINCRBY', key, 'rtokens', ARGV[a + 4])
-  redis.call('HSET', key, 'r:' .. id, ARGV[a + 3] .. ':' .. ARGV[a + 4])
-  redis.call('ZADD', held, now + hold, id)
-  redis.call('EXPIREAT', held, expire_at)
+  if ARGV[a + 3] ~= '0' or ARGV[a + 4] ~= '0' then  -- nothing to hold for a free request
+    redis.call('HINCRBY', key, 'reserved', ARGV[a + 3])
+    redis.call('HINCRBY', key, 'rtokens', ARGV[a + 4])
+    redis.call('HSET', key, 'r:' .. id, ARGV[a + 3] .. ':' .. ARGV[a + 4])
+    redis.call('ZADD', held, now + hold, id)
+    redis.call('EXPIREAT', held, expire_at)
+  end
 end
 return {0}
 """
