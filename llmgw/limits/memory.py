@@ -114,72 +114,45 @@ class MemoryCounters:
         self._plans: dict[int, tuple[tuple[Scope, ...], Plan]] = {}
 
     def admit(self, scopes: tuple[Scope, ...], tokens: int) -> Verdict:
-        # The windows' expire and add, written out in the loops: a request passes
-        # through every scope's two windows twice, and the calls were half the cost.
         now = self.clock()
         tick = math.floor(now * PER_SECOND)
-        gone = tick - TICKS  # a tick at or before this one has left the window
         plan = self._plan_of(scopes)
         binding, wait, reason = -1, 0.0, 0
         for index, (state, rpm, tpm, concurrency) in enumerate(plan):
             need, why = -1.0, 0
             if rpm:
-                window = state.requests
-                ticks = window.ticks
-                while ticks and ticks[0][0] <= gone:
-                    window.total -= ticks.popleft()[1]
-                total = window.total
+                total = state.requests.expire(tick)
                 if total >= rpm:
-                    need = window.leaves(total + 1 - rpm) - now
+                    need = state.requests.leaves(total + 1 - rpm) - now
             if tpm:
-                window = state.tokens
-                ticks = window.ticks
-                while ticks and ticks[0][0] <= gone:
-                    window.total -= ticks.popleft()[1]
-                total = window.total
+                total = state.tokens.expire(tick)
                 if total > 0 and total + tokens > tpm:
-                    late = window.leaves(total + tokens - tpm) - now
+                    late = state.tokens.leaves(total + tokens - tpm) - now
                     if late > need:
                         need, why = late, 1
             if concurrency and state.inflight >= concurrency and need < CONCURRENCY_RETRY:
                 need, why = CONCURRENCY_RETRY, 2
             if need >= 0 and (binding < 0 or need > wait):
                 binding, wait, reason = index, need, why
-        if binding >= 0:
-            return Verdict(_rate_limits(plan, now), binding, wait, reason, tick)
-        for state, rpm, tpm, concurrency in plan:
-            if rpm:
-                window = state.requests
-                ticks = window.ticks
-                if ticks and ticks[-1][0] == tick:
-                    ticks[-1][1] += 1
-                else:
-                    ticks.append([tick, 1])
-                window.total += 1
-            if tpm:
-                window = state.tokens
-                ticks = window.ticks
-                if ticks and ticks[-1][0] == tick:
-                    ticks[-1][1] += tokens
-                else:
-                    ticks.append([tick, tokens])
-                window.total += tokens
-            if concurrency:
-                state.inflight += 1
-        return Verdict(_rate_limits(plan, now), -1, 0.0, 0, tick)
+        if binding < 0:
+            for state, rpm, tpm, concurrency in plan:
+                if rpm:
+                    state.requests.add(tick, 1)
+                if tpm:
+                    state.tokens.add(tick, tokens)
+                if concurrency:
+                    state.inflight += 1
+        return Verdict(_rate_limits(plan, now), binding, wait, reason, tick)
 
     def settle(self, scopes: tuple[Scope, ...], tick: int, reserved: int, used: int) -> None:
         """Replace the reservation made at ``tick`` by what was used; if that tick has
         left the window, what was used beyond the reservation counts from now."""
         now_tick = math.floor(self.clock() * PER_SECOND)
-        gone = now_tick - TICKS
         delta = used - reserved
         for state, _, tpm, concurrency in self._plan_of(scopes):
             if tpm:
                 window = state.tokens
-                ticks = window.ticks  # first, expire: a tick about to leave must not be corrected
-                while ticks and ticks[0][0] <= gone:
-                    window.total -= ticks.popleft()[1]
+                window.expire(now_tick)  # first: a tick about to leave must not be corrected
                 # (nothing to correct when the reservation was right)
                 if delta and not window.correct(tick, delta) and delta > 0:
                     window.add(now_tick, delta)
