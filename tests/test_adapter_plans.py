@@ -10,31 +10,17 @@ import anthropic
 import openai
 import pytest
 
-from tests.conftest import CLIENT_KEY, PROVIDER_KEY
-from tests.provider_fakes import FakeAnthropic, serve
+from tests.conftest import CLIENT_KEY, claude_config
+from tests.provider_fakes import FakeAnthropic
 
 HI = [{"role": "user", "content": "hi"}]
 
 
 async def test_each_client_format_keeps_its_own_stages_on_one_provider(
-    aiohttp_server: Any, gateway: Any, sdk: Any
+    claude: FakeAnthropic, gateway: Any, sdk: Any
 ) -> None:
-    claude = FakeAnthropic()
-    await serve(aiohttp_server, claude)
-    gw = await gateway(
-        f"""
-providers:
-  claude:
-    type: anthropic
-    base_url: {claude.url}
-    api_key: {PROVIDER_KEY}
-    models: [claude-x]
-    max_retries: 0
-auth:
-  keys:
-    - {{name: a, key: {CLIENT_KEY}}}
-"""
-    )
+    keys = f"auth:\n  keys:\n    - {{name: a, key: {CLIENT_KEY}}}\n"
+    gw = await gateway(claude_config(claude.url, keys, model="claude-x"))
     chat = sdk(gw)
     messages = anthropic.AsyncAnthropic(
         base_url=str(gw.make_url("")), api_key=CLIENT_KEY, max_retries=0
