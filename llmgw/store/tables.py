@@ -14,11 +14,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
 
-# One row per client request (the usage ledger).
+# One row per client request (the usage ledger), and one more per hedged racer that
+# lost after it had begun answering (``hedge_loser``): its tokens and cost, under the
+# request's id, key, model and tags, its own provider; no request of its own.
 requests = Table(
     "requests",
     metadata,
@@ -42,6 +45,7 @@ requests = Table(
     Column("latency_ms", Float, nullable=False),
     Column("error", String(200)),
     Column("tags", JSON),
+    Column("hedge_loser", Boolean, nullable=False, default=False, server_default=false()),
     Index("ix_requests_ts", "ts"),
     Index("ix_requests_key_ts", "key", "ts"),
 )
