@@ -6,7 +6,9 @@ commit — a valid first event of a stream, or a whole JSON answer — claims th
 (``RequestContext.claim``, called by the relay before anything is written or recorded):
 the others are cancelled at once, which closes their upstream connections. Nothing is
 written to the client before a claim, so a request that wrote a byte is never hedged.
-Racers that lost are kept on ``ctx.hedge_losers`` so their partial usage is counted.
+Racers that lost are kept on ``ctx.hedge_losers``; those that had begun answering
+(``charged``) are billed by their provider, so their usage is counted — in usage,
+limits, budgets and the ledger — though not as a request (the client made one).
 Each racer is its own attempt (numbered on its copy); a racer cancelled because another
 won sees the cancellation carry ``LOST`` (``lost(error)``), so its trace span can say so.
 """
@@ -36,6 +38,12 @@ _ADOPTED = (
     "error",
     "delivered",
 )
+
+
+def charged(ctx: RequestContext) -> tuple[RequestContext, ...]:
+    """The racers of ``ctx`` that lost after their provider had begun answering (its
+    status and headers came: an upstream model on their copy); their tokens are spent."""
+    return tuple(loser for loser in ctx.hedge_losers if loser.upstream_model is not None)
 
 
 def lost(error: BaseException) -> bool:

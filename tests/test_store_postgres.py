@@ -1,4 +1,5 @@
-"""Two gateway processes on one PostgreSQL and one Redis spending one budget."""
+"""Two gateway processes on one PostgreSQL and one Redis spending one budget; replicas
+migrating a fresh database together, and an older database upgraded with its rows."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from llmgw.store.engine import Database, resolve_url
+from tests.conftest import GatewayFactory
 from tests.fakes import free_port
 from tests.postgres_server import postgres_server
+from tests.test_hedge_ledger import upgraded_keeps_its_rows
 from tests.test_ledger import _start
 
 ADMIN = {"Authorization": "Bearer admin-secret-1"}
@@ -26,6 +29,15 @@ BODY = {"model": "demo/echo", "messages": [{"role": "user", "content": "spend"}]
 def postgres_url() -> Iterator[str]:
     with postgres_server() as url:
         yield url
+
+
+async def _new_database(postgres_url: str, name: str) -> str:
+    """A fresh database on the cluster; its ``database.url``."""
+    admin = create_async_engine(resolve_url(postgres_url, "."), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f"CREATE DATABASE {name}"))
+    await admin.dispose()
+    return postgres_url.rsplit("/", 1)[0] + "/" + name
 
 
 async def _spend_until_refused(session: aiohttp.ClientSession, url: str) -> list[int]:
@@ -89,11 +101,7 @@ auth: {{admin_key: admin-secret-1}}
 async def test_replicas_starting_together_on_a_fresh_database_all_come_up(
     postgres_url: str,
 ) -> None:
-    admin = create_async_engine(resolve_url(postgres_url, "."), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text("CREATE DATABASE fresh_replicas"))
-    await admin.dispose()
-    url = resolve_url(postgres_url.rsplit("/", 1)[0] + "/fresh_replicas", ".")
+    url = resolve_url(await _new_database(postgres_url, "fresh_replicas"), ".")
     replicas = [Database(url) for _ in range(6)]
     try:
         await asyncio.gather(*(replica.start() for replica in replicas))
@@ -103,4 +111,11 @@ async def test_replicas_starting_together_on_a_fresh_database_all_come_up(
     finally:
         for replica in replicas:
             await replica.close()
-    assert [tuple(row) for row in versions] == [("0001",)] and requests == 0
+    assert [tuple(row) for row in versions] == [("0002",)] and requests == 0
+
+
+async def test_an_older_postgresql_ledger_is_upgraded_with_its_rows_kept(
+    postgres_url: str, gateway: GatewayFactory
+) -> None:
+    config_url = await _new_database(postgres_url, "upgraded_ledger")
+    await upgraded_keeps_its_rows(gateway, resolve_url(config_url, "."), config_url)

@@ -22,6 +22,7 @@ from llmgw.cache.embed import Embedder, embedder
 from llmgw.core import Call, Endpoint, Principal, RequestContext
 from llmgw.errors import GatewayError, ModelNotFound
 from llmgw.forward import forward
+from llmgw.hedge import charged
 from llmgw.limits.clientip import client_address
 from llmgw.observe.tracing import note
 from llmgw.routing.router import Target
@@ -171,12 +172,11 @@ async def _serve(
         annotate(ctx, response)
         return response
     finally:  # also on errors and when the client went away
-        # A hedge's cancelled racers: paid for all the same (tokens, limits, budgets),
-        # but the client made one request.
+        # A hedge's cancelled racers: paid for all the same (usage, limits, budgets, and
+        # a ledger row each, written with the request's), but the client made one request.
         losers = tuple(
             app[USAGE].record(loser, call, None, runtime.prices, request=False)
-            for loser in ctx.hedge_losers
-            if loser.upstream_model is not None
+            for loser in charged(ctx)
         )
         spend = app[USAGE].record(ctx, call, response, runtime.prices)
         await app[LIMITER].settle(admission, spend, losers)

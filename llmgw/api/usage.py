@@ -10,7 +10,8 @@ list of ``key``, ``model``, ``provider``, ``day``, ``budget_key``, ``endpoint`` 
 ``tag:<name>``.
 
 ``/api/v1/requests?limit=&key=&model=&status=`` lists the newest requests first
-(``limit`` 1..1000, default 100).
+(``limit`` 1..1000, default 100); from the ledger each carries ``hedge_losers``, the
+spend of its hedged racers that lost after they had begun answering (often none).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from aiohttp import web
 from llmgw.api import live
 from llmgw.api.guard import require_admin
 from llmgw.errors import InvalidRequest, NotFound
-from llmgw.server.appkeys import DATABASE, LEDGER, LIMITER, STORE, USAGE
+from llmgw.server.appkeys import ACCOUNTING, DATABASE, LEDGER, LIMITER, STORE, USAGE
 from llmgw.store import reports
 from llmgw.store.engine import Database
 
@@ -108,7 +109,9 @@ async def recent_requests(request: web.Request) -> web.Response:
 
 
 async def _written(request: web.Request) -> None:
-    """Write what the ledger holds first, so the answer includes every ended request."""
+    """Write what the ledger holds first, so the answer includes every ended request
+    (those that ended in this very turn of the loop too: their rows are queued now)."""
     ledger = request.app[LEDGER]
     if ledger is not None:
+        request.app[ACCOUNTING].drain()
         await ledger.flush()

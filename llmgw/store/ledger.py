@@ -1,5 +1,11 @@
 """The usage ledger: one row per client request, written in batches off the hot path.
 
+A hedged request whose racers lost after they had begun answering (``hedge.charged``)
+has one more row per such racer, flagged ``hedge_loser``: the tokens and cost its
+provider bills, under the request's id, time, key, budget key, model, endpoint, status
+and tags, with the racer's own provider and upstream model. Reports count those rows'
+tokens and cost, never as requests.
+
 ``add`` is called by accounting once per ended request (already batched per loop
 turn) and only appends a row to a bounded buffer. A background task writes the
 buffer in one ``INSERT`` per batch every quarter second, or sooner once a batch is
@@ -27,6 +33,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from llmgw.core import ANONYMOUS_LABEL, RequestContext
+from llmgw.hedge import charged
 from llmgw.observe.metrics import Metrics
 from llmgw.store.background_writer import BackgroundWriter
 from llmgw.store.engine import Database
@@ -45,6 +52,7 @@ def ledger_row(ctx: RequestContext, latency: float, now: float, day: str) -> dic
     """``ctx``'s row; ``day`` is ``utc_day(now)`` (the ledger keeps it from row to row)."""
     cost = None if ctx.cost_usd is None else round(ctx.cost_usd * 1_000_000_000)
     return {
+        "hedge_loser": False,
         "request_id": ctx.request_id,
         "ts": now,
         "day": day,
@@ -65,6 +73,22 @@ def ledger_row(ctx: RequestContext, latency: float, now: float, day: str) -> dic
     }
 
 
+def loser_row(request_row: dict[str, Any], loser: RequestContext) -> dict[str, Any]:
+    """The row of a racer of the request whose row is ``request_row``: its spend (usage
+    has filled in its tokens and cost), the rest the request's."""
+    cost = None if loser.cost_usd is None else round(loser.cost_usd * 1_000_000_000)
+    return request_row | {
+        "hedge_loser": True,
+        "provider": loser.provider,
+        "upstream_model": loser.upstream_model,
+        "cache": None,
+        "prompt_tokens": loser.prompt_tokens or 0,
+        "completion_tokens": loser.completion_tokens or 0,
+        "cost_nano_usd": cost,
+        "error": None,
+    }
+
+
 class Ledger(BackgroundWriter):
     def __init__(self, db: Database, metrics: Metrics, bound: int) -> None:
         self.db = db
@@ -78,24 +102,36 @@ class Ledger(BackgroundWriter):
         self._day: tuple[int, str] = (-1, "")  # (unix day, its date): one strftime a day
 
     def add(self, ctx: RequestContext, latency: float) -> None:
-        """Queue ``ctx``'s row (client API requests only)."""
+        """Queue ``ctx``'s row, and its charged hedge racers' (client API requests only)."""
         if ctx.endpoint is None:
             return
         if len(self._rows) >= self.bound:
-            self._refuse_one(
-                self.metrics.ledger_dropped,
-                log,
-                "usage ledger buffer full (%d rows): request %s not recorded (%d dropped so far)",
-                ctx.request_id,
-            )
+            self._refuse(ctx)
             return
         now = time.time()
         number = int(now // 86400)
         if number != self._day[0]:
             self._day = (number, utc_day(now))
-        self._rows.append(ledger_row(ctx, latency, now, self._day[1]))
+        row = ledger_row(ctx, latency, now, self._day[1])
+        self._rows.append(row)
+        if ctx.hedge_losers:
+            for loser in charged(ctx):
+                if len(self._rows) >= self.bound:
+                    self._refuse(ctx)
+                else:
+                    self._rows.append(loser_row(row, loser))
         if len(self._rows) >= BATCH:
             self._wake.set()
+
+    def _refuse(self, ctx: RequestContext) -> None:
+        """A row of ``ctx``'s not held, the buffer being full: dropped, counted, logged."""
+        self._refuse_one(
+            self.metrics.ledger_dropped,
+            log,
+            "usage ledger buffer full (%d rows): a row of request %s not recorded "
+            "(%d dropped so far)",
+            ctx.request_id,
+        )
 
     @property
     def pending(self) -> int:

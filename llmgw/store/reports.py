@@ -1,11 +1,18 @@
-"""Reading the ledger: usage over a time range grouped as asked, and recent requests."""
+"""Reading the ledger: usage over a time range grouped as asked, and recent requests.
+
+A hedged racer's row (``hedge_loser``) adds its tokens and cost to every figure and
+group it falls in, and no request: ``requests`` counts the client's requests. The
+recent requests are the clients' requests, each with the racers' spend it caused.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, true
+from sqlalchemy import ColumnElement, and_, case, false, func, select, true
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from llmgw.store.engine import Database
 from llmgw.store.tables import requests
@@ -52,7 +59,7 @@ async def usage(
         conditions.append(c.ts < until)
     columns = [group_column(name).label(f"g{i}") for i, name in enumerate(group_by)]
     figures = [
-        func.count().label("requests"),
+        func.coalesce(func.sum(case((c.hedge_loser, 0), else_=1)), 0).label("requests"),
         func.coalesce(func.sum(c.prompt_tokens), 0).label("prompt_tokens"),
         func.coalesce(func.sum(c.completion_tokens), 0).label("completion_tokens"),
         func.coalesce(func.sum(c.cost_nano_usd), 0).label("cost_nano_usd"),
@@ -93,7 +100,7 @@ async def recent(
     db: Database, limit: int, key: str | None, model: str | None, status: int | None
 ) -> list[dict[str, Any]]:
     c = requests.c
-    query = select(*(c[name] for name in RECENT_FIELDS))
+    query = select(*(c[name] for name in RECENT_FIELDS)).where(c.hedge_loser == false())
     if key is not None:
         query = query.where(c.key == key)
     if model is not None:
@@ -103,10 +110,38 @@ async def recent(
     query = query.order_by(c.ts.desc(), c.id.desc()).limit(limit)
     async with db.engine.connect() as conn:
         rows = list(await conn.execute(query))
+        racers = await _racers(conn, rows) if rows else {}
     out = []
     for row in rows:
         item = {name: row._mapping[name] for name in RECENT_FIELDS}
-        nano = item.pop("cost_nano_usd")
-        item["cost_usd"] = None if nano is None else round(nano / NANO, 9)
+        item["cost_usd"] = _usd(item.pop("cost_nano_usd"))
+        item["hedge_losers"] = racers.get(item["request_id"], [])
         out.append(item)
     return out
+
+
+RACER_FIELDS = ("provider", "upstream_model", "prompt_tokens", "completion_tokens")
+
+
+async def _racers(conn: AsyncConnection, rows: list[Row[Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The hedge racers' rows of the requests listed, by request id. A racer's row has
+    its request's ``ts``, so the lookup stays within the listed rows' span (the index)."""
+    c = requests.c
+    times = [row._mapping["ts"] for row in rows]
+    query = (
+        select(c.request_id, c.cost_nano_usd, *(c[name] for name in RACER_FIELDS))
+        .where(c.hedge_loser == true(), c.ts >= min(times), c.ts <= max(times))
+        .where(c.request_id.in_({row._mapping["request_id"] for row in rows}))
+        .order_by(c.id)
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for racer in await conn.execute(query):
+        fields = racer._mapping
+        entry = {name: fields[name] for name in RACER_FIELDS}
+        entry["cost_usd"] = _usd(fields["cost_nano_usd"])
+        found.setdefault(fields["request_id"], []).append(entry)
+    return found
+
+
+def _usd(nano: int | None) -> float | None:
+    return None if nano is None else round(nano / NANO, 9)
