@@ -24,7 +24,7 @@ from aiohttp import web
 from llmgw.api import live
 from llmgw.api.guard import require_admin
 from llmgw.errors import InvalidRequest, NotFound
-from llmgw.server.appkeys import ACCOUNTING, DATABASE, LEDGER, LIMITER, STORE, USAGE
+from llmgw.server.appkeys import DATABASE, LEDGER, LIMITER, STORE, USAGE
 from llmgw.store import reports
 from llmgw.store.engine import Database
 
@@ -109,9 +109,7 @@ async def recent_requests(request: web.Request) -> web.Response:
 
 
 async def _written(request: web.Request) -> None:
-    """Write what the ledger holds first, so the answer includes every ended request
-    (those that ended in this very turn of the loop too: their rows are queued now)."""
+    """Write what the ledger holds first, so the answer includes every ended request."""
     ledger = request.app[LEDGER]
     if ledger is not None:
-        request.app[ACCOUNTING].drain()
         await ledger.flush()
