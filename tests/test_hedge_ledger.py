@@ -6,10 +6,12 @@ restart; and the migration that added that row's flag keeps an older database's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from alembic import command
@@ -17,9 +19,13 @@ from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from llmgw.core import RequestContext
+from llmgw.observe.metrics import Metrics
 from llmgw.store.engine import Database, resolve_url
+from llmgw.store.ledger import Ledger
 from tests.conftest import CLIENT_KEY, GatewayFactory
 from tests.fakes import FakeOpenAI, reply_stream
+from tests.provider_fakes import anthropic_client
 from tests.test_routing import two
 
 Maker = Callable[[], Awaitable[FakeOpenAI]]
@@ -62,6 +68,55 @@ async def _budget_spend(gw: Any) -> dict[str, tuple[int, float]]:
     return {e["scope"]: (e["tokens"], e["spent_usd"]) for e in report["budgets"]}
 
 
+async def _memory_and_budgets(gw: Any) -> tuple[dict[str, Any], dict[str, tuple[int, float]]]:
+    """The in-memory usage after one hedged request whose racer ``a`` lost after it had
+    begun answering, and the budgets' spend, checked to agree with each other."""
+    memory = await _get(gw, "/api/v1/usage")
+    assert memory["source"] == "memory"
+    loser, winner = memory["providers"]["a"], memory["providers"]["b"]
+    assert loser["requests"] == 0 and loser["prompt_tokens"] > 0 and loser["cost_usd"] > 0
+    assert winner["requests"] == 1 and memory["total"]["requests"] == 1
+    tokens = memory["total"]["prompt_tokens"] + memory["total"]["completion_tokens"]
+    budgets = await _budget_spend(gw)
+    assert budgets["key:team-a"][0] == budgets["global"][0] == tokens
+    assert budgets["key:team-a"][1] == pytest.approx(memory["total"]["cost_usd"])
+    return memory, budgets
+
+
+async def _ledger_agrees(gw: Any, memory: dict[str, Any], endpoint: str) -> None:
+    """The ledger's reports of that request: the same figures as the in-memory usage."""
+    by_provider = await _get(gw, "/api/v1/usage?group_by=provider")
+    assert by_provider["source"] == "database"
+    assert _figures(by_provider["total"]) == _figures(memory["total"])
+    assert {g["provider"]: _figures(g) for g in by_provider["groups"]} == {
+        name: _figures(t) for name, t in memory["providers"].items()
+    }
+    # Every other grouping: the racer's row is the request's (key, model, budget key,
+    # endpoint, day, tags), so one group holds the request and all its spend.
+    groups = "key,model,budget_key,endpoint,day,tag:feature"
+    (one,) = (await _get(gw, f"/api/v1/usage?group_by={groups}"))["groups"]
+    assert (one["key"], one["model"], one["budget_key"], one["endpoint"]) == (
+        "team-a",
+        "chain",
+        "user-7",
+        endpoint,
+    )
+    assert one["tag:feature"] == "race" and _figures(one) == _figures(memory["total"])
+    (request,) = (await _get(gw, "/api/v1/requests"))["data"]
+    assert request["provider"] == "b" and request["status"] == 200
+    loser = memory["providers"]["a"]
+    assert request["hedge_losers"] == [
+        {
+            "provider": "a",
+            "upstream_model": "m-a",
+            "prompt_tokens": loser["prompt_tokens"],
+            "completion_tokens": loser["completion_tokens"],
+            "cost_usd": loser["cost_usd"],
+        }
+    ]
+    assert request["cost_usd"] == memory["providers"]["b"]["cost_usd"]
+
+
 async def test_a_losing_racers_spend_is_in_the_ledger_as_in_memory_and_budgets(
     gateway: GatewayFactory, make_fake: Maker, sdk: Any, tmp_path: Path
 ) -> None:
@@ -80,53 +135,36 @@ async def test_a_losing_racers_spend_is_in_the_ledger_as_in_memory_and_budgets(
     text_parts = [chunk.choices[0].delta.content async for chunk in stream if chunk.choices]
     gate.set()
     assert "echo from m-b" in "".join(p for p in text_parts if p)
-
-    memory = await _get(gw, "/api/v1/usage")
-    assert memory["source"] == "memory"
-    loser, winner = memory["providers"]["a"], memory["providers"]["b"]
-    assert loser["requests"] == 0 and loser["prompt_tokens"] > 0 and loser["cost_usd"] > 0
-    assert winner["requests"] == 1 and memory["total"]["requests"] == 1
-    tokens = memory["total"]["prompt_tokens"] + memory["total"]["completion_tokens"]
-    budgets = await _budget_spend(gw)
-    assert budgets["key:team-a"][0] == budgets["global"][0] == tokens
-    assert budgets["key:team-a"][1] == pytest.approx(memory["total"]["cost_usd"])
-
-    async def ledger_agrees(gw: Any) -> None:
-        by_provider = await _get(gw, "/api/v1/usage?group_by=provider")
-        assert by_provider["source"] == "database"
-        assert _figures(by_provider["total"]) == _figures(memory["total"])
-        assert {g["provider"]: _figures(g) for g in by_provider["groups"]} == {
-            name: _figures(t) for name, t in memory["providers"].items()
-        }
-        # Every other grouping: the racer's row is the request's (key, model, budget
-        # key, endpoint, day, tags), so one group holds the request and all its spend.
-        groups = "key,model,budget_key,endpoint,day,tag:feature"
-        (one,) = (await _get(gw, f"/api/v1/usage?group_by={groups}"))["groups"]
-        assert (one["key"], one["model"], one["budget_key"], one["tag:feature"]) == (
-            "team-a",
-            "chain",
-            "user-7",
-            "race",
-        )
-        assert _figures(one) == _figures(memory["total"])
-        (request,) = (await _get(gw, "/api/v1/requests"))["data"]
-        assert request["provider"] == "b" and request["status"] == 200
-        assert request["hedge_losers"] == [
-            {
-                "provider": "a",
-                "upstream_model": "m-a",
-                "prompt_tokens": loser["prompt_tokens"],
-                "completion_tokens": loser["completion_tokens"],
-                "cost_usd": loser["cost_usd"],
-            }
-        ]
-        assert request["cost_usd"] == winner["cost_usd"]
-
-    await ledger_agrees(gw)
+    memory, budgets = await _memory_and_budgets(gw)
+    await _ledger_agrees(gw, memory, "chat")
     await gw.close()  # a restart: the ledger and the budgets read back the same
     again = await gateway(config)
-    await ledger_agrees(again)
+    await _ledger_agrees(again, memory, "chat")
     assert await _budget_spend(again) == budgets
+
+
+async def test_a_losing_racers_spend_is_in_the_ledger_from_the_anthropic_sdk(
+    gateway: GatewayFactory, make_fake: Maker, tmp_path: Path
+) -> None:
+    a, b = await make_fake(), await make_fake()
+    gate = asyncio.Event()  # a answers (status, headers, a comment), then says nothing
+    a.default = reply_stream([b": hi\n\n", b": still here\n\n"], gate=gate)
+    gw = await gateway(_hedged_config(a, b, tmp_path / "messages.db"))
+    async with (
+        anthropic_client(gw) as client,
+        client.messages.stream(
+            model="chain",
+            max_tokens=64,
+            messages=[{"role": "user", "content": "Which of the two answers first?"}],
+            extra_headers={"x-budget-key": "user-7"},
+            extra_body={"x-gateway": {"metadata": {"feature": "race"}}},
+        ) as stream,
+    ):
+        answer = await stream.get_final_message()
+    gate.set()
+    assert answer.content[0].type == "text" and "echo from m-b" in answer.content[0].text
+    memory, _ = await _memory_and_budgets(gw)
+    await _ledger_agrees(gw, memory, "messages")
 
 
 def _migrate(connection: Connection, revision: str) -> None:
@@ -183,3 +221,41 @@ async def test_an_older_sqlite_ledger_is_upgraded_with_its_rows_kept(
 ) -> None:
     config_url = f"sqlite:///{tmp_path / 'old.db'}"
     await upgraded_keeps_its_rows(gateway, resolve_url(config_url, "."), config_url)
+
+
+class _Recorder:
+    """A database that keeps the rows written to it."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.engine = self
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[_Recorder]:
+        yield self
+
+    async def execute(self, _statement: object, rows: list[dict[str, Any]]) -> None:
+        self.rows.extend(rows)
+
+
+async def test_a_full_ledger_buffer_drops_and_counts_racers_rows_too() -> None:
+    db = _Recorder()
+    ledger = Ledger(cast(Database, db), Metrics(), bound=2)
+    started = time.perf_counter()
+
+    def racer(provider: str | None, tokens: int) -> RequestContext:
+        return RequestContext(
+            "req-1", started, provider=provider, upstream_model=provider and f"{provider}-m",
+            prompt_tokens=tokens, completion_tokens=tokens, cost_usd=tokens / 1000,
+        )  # fmt: skip
+
+    ctx = RequestContext("req-1", started, endpoint="chat", key="team-a", provider="b")
+    ctx.hedge_losers = (racer(None, 0), racer("a", 5), racer("c", 7))  # None: never answered
+    ledger.add(ctx, 0.5)
+    assert (ledger.pending, ledger.dropped) == (2, 1)  # the request's row and a's; c's dropped
+    assert await ledger.flush()
+    request, a = db.rows
+    assert (request["hedge_loser"], request["provider"]) == (False, "b")
+    assert (a["hedge_loser"], a["provider"], a["upstream_model"]) == (True, "a", "a-m")
+    assert (a["prompt_tokens"], a["completion_tokens"], a["cost_nano_usd"]) == (5, 5, 5_000_000)
+    assert (a["key"], a["request_id"], a["ts"]) == ("team-a", "req-1", request["ts"])
