@@ -6,20 +6,39 @@ dead Redis costs each request nothing but the ``on_redis_error`` policy)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 PREFIX = "llmgw:{llmgw}:"
 CONNECT_TIMEOUT = 0.5
 COMMAND_TIMEOUT = 1.0
 RETRY_AFTER_FAILURE = 1.0  # seconds Redis is not asked again after a failure
 ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+# The scripts' clock: Redis's own, so replicas with drifting clocks agree (ms).
+CLOCK = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+
+class Lua:
+    """A Lua script and its SHA1, which ``SharedRedis.run`` calls it by."""
+
+    __slots__ = ("sha", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
 
 
 class SharedRedis:
@@ -41,6 +60,15 @@ class SharedRedis:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+    async def run(self, script: Lua, keys: Sequence[str], args: Sequence[int | str]) -> Any:
+        """``EVALSHA`` by the script's SHA1; a server that does not know the script
+        yet (restarted, ``SCRIPT FLUSH``) is sent it once, then asked again."""
+        try:
+            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.client.script_load(script.text)
+            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
 
     def _resting(self) -> bool:
         return self.down_since is not None and time.monotonic() < self._quiet_until
