@@ -173,15 +173,15 @@ class RedisBudgets(SharedRedis):
     ) -> list[int] | None:
         """``[]``: reserved in every scope; ``[i]``: refused by ``asks[i]``; ``[-1, i,
         ...]``: ``asks[i]`` ... need seeding first; ``None``: Redis cannot be reached."""
-        if self._resting():
+        if self.resting():
             return None
         keys, args = self.admit_parts(period, expire_at, asks, member, seeds)
         try:
             reply = await self.run(ADMIT, keys, args)
         except ERRORS as exc:
-            self._failed(exc, policy)
+            self.failed(exc, policy)
             return None
-        self._reached()
+        self.reached()
         return read_admit(reply)
 
     def admit_parts(
@@ -209,28 +209,28 @@ class RedisBudgets(SharedRedis):
     ) -> dict[str, tuple[int, int]] | None:
         """Release ``member``'s reservations and add what it spent; each scope's (spent,
         tokens) after (scopes whose counters are gone left out), or None."""
-        if self._resting():
+        if self.resting():
             return None
         keys, args = settle_parts(period, scopes, member, cost, tokens)
         try:
             reply = await self.run(SETTLE, keys, args)
         except ERRORS as exc:
-            self._failed(exc, None)
+            self.failed(exc, None)
             return None
-        self._reached()
+        self.reached()
         return read_settle(scopes, reply)
 
     async def claim_alert(self, period: str, scope: str, level: str, expire_at: int) -> bool | None:
         """True for the one caller, of every replica, that records this alert first."""
-        if self._resting():
+        if self.resting():
             return None
         try:
             key = alert_key(period, scope, level)
             claimed = await self.client.set(key, "1", nx=True, exat=expire_at)
         except ERRORS as exc:
-            self._failed(exc, None)
+            self.failed(exc, None)
             return None
-        self._reached()
+        self.reached()
         return bool(claimed)
 
     async def report(
@@ -247,9 +247,9 @@ class RedisBudgets(SharedRedis):
                     pipe.mget([alert_key(period, scope, level) for level in levels] or ["-"])
                 replies = await pipe.execute()
         except ERRORS as exc:
-            self._failed(exc, None)
+            self.failed(exc, None)
             return None
-        self._reached()
+        self.reached()
         spend = {
             scope: (int(pair[0]), int(pair[1] or 0))
             for scope, pair in zip(scopes, replies, strict=False)

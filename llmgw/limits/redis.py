@@ -215,15 +215,15 @@ class RedisCounters(SharedRedis):
         self, scopes: tuple[Scope, ...], member: str, tokens: int, policy: str
     ) -> Verdict | None:
         """Check and record in every scope at once; None when Redis cannot be reached."""
-        if self._resting():
+        if self.resting():
             return None
         keys, args = admit_parts(scopes, member, tokens)
         try:
             reply = await self.run(ADMIT, keys, args)
         except ERRORS as exc:
-            self._failed(exc, policy)
+            self.failed(exc, policy)
             return None
-        self._reached()
+        self.reached()
         return self.verdict(scopes, keys, member, reply)
 
     def verdict(
@@ -257,19 +257,19 @@ class RedisCounters(SharedRedis):
         spends: tuple[Spend, ...],
     ) -> None:
         self.leases.pop(member, None)
-        if self._resting():
+        if self.resting():
             return
         keys, args = settle_parts(scopes, member, reserved, used, spends)
         try:
             await self.run(SETTLE, keys, args)
         except ERRORS as exc:
-            self._failed(exc, None)
+            self.failed(exc, None)
         else:
-            self._reached()
+            self.reached()
 
     async def renew(self) -> None:
         """Extend the leases of this replica's requests in flight."""
-        if not self.leases or self._resting():
+        if not self.leases or self.resting():
             return
         keys: list[str] = []
         args: list[int | str] = [int(LEASE * 1000)]
@@ -279,13 +279,13 @@ class RedisCounters(SharedRedis):
         try:
             await self.run(RENEW, keys, args)
         except ERRORS as exc:
-            self._failed(exc, None)
+            self.failed(exc, None)
 
     async def usage(self) -> dict[str, object] | None:
         try:
             raw = await self.client.hgetall(PREFIX + "usage")
         except ERRORS as exc:
-            self._failed(exc, None)
+            self.failed(exc, None)
             return None
         fields = {_text(k): int(v) for k, v in raw.items()}
         since = fields.pop("since", None)

@@ -70,10 +70,10 @@ class SharedRedis:
             await self.client.script_load(script.text)
             return await self.client.evalsha(script.sha, len(keys), *keys, *args)
 
-    def _resting(self) -> bool:
+    def resting(self) -> bool:
         return self.down_since is not None and time.monotonic() < self._quiet_until
 
-    def _failed(self, exc: BaseException, policy: str | None) -> None:
+    def failed(self, exc: BaseException, policy: str | None) -> None:
         self._quiet_until = time.monotonic() + RETRY_AFTER_FAILURE
         if self.down_since is None:
             self.down_since = time.monotonic()
@@ -87,7 +87,7 @@ class SharedRedis:
                 then,
             )
 
-    def _reached(self) -> None:
+    def reached(self) -> None:
         if self.down_since is not None:
             self.log.warning(
                 "%s: Redis at %s is reachable again after %.1fs",
