@@ -18,6 +18,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
+from llmgw.limits.resp import Channel, lean_target
+
 PREFIX = "llmgw:{llmgw}:"
 CONNECT_TIMEOUT = 0.5
 COMMAND_TIMEOUT = 1.0
@@ -55,20 +57,32 @@ class SharedRedis:
             socket_timeout=COMMAND_TIMEOUT,
             retry=Retry(NoBackoff(), 1),  # one reconnect for a stale pooled connection
         )
+        target = lean_target(url)
+        # The scripts' connection (limits/resp.py); other URLs' scripts use redis-py.
+        self.channel = None if target is None else Channel(target, CONNECT_TIMEOUT, COMMAND_TIMEOUT)
         self.down_since: float | None = None
         self._quiet_until = 0.0
 
     async def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
         await self.client.aclose()
 
     async def run(self, script: Lua, keys: Sequence[str], args: Sequence[int | str]) -> Any:
         """``EVALSHA`` by the script's SHA1; a server that does not know the script
         yet (restarted, ``SCRIPT FLUSH``) is sent it once, then asked again."""
+        channel = self.channel
+        if channel is None:
+            try:
+                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await self.client.script_load(script.text)
+                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
         try:
-            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+            return await channel.call("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            await self.client.script_load(script.text)
-            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+            await channel.call("SCRIPT", "LOAD", script.text)
+            return await channel.call("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def resting(self) -> bool:
         return self.down_since is not None and time.monotonic() < self._quiet_until
