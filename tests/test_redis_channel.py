@@ -5,6 +5,7 @@ accepts and never answers, and URLs it leaves to redis-py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -115,10 +116,7 @@ async def test_a_redis_that_never_answers_times_out_and_the_policy_applies(
         assert len(outages) == 1 and "TimeoutError" in outages[0]
         assert accepted  # it did connect
     finally:
-        for writer in accepted:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+        await _close(server, accepted)
 
 
 @pytest.mark.parametrize(
@@ -143,12 +141,11 @@ async def test_a_call_whose_connection_is_lost_is_sent_once_more_on_a_new_one() 
     """As redis-py's one retry for a stale pooled connection: the server ends the
     connection with a command unanswered; a new connection answers it."""
     commands: list[tuple[int, bytes]] = []
-    served = 0
+    writers: list[asyncio.StreamWriter] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal served
-        served += 1
-        connection = served
+        writers.append(writer)
+        connection = len(writers)
         while command := await reader.read(1000):
             commands.append((connection, command))
             if connection == 1 and len(commands) == 2:
@@ -167,5 +164,13 @@ async def test_a_call_whose_connection_is_lost_is_sent_once_more_on_a_new_one() 
         assert commands[1][1] == commands[2][1] == pack(("EVALSHA", "def", 0))
     finally:
         channel.close()
-        server.close()
-        await server.wait_closed()
+        await _close(server, writers)
+
+
+async def _close(server: asyncio.Server, writers: list[asyncio.StreamWriter]) -> None:
+    server.close()
+    for writer in writers:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    await server.wait_closed()
