@@ -143,12 +143,8 @@ class Budgets:
     ) -> Hold | None:
         """Reserve ``pending`` (or 429); ``verdict``: Redis's answer to it when the
         caller asked already (``RedisBudgets.admit``'s; None: Redis cannot be reached)."""
-        period, asks, applies, shared = (
-            pending.period,
-            pending.asks,
-            pending.applies,
-            pending.shared,
-        )
+        period, asks, shared = pending.period, pending.asks, pending.shared
+        applies = pending.applies
         specs = applies.specs
         if shared is not None:
             hold = await self._admit_shared(shared, pending, policy, verdict)
@@ -216,12 +212,8 @@ class Budgets:
     ) -> Hold | None:
         """Reserve in Redis, seeding the month's counters from the database when
         Redis has none; None when Redis cannot be reached."""
-        period, asks, specs, member = (
-            pending.period,
-            pending.asks,
-            pending.applies.specs,
-            pending.member,
-        )
+        period, asks, member = pending.period, pending.asks, pending.member
+        specs = pending.applies.specs
         until = expire_at(period)
         if isinstance(verdict, Unasked):
             verdict = await shared.admit(period, until, asks, member, None, policy)
