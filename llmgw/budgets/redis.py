@@ -1,8 +1,9 @@
 """Budgets held in Redis (``limits.backend: redis``): one atomic Lua script per request.
 
 Admission checks every scope that applies and reserves the estimate in all of them,
-or in none, in one ``EVALSHA``; Redis runs one script at a time, so replicas never
-all pass the same last cent. Settlement replaces the reservation by the real spend.
+or in none, in one ``EVALSHA`` (the limits' too, when limits apply: ``budgets/joint.py``);
+Redis runs one script at a time, so replicas never all pass the same last cent.
+Settlement replaces the reservation by the real spend.
 A request that reserves nothing (an exact cache hit) is checked the same way and
 leaves nothing behind: no reservation is written, and nothing is settled.
 Per scope and month (the ``{llmgw}`` hash tag keeps them in one Redis Cluster slot):

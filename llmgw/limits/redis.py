@@ -3,7 +3,9 @@
 Checking in Python and then recording would let N replicas each admit the last free
 request; here a single ``EVALSHA`` checks every scope that applies and then records
 the request in all of them, or records nothing, and Redis runs one script at a time.
-Time is Redis's own (``TIME``), so replicas with drifting clocks agree.
+Time is Redis's own (``TIME``), so replicas with drifting clocks agree. The scripts are
+Lua functions (``limits_admit``, ``limits_settle``): when budgets apply too,
+``budgets/joint.py`` runs them in the budgets' script call, one round trip each way.
 
 Per scope (all keys share the ``{llmgw}`` hash tag, so a Redis Cluster keeps them
 in one slot):
