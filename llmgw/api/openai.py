@@ -16,11 +16,12 @@ from aiohttp import web
 from llmgw.api.calls import call_mark, check_model, parse_call, prompt_excerpt
 from llmgw.api.routing import annotate, route, route_cached
 from llmgw.auth.keys import allow_model, identify, may_use
+from llmgw.budgets import gate
 from llmgw.budgets.scopes import budget_key_of
 from llmgw.cache import serve as caching
 from llmgw.cache.embed import Embedder, embedder
 from llmgw.core import Call, Endpoint, Principal, RequestContext
-from llmgw.errors import GatewayError, ModelNotFound
+from llmgw.errors import ModelNotFound
 from llmgw.forward import forward
 from llmgw.hedge import charged
 from llmgw.limits.clientip import client_address
@@ -141,16 +142,9 @@ async def _serve(
         note(ctx, "llmgw.routing", targets=", ".join(str(target) for target in targets))
     if ctx.budget_key is None:
         ctx.budget_key = budget_key_of(request.headers)
-    hold = await app[BUDGETS].admit(  # a hit costs nothing: checked, nothing reserved
-        config, principal, call, targets, ctx.budget_key, runtime.prices, free=hit
+    hold, admission = await gate.admit(  # a hit costs nothing: checked, nothing reserved
+        app[BUDGETS], app[LIMITER], config, principal, call, targets, ctx, runtime.prices, hit
     )
-    try:
-        admission = await app[LIMITER].admit(config.limits, principal, call, targets, ctx)
-    except BaseException as refused:
-        await app[BUDGETS].release(hold)
-        if isinstance(refused, GatewayError):
-            note(ctx, "llmgw.limits", decision="refused", code=refused.code)
-        raise
     if ctx.trace is not None:
         note(ctx, "llmgw.limits", decision="admitted")
     metrics = app[METRICS]
@@ -179,9 +173,9 @@ async def _serve(
             for loser in charged(ctx)
         )
         spend = app[USAGE].record(ctx, call, response, runtime.prices)
-        await app[LIMITER].settle(admission, spend, losers)
-        budgets = config.budgets
-        await app[BUDGETS].settle(hold, spend, budgets.alerts, budgets.webhook, losers)
+        await gate.settle(
+            app[BUDGETS], app[LIMITER], config.budgets, hold, admission, spend, losers
+        )
 
 
 def _embedder(request: web.Request, runtime: Runtime, call: Call) -> Embedder | None:

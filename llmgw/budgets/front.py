@@ -33,12 +33,12 @@ import logging
 import secrets
 import time
 from collections.abc import Coroutine, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from llmgw.budgets.alerts import Alerts
+from llmgw.budgets.hold import UNASKED, Applies, Hold, Pending, Unasked, quiet, reserves, total
 from llmgw.budgets.local import LocalBudgets
 from llmgw.budgets.scopes import (
     describe,
@@ -52,7 +52,6 @@ from llmgw.budgets.scopes import (
 )
 from llmgw.config import GatewayConfig
 from llmgw.config.schema import LimitsConfig
-from llmgw.config.store import BudgetSpec
 from llmgw.core import Call, Principal
 from llmgw.errors import BudgetExceeded, RateLimited
 from llmgw.limits.types import Background, Target
@@ -63,35 +62,13 @@ from llmgw.store.engine import Database
 
 if TYPE_CHECKING:
     from llmgw.budgets.redis import RedisBudgets
+    from llmgw.limits.front import SharedSettle
+    from llmgw.limits.redis import RedisCounters
+
+    JointLimits = tuple[RedisCounters, SharedSettle]  # the limits' part of a joint settle
 
 log = logging.getLogger("llmgw.budgets")
 DB_ERRORS = (SQLAlchemyError, OSError)
-
-
-@dataclass(slots=True)
-class Hold:
-    """What ``settle`` needs: where the estimate was reserved, and for which scopes."""
-
-    period: str
-    asks: tuple[queries.Ask, ...]
-    specs: tuple[BudgetSpec, ...]
-    local: bool = True  # reserved in this process's memory (budgets/local.py)
-    shared: RedisBudgets | None = None  # Redis holds these budgets
-    member: str = ""  # its reservation's name in Redis ("": none)
-    applies: Applies | None = None  # what admission worked out of the snapshot
-
-
-@dataclass(frozen=True, slots=True)
-class Applies:
-    """The budgets of one request shape in one config snapshot, worked out once: each
-    scope's name and limits, and below what spend no alert level can be due."""
-
-    config: GatewayConfig
-    scopes: tuple[tuple[str, int | None, int | None], ...]  # scope, nano-USD, tokens limits
-    specs: tuple[BudgetSpec, ...]
-    levels: tuple[float, ...]  # budgets.alerts
-    quiet: tuple[tuple[float, float], ...]  # per scope: (nano-USD, tokens) under the lowest
-    free: tuple[queries.Ask, ...]  # a free request's asks: every check, nothing reserved
 
 
 class Budgets:
@@ -125,6 +102,23 @@ class Budgets:
         ``prices``: the snapshot's ``Runtime.prices``; ``free``: the request is known
         to cost nothing (an exact cache hit): checked exactly as any other, but it
         reserves nothing, so no estimate is worked out."""
+        pending = self.prepare(config, principal, call, targets, budget_key, prices, free)
+        if pending is None:
+            return None
+        return await self.place(pending, config.limits.on_redis_error)
+
+    def prepare(
+        self,
+        config: GatewayConfig,
+        principal: Principal,
+        call: Call,
+        targets: Iterable[Target],
+        budget_key: str | None,
+        prices: PriceBook,
+        free: bool = False,
+    ) -> Pending | None:
+        """What ``admit`` asks of the budgets, nothing asked yet: None when no budget
+        applies (or there is no database to hold them)."""
         applies = self._applies(config, principal, budget_key)
         if applies is None:
             return None
@@ -140,12 +134,20 @@ class Budgets:
             asks = tuple(
                 [queries.Ask(scope, usd, most, cost, tokens) for scope, usd, most in applies.scopes]
             )
-        specs = applies.specs
-        period = self._period()
         shared = self.shared_for(config.limits)
+        member = "" if shared is None else f"{self._prefix}{next(self._ids):x}"
+        return Pending(self._period(), asks, applies, shared, member)
+
+    async def place(
+        self, pending: Pending, policy: str, verdict: list[int] | Unasked | None = UNASKED
+    ) -> Hold | None:
+        """Reserve ``pending`` (or 429); ``verdict``: Redis's answer to it when the
+        caller asked already (``RedisBudgets.admit``'s; None: Redis cannot be reached)."""
+        period, asks, shared = pending.period, pending.asks, pending.shared
+        applies = pending.applies
+        specs = applies.specs
         if shared is not None:
-            policy = config.limits.on_redis_error
-            hold = await self._admit_shared(shared, period, asks, specs, policy)
+            hold = await self._admit_shared(shared, pending, policy, verdict)
             if hold is not None:
                 return hold
             if policy == "allow":
@@ -204,16 +206,17 @@ class Budgets:
     async def _admit_shared(
         self,
         shared: RedisBudgets,
-        period: str,
-        asks: tuple[queries.Ask, ...],
-        specs: tuple[BudgetSpec, ...],
+        pending: Pending,
         policy: str,
+        verdict: list[int] | Unasked | None,
     ) -> Hold | None:
         """Reserve in Redis, seeding the month's counters from the database when
         Redis has none; None when Redis cannot be reached."""
-        member = f"{self._prefix}{next(self._ids):x}"
+        period, asks, member = pending.period, pending.asks, pending.member
+        specs = pending.applies.specs
         until = expire_at(period)
-        verdict = await shared.admit(period, until, asks, member, None, policy)
+        if isinstance(verdict, Unasked):
+            verdict = await shared.admit(period, until, asks, member, None, policy)
         if verdict and verdict[0] < 0:
             assert self.local is not None  # admit checked the database
             try:  # the database's spend and this process's not written yet
@@ -248,7 +251,7 @@ class Budgets:
             return
         if hold.local:
             self.local.settle(hold.period, hold.asks, True, 0, 0)
-        if hold.shared is not None and hold.member and _reserves(hold.asks):
+        if hold.shared is not None and hold.member and reserves(hold.asks):
             scopes = [ask.scope for ask in hold.asks]
             work = self._release_shared(hold.shared, hold.period, scopes, hold.member)
             await asyncio.shield(self._background.spawn(work))
@@ -266,33 +269,39 @@ class Budgets:
         alerts: tuple[float, ...],
         webhook: str | None,
         losers: tuple[Spend, ...] = (),
+        limits: JointLimits | None = None,
     ) -> None:
         """Replace the reservation by what was spent; ``losers``: what the request's
-        hedged racers that lost spent, paid for all the same."""
+        hedged racers that lost spent, paid for all the same; ``limits``: the limits'
+        Redis settlement, sent with the budgets' in one call (the caller checked
+        ``owes_redis``)."""
         local, db = self.local, self.db
         if hold is None or local is None or db is None:
             return
-        used = spend.prompt_tokens + spend.completion_tokens
-        cost = spend.cost_nano_usd
-        for loser in losers:
-            used += loser.prompt_tokens + loser.completion_tokens
-            cost += loser.cost_nano_usd
+        cost, used = total(spend, losers)
         # In memory, the spend queued for the writer: no database on the request's path.
         after = local.settle(hold.period, hold.asks, hold.local, cost, used)
         if hold.shared is not None:  # Redis counts it all (also when reserved elsewhere)
-            if not (cost or used or _reserves(hold.asks)):
+            if not (cost or used or reserves(hold.asks)):
                 return  # a cache hit: nothing was held in Redis and nothing is owed
             scopes = [ask.scope for ask in hold.asks]
-            work = self._settle_shared(db, hold, scopes, cost, used, alerts, webhook)
+            work = self._settle_shared(db, hold, scopes, cost, used, alerts, webhook, limits)
             # Shielded: a second cancellation of the handler must not lose the spend.
             await asyncio.shield(self._background.spawn(work))
             return
         applies = hold.applies
-        if applies is not None and applies.levels is alerts and _quiet(after, hold.asks, applies):
+        if applies is not None and applies.levels is alerts and quiet(after, hold.asks, applies):
             return  # below every scope's lowest alert level (nearly always): none is due
         for work in self._alerts_due(db, hold, after, alerts, webhook):
             # Rare (a threshold crossed): claimed in the database, shielded like the rest.
             await asyncio.shield(self._background.spawn(work))
+
+    def owes_redis(self, hold: Hold | None, spend: Spend, losers: tuple[Spend, ...]) -> bool:
+        """Whether ``settle`` will send this request's spend to Redis."""
+        if hold is None or hold.shared is None or self.local is None or self.db is None:
+            return False
+        cost, used = total(spend, losers)
+        return bool(cost or used or reserves(hold.asks))
 
     async def _settle_shared(
         self,
@@ -303,13 +312,23 @@ class Budgets:
         used: int,
         alerts: tuple[float, ...],
         webhook: str | None,
+        limits: JointLimits | None,
     ) -> None:
-        assert hold.shared is not None
-        after = await hold.shared.settle(hold.period, scopes, hold.member, cost, used)
+        shared = hold.shared
+        assert shared is not None
+        if limits is None:
+            after = await shared.settle(hold.period, scopes, hold.member, cost, used)
+        else:
+            from llmgw.budgets import joint  # (imports Redis's client: only with Redis)
+
+            counters, parts = limits
+            after = await joint.settle(
+                shared, counters, parts, hold.period, scopes, hold.member, cost, used
+            )
         for scope, spec in zip(scopes, hold.specs, strict=True):
             if after is not None and scope in after:
                 await self.alerts.check(
-                    db, hold.shared, hold.period, scope, spec, after[scope], alerts, webhook
+                    db, shared, hold.period, scope, spec, after[scope], alerts, webhook
                 )
 
     def _alerts_due(
@@ -372,19 +391,3 @@ class Budgets:
         for shared in self._shared.values():
             await shared.close()
         self._shared.clear()
-
-
-def _quiet(
-    after: dict[str, tuple[int, int]], asks: tuple[queries.Ask, ...], applies: Applies
-) -> bool:
-    """No scope's spend after this request reaches its lowest alert level."""
-    for ask, (nano, tokens) in zip(asks, applies.quiet, strict=True):
-        total = after.get(ask.scope)
-        if total is not None and (total[0] >= nano or total[1] >= tokens):
-            return False
-    return True
-
-
-def _reserves(asks: tuple[queries.Ask, ...]) -> bool:
-    """Whether admission held anything for these asks (a cache hit's hold nothing)."""
-    return any(ask.reserve_nano or ask.reserve_tokens for ask in asks)

@@ -1,8 +1,9 @@
 """Budgets held in Redis (``limits.backend: redis``): one atomic Lua script per request.
 
 Admission checks every scope that applies and reserves the estimate in all of them,
-or in none, in one ``EVALSHA``; Redis runs one script at a time, so replicas never
-all pass the same last cent. Settlement replaces the reservation by the real spend.
+or in none, in one ``EVALSHA`` (the limits' too, when limits apply: ``budgets/joint.py``);
+Redis runs one script at a time, so replicas never all pass the same last cent.
+Settlement replaces the reservation by the real spend.
 A request that reserves nothing (an exact cache hit) is checked the same way and
 leaves nothing behind: no reservation is written, and nothing is settled.
 Per scope and month (the ``{llmgw}`` hash tag keeps them in one Redis Cluster slot):
@@ -27,15 +28,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from llmgw.limits.shared_redis import ERRORS, PREFIX, SharedRedis
+from llmgw.limits.shared_redis import CLOCK, ERRORS, PREFIX, Lua, SharedRedis
 from llmgw.store.budgets import Ask
 
 log = logging.getLogger(__name__)
 
 HOLD = 3600.0  # seconds a reservation is held without a settlement
 
-_RELEASE = """
+RELEASE = """
 local function release(key, held, member)
   local amount = redis.call('HGET', key, 'r:' .. member)
   if amount then
@@ -48,83 +50,98 @@ local function release(key, held, member)
 end
 """
 
-# KEYS: 2 per scope (hash, held). ARGV: id, hold ms, expire at (unix s), then 6 per
-# scope: limit nano-USD, limit tokens (-1: none), reserve nano-USD, reserve tokens,
-# seed nano-USD, seed tokens (-1: not known). Amounts travel as strings: Lua would
-# print a large number as 1e+15.
-# Returns {0}: reserved; {i}: refused by scope i; {-1, i, ...}: seed these scopes first.
-ADMIT = (
-    _RELEASE
-    + """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local id, hold, expire_at = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local scopes = #KEYS / 2
-local missing = {-1}
-for i = 1, scopes do
-  local key, a = KEYS[2 * i - 1], 3 + (i - 1) * 6
-  if redis.call('EXISTS', key) == 0 then
-    if tonumber(ARGV[a + 5]) < 0 then
-      table.insert(missing, i)
-    else
-      redis.call('HSET', key, 'spent', ARGV[a + 5], 'tokens', ARGV[a + 6],
-                 'reserved', '0', 'rtokens', '0')
-      redis.call('EXPIREAT', key, expire_at)
+# K: 2 per scope (hash, held). A: id, hold ms, expire at (unix s), then 6 per scope:
+# limit nano-USD, limit tokens (-1: none), reserve nano-USD, reserve tokens, seed
+# nano-USD, seed tokens (-1: not known). Amounts travel as strings: Lua would print a
+# large number as 1e+15. ``budgets_check`` answers nil: every scope has room; {i}:
+# refused by scope i; {-1, i, ...}: seed these scopes first. ``budgets_reserve`` then
+# holds the request's estimate in every scope.
+CHECK_FUNCTIONS = """
+local function budgets_check(K, A, now)
+  local expire_at = A[3]
+  local scopes = #K / 2
+  local missing = {-1}
+  for i = 1, scopes do
+    local key, a = K[2 * i - 1], 3 + (i - 1) * 6
+    if redis.call('EXISTS', key) == 0 then
+      if tonumber(A[a + 5]) < 0 then
+        table.insert(missing, i)
+      else
+        redis.call('HSET', key, 'spent', A[a + 5], 'tokens', A[a + 6],
+                   'reserved', '0', 'rtokens', '0')
+        redis.call('EXPIREAT', key, expire_at)
+      end
+    end
+  end
+  if #missing > 1 then return missing end
+  for i = 1, scopes do
+    local key, held = K[2 * i - 1], K[2 * i]
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', held, '-inf', now, 'LIMIT', 0, 100)) do
+      release(key, held, member)
+    end
+  end
+  for i = 1, scopes do
+    local a = 3 + (i - 1) * 6
+    local v = redis.call('HMGET', K[2 * i - 1], 'spent', 'reserved', 'tokens', 'rtokens')
+    local usd, tokens = tonumber(A[a + 1]), tonumber(A[a + 2])
+    if usd >= 0 and (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0) >= usd then return {i} end
+    if tokens >= 0 and (tonumber(v[3]) or 0) + (tonumber(v[4]) or 0) >= tokens then
+      return {i}
+    end
+  end
+  return nil
+end
+
+local function budgets_reserve(K, A, now)
+  local id, hold, expire_at = A[1], tonumber(A[2]), A[3]
+  for i = 1, #K / 2 do
+    local key, held, a = K[2 * i - 1], K[2 * i], 3 + (i - 1) * 6
+    if A[a + 3] ~= '0' or A[a + 4] ~= '0' then  -- nothing to hold for a free request
+      redis.call('HINCRBY', key, 'reserved', A[a + 3])
+      redis.call('HINCRBY', key, 'rtokens', A[a + 4])
+      redis.call('HSET', key, 'r:' .. id, A[a + 3] .. ':' .. A[a + 4])
+      redis.call('ZADD', held, now + hold, id)
+      redis.call('EXPIREAT', held, expire_at)
     end
   end
 end
-if #missing > 1 then return missing end
-for i = 1, scopes do
-  local key, held = KEYS[2 * i - 1], KEYS[2 * i]
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', held, '-inf', now, 'LIMIT', 0, 100)) do
-    release(key, held, member)
+"""
+
+# K: 2 per scope (hash, held). A: id, cost nano-USD, tokens.
+# Answers spent, tokens per scope after (-1, -1: the month's counters are gone, so
+# nothing is added: the next admission seeds them from the database, this included).
+SETTLE_FUNCTION = """
+local function budgets_settle(K, A)
+  local id, cost, used = A[1], A[2], A[3]
+  local reply = {}
+  for i = 1, #K / 2 do
+    local key, held = K[2 * i - 1], K[2 * i]
+    release(key, held, id)
+    if redis.call('EXISTS', key) == 1 then
+      table.insert(reply, redis.call('HINCRBY', key, 'spent', cost))
+      table.insert(reply, redis.call('HINCRBY', key, 'tokens', used))
+    else
+      table.insert(reply, -1)
+      table.insert(reply, -1)
+    end
   end
+  return reply
 end
-for i = 1, scopes do
-  local a = 3 + (i - 1) * 6
-  local v = redis.call('HMGET', KEYS[2 * i - 1], 'spent', 'reserved', 'tokens', 'rtokens')
-  local usd, tokens = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  if usd >= 0 and (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0) >= usd then return {i} end
-  if tokens >= 0 and (tonumber(v[3]) or 0) + (tonumber(v[4]) or 0) >= tokens then
-    return {i}
-  end
-end
-for i = 1, scopes do
-  local key, held, a = KEYS[2 * i - 1], KEYS[2 * i], 3 + (i - 1) * 6
-  if ARGV[a + 3] ~= '0' or ARGV[a + 4] ~= '0' then  -- nothing to hold for a free request
-    redis.call('HINCRBY', key, 'reserved', ARGV[a + 3])
-    redis.call('HINCRBY', key, 'rtokens', ARGV[a + 4])
-    redis.call('HSET', key, 'r:' .. id, ARGV[a + 3] .. ':' .. ARGV[a + 4])
-    redis.call('ZADD', held, now + hold, id)
-    redis.call('EXPIREAT', held, expire_at)
-  end
-end
+"""
+
+# Returns {0}: reserved; {i}: refused by scope i; {-1, i, ...}: seed these scopes first.
+ADMIT = Lua(
+    RELEASE
+    + CHECK_FUNCTIONS
+    + CLOCK
+    + """
+local refused = budgets_check(KEYS, ARGV, now)
+if refused then return refused end
+budgets_reserve(KEYS, ARGV, now)
 return {0}
 """
 )
-
-# KEYS: 2 per scope (hash, held). ARGV: id, cost nano-USD, tokens.
-# Returns spent, tokens per scope after (-1, -1: the month's counters are gone, so
-# nothing is added: the next admission seeds them from the database, this included).
-SETTLE = (
-    _RELEASE
-    + """
-local id, cost, used = ARGV[1], ARGV[2], ARGV[3]
-local reply = {}
-for i = 1, #KEYS / 2 do
-  local key, held = KEYS[2 * i - 1], KEYS[2 * i]
-  release(key, held, id)
-  if redis.call('EXISTS', key) == 1 then
-    table.insert(reply, redis.call('HINCRBY', key, 'spent', cost))
-    table.insert(reply, redis.call('HINCRBY', key, 'tokens', used))
-  else
-    table.insert(reply, -1)
-    table.insert(reply, -1)
-  end
-end
-return reply
-"""
-)
+SETTLE = Lua(RELEASE + SETTLE_FUNCTION + "return budgets_settle(KEYS, ARGV)")
 
 Seeds = Mapping[str, tuple[int, int]]  # scope -> (spent nano-USD, tokens) this month
 
@@ -145,8 +162,6 @@ class RedisBudgets(SharedRedis):
     def __init__(self, url: str, hold: float = HOLD) -> None:
         super().__init__(url, log)
         self.hold = hold
-        self._admit = self.client.register_script(ADMIT)
-        self._settle = self.client.register_script(SETTLE)
 
     async def admit(
         self,
@@ -159,65 +174,64 @@ class RedisBudgets(SharedRedis):
     ) -> list[int] | None:
         """``[]``: reserved in every scope; ``[i]``: refused by ``asks[i]``; ``[-1, i,
         ...]``: ``asks[i]`` ... need seeding first; ``None``: Redis cannot be reached."""
-        if self._resting():
+        if self.resting():
             return None
-        keys: list[str] = []
-        args: list[int | str] = [member, int(self.hold * 1000), expire_at]
-        for ask in asks:
-            keys += [spend_key(period, ask.scope), spend_key(period, ask.scope) + ":held"]
-            seed = None if seeds is None else seeds.get(ask.scope, (0, 0))
-            args += [
-                -1 if ask.usd_nano is None else ask.usd_nano,
-                -1 if ask.tokens is None else ask.tokens,
-                ask.reserve_nano,
-                ask.reserve_tokens,
-                *(seed if seed is not None else (-1, -1)),
-            ]
+        keys, args = self.admit_parts(period, expire_at, asks, member, seeds)
         try:
-            reply = await self._admit(keys=keys, args=[str(a) for a in args])
+            reply = await self.run(ADMIT, keys, args)
         except ERRORS as exc:
-            self._failed(exc, policy)
+            self.failed(exc, policy)
             return None
-        self._reached()
-        first = int(reply[0])
-        if first == 0:
-            return []
-        if first > 0:
-            return [first - 1]
-        return [-1, *(int(i) - 1 for i in reply[1:])]
+        self.reached()
+        return read_admit(reply)
+
+    def admit_parts(
+        self, period: str, expire_at: int, asks: Sequence[Ask], member: str, seeds: Seeds | None
+    ) -> tuple[list[str], list[str]]:
+        """``budgets_check``'s and ``budgets_reserve``'s keys and arguments."""
+        keys: list[str] = []
+        args: list[str] = [member, str(int(self.hold * 1000)), str(expire_at)]
+        for ask in asks:
+            key = spend_key(period, ask.scope)
+            keys += [key, key + ":held"]
+            seed = None if seeds is None else seeds.get(ask.scope, (0, 0))
+            usd, most = ask.usd_nano, ask.tokens
+            args += [
+                "-1" if usd is None else str(usd),
+                "-1" if most is None else str(most),
+                str(ask.reserve_nano),
+                str(ask.reserve_tokens),
+                *(("-1", "-1") if seed is None else (str(seed[0]), str(seed[1]))),
+            ]
+        return keys, args
 
     async def settle(
         self, period: str, scopes: Sequence[str], member: str, cost: int, tokens: int
     ) -> dict[str, tuple[int, int]] | None:
         """Release ``member``'s reservations and add what it spent; each scope's (spent,
         tokens) after (scopes whose counters are gone left out), or None."""
-        if self._resting():
+        if self.resting():
             return None
-        keys: list[str] = []
-        for scope in scopes:
-            keys += [spend_key(period, scope), spend_key(period, scope) + ":held"]
+        keys, args = settle_parts(period, scopes, member, cost, tokens)
         try:
-            reply = await self._settle(keys=keys, args=[member, str(cost), str(tokens)])
+            reply = await self.run(SETTLE, keys, args)
         except ERRORS as exc:
-            self._failed(exc, None)
+            self.failed(exc, None)
             return None
-        self._reached()
-        after = {
-            scope: (int(reply[2 * i]), int(reply[2 * i + 1])) for i, scope in enumerate(scopes)
-        }
-        return {scope: pair for scope, pair in after.items() if pair[0] >= 0}
+        self.reached()
+        return read_settle(scopes, reply)
 
     async def claim_alert(self, period: str, scope: str, level: str, expire_at: int) -> bool | None:
         """True for the one caller, of every replica, that records this alert first."""
-        if self._resting():
+        if self.resting():
             return None
         try:
             key = alert_key(period, scope, level)
             claimed = await self.client.set(key, "1", nx=True, exat=expire_at)
         except ERRORS as exc:
-            self._failed(exc, None)
+            self.failed(exc, None)
             return None
-        self._reached()
+        self.reached()
         return bool(claimed)
 
     async def report(
@@ -234,9 +248,9 @@ class RedisBudgets(SharedRedis):
                     pipe.mget([alert_key(period, scope, level) for level in levels] or ["-"])
                 replies = await pipe.execute()
         except ERRORS as exc:
-            self._failed(exc, None)
+            self.failed(exc, None)
             return None
-        self._reached()
+        self.reached()
         spend = {
             scope: (int(pair[0]), int(pair[1] or 0))
             for scope, pair in zip(scopes, replies, strict=False)
@@ -247,3 +261,31 @@ class RedisBudgets(SharedRedis):
             for scope, values in zip(scopes, replies[len(scopes) :], strict=True)
         }
         return spend, fired
+
+
+def read_admit(reply: Sequence[Any]) -> list[int]:
+    """``[]``: reserved (or, jointly with the limits, room) in every scope; ``[i]``:
+    refused by ``asks[i]``; ``[-1, i, ...]``: ``asks[i]`` ... need seeding first."""
+    first = int(reply[0])
+    if first == 0:
+        return []
+    if first > 0:
+        return [first - 1]
+    return [-1, *(int(i) - 1 for i in reply[1:])]
+
+
+def settle_parts(
+    period: str, scopes: Sequence[str], member: str, cost: int, tokens: int
+) -> tuple[list[str], list[str]]:
+    """``budgets_settle``'s keys and arguments."""
+    keys: list[str] = []
+    for scope in scopes:
+        key = spend_key(period, scope)
+        keys += [key, key + ":held"]
+    return keys, [member, str(cost), str(tokens)]
+
+
+def read_settle(scopes: Sequence[str], reply: Sequence[Any]) -> dict[str, tuple[int, int]]:
+    """Each scope's (spent, tokens) after, the scopes whose counters are gone left out."""
+    after = {scope: (int(reply[2 * i]), int(reply[2 * i + 1])) for i, scope in enumerate(scopes)}
+    return {scope: pair for scope, pair in after.items() if pair[0] >= 0}

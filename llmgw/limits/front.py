@@ -55,13 +55,15 @@ from llmgw.config.schema import LimitsConfig
 from llmgw.core import Call, Principal, RequestContext, estimate_prompt_tokens
 from llmgw.errors import RateLimited
 from llmgw.limits.memory import MemoryCounters
-from llmgw.limits.types import LEASE, Background, Scope, Target, format_reset
+from llmgw.limits.types import LEASE, Background, Scope, Target, Verdict, format_reset
 from llmgw.observe.metrics import Metrics
 from llmgw.observe.usage import Spend
 
 if TYPE_CHECKING:
     from llmgw.limits.redis import RedisCounters
 
+# RedisCounters.settle's arguments: scopes, member, tokens reserved, used, spends.
+SharedSettle = tuple[tuple[Scope, ...], str, int, int, tuple[Spend, ...]]
 REASONS = ("requests per minute", "tokens per minute", "requests in flight")  # by Verdict.reason
 __all__ = ["REASONS", "Admission", "Limiter", "format_reset", "limited_models", "scopes_for"]
 
@@ -126,16 +128,46 @@ class Limiter:
         ctx: RequestContext,
     ) -> Admission:
         """Record the request in every scope that limits it, or raise 429."""
+        admission = self.prepare(limits, principal, call, targets, ctx)
+        verdict = None
+        shared = admission.shared
+        if shared is not None and admission.scopes:
+            scopes, member = admission.scopes, admission.member
+            verdict = await shared.admit(scopes, member, admission.reserved, limits.on_redis_error)
+        return self.decide(limits, admission, verdict, ctx)
+
+    def prepare(
+        self,
+        limits: LimitsConfig,
+        principal: Principal,
+        call: Call,
+        targets: Iterable[Target],
+        ctx: RequestContext,
+    ) -> Admission:
+        """The request's scopes and estimate, nothing recorded yet (``decide`` does)."""
         scopes, counts_tokens = self._scopes(limits, principal, call.model, tuple(targets), ctx)
         shared = self._shared_for(limits)
         if not scopes:
             return Admission(shared=shared)
         tokens = estimate_prompt_tokens(call) if counts_tokens else 0
         admission = Admission(scopes, reserved=tokens, shared=shared)
-        verdict = None
         if shared is not None:
             admission.member = f"{self._prefix}{next(self._ids):x}"
-            verdict = await shared.admit(scopes, admission.member, tokens, limits.on_redis_error)
+        return admission
+
+    def decide(
+        self,
+        limits: LimitsConfig,
+        admission: Admission,
+        verdict: Verdict | None,
+        ctx: RequestContext,
+    ) -> Admission:
+        """Admit or raise 429 on Redis's ``verdict`` (None: it cannot be reached, or
+        there is no Redis: then ``limits.on_redis_error``, or this process's counters)."""
+        scopes = admission.scopes
+        if not scopes:
+            return admission
+        if admission.shared is not None:
             admission.in_shared = verdict is not None
             if verdict is None and limits.on_redis_error == "allow":
                 return admission
@@ -146,7 +178,7 @@ class Limiter:
                     headers={"Retry-After": "1"},
                 )
         if verdict is None:
-            verdict = self.memory.admit(scopes, tokens)
+            verdict = self.memory.admit(scopes, admission.reserved)
             admission.local = verdict.binding < 0
             admission.tick = verdict.tick
         # (the header text is made when the response is prepared)
@@ -168,18 +200,27 @@ class Limiter:
         """The request is over: replace the token reservation by what was used,
         free its concurrency slot, and add its usage to the shared totals.
         ``losers``: what its hedged racers that lost used, paid for all the same."""
+        shared = admission.shared
+        parts = self.settle_here(admission, spend, losers)
+        if shared is not None and parts is not None:
+            work = shared.settle(*parts)
+            # Shielded: a second cancellation of the handler must not lose the release.
+            await asyncio.shield(self._background.spawn(work))
+
+    def settle_here(
+        self, admission: Admission, spend: Spend, losers: tuple[Spend, ...] = ()
+    ) -> SharedSettle | None:
+        """``settle`` in this process's counters; what is left to settle in Redis
+        (``RedisCounters.settle``'s arguments), if anything."""
         used = spend.prompt_tokens + spend.completion_tokens
         for loser in losers:
             used += loser.prompt_tokens + loser.completion_tokens
         if admission.local:
             self.memory.settle(admission.scopes, admission.tick, admission.reserved, used)
-        if admission.shared is not None:
-            scopes = admission.scopes if admission.in_shared else ()
-            work = admission.shared.settle(
-                scopes, admission.member, admission.reserved, used, (spend, *losers)
-            )
-            # Shielded: a second cancellation of the handler must not lose the release.
-            await asyncio.shield(self._background.spawn(work))
+        if admission.shared is None:
+            return None
+        scopes = admission.scopes if admission.in_shared else ()
+        return scopes, admission.member, admission.reserved, used, (spend, *losers)
 
     async def shared_usage(self, limits: LimitsConfig) -> dict[str, Any] | None:
         """Usage totals of every replica (redis backend), or None."""

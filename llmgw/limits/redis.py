@@ -3,7 +3,9 @@
 Checking in Python and then recording would let N replicas each admit the last free
 request; here a single ``EVALSHA`` checks every scope that applies and then records
 the request in all of them, or records nothing, and Redis runs one script at a time.
-Time is Redis's own (``TIME``), so replicas with drifting clocks agree.
+Time is Redis's own (``TIME``), so replicas with drifting clocks agree. The scripts are
+Lua functions (``limits_admit``, ``limits_settle``): when budgets apply too,
+``budgets/joint.py`` runs them in the budgets' script call, one round trip each way.
 
 Per scope (all keys share the ``{llmgw}`` hash tag, so a Redis Cluster keeps them
 in one slot):
@@ -26,8 +28,10 @@ before it is tried again, so requests do not each wait on a dead server.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
-from llmgw.limits.shared_redis import ERRORS, PREFIX, SharedRedis
+from llmgw.limits.shared_redis import CLOCK, ERRORS, PREFIX, Lua, SharedRedis
 from llmgw.limits.types import LEASE, WINDOW, Count, Scope, Verdict, most_constrained
 from llmgw.observe.usage import Spend, usage_from_fields
 
@@ -38,156 +42,158 @@ log = logging.getLogger(__name__)
 # ARGV: id, tokens, window ms, lease ms, then 3 per scope: rpm, tpm, concurrency (0 = none).
 # Returns {binding scope (0 = admitted), wait ms, reason, then 5 per scope:
 #          requests, requests reset ms, tokens, tokens reset ms, in flight}.
-ADMIT = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local id, tokens = ARGV[1], tonumber(ARGV[2])
-local window, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
-local scopes = (#ARGV - 4) / 3
-local horizon = now - window
+ADMIT_FUNCTION = """
+local function limits_admit(K, A, now)
+  local id, tokens = A[1], tonumber(A[2])
+  local window, lease = tonumber(A[3]), tonumber(A[4])
+  local scopes = (#A - 4) / 3
+  local horizon = now - window
 
-local function oldest(key)
-  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if #first == 0 then return 0 end
-  return tonumber(first[2]) + window - now
-end
+  local function oldest(key)
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if #first == 0 then return 0 end
+    return tonumber(first[2]) + window - now
+  end
 
-local function expire_tokens(times, amounts, sum)
-  while true do
-    local old = redis.call('ZRANGEBYSCORE', times, '-inf', horizon, 'LIMIT', 0, 500)
-    if #old == 0 then break end
-    local freed = 0
-    for _, n in ipairs(redis.call('HMGET', amounts, unpack(old))) do
-      freed = freed + (tonumber(n) or 0)
+  local function expire_tokens(times, amounts, sum)
+    while true do
+      local old = redis.call('ZRANGEBYSCORE', times, '-inf', horizon, 'LIMIT', 0, 500)
+      if #old == 0 then break end
+      local freed = 0
+      for _, n in ipairs(redis.call('HMGET', amounts, unpack(old))) do
+        freed = freed + (tonumber(n) or 0)
+      end
+      redis.call('HDEL', amounts, unpack(old))
+      redis.call('ZREM', times, unpack(old))
+      redis.call('DECRBY', sum, freed)
     end
-    redis.call('HDEL', amounts, unpack(old))
-    redis.call('ZREM', times, unpack(old))
-    redis.call('DECRBY', sum, freed)
-  end
-  if redis.call('ZCARD', times) == 0 then
-    redis.call('DEL', amounts, sum)  -- nothing left in the window: start clean
-    return 0
-  end
-  return tonumber(redis.call('GET', sum) or '0')
-end
-
-local function freed_by(times, amounts, excess)
-  local entries = redis.call('ZRANGE', times, 0, -1, 'WITHSCORES')
-  local freed, at = 0, now
-  for i = 1, #entries, 2 do
-    freed = freed + (tonumber(redis.call('HGET', amounts, entries[i])) or 0)
-    at = tonumber(entries[i + 1])
-    if freed >= excess then break end
-  end
-  return at
-end
-
-local binding, wait, reason = 0, 0, 0
-local limits, counts = {}, {}
-for i = 1, scopes do
-  local k, a = (i - 1) * 5, 4 + (i - 1) * 3
-  local rpm, tpm, conc = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local requests, used, inflight = 0, 0, 0
-  local need, why = -1, 0
-  if rpm > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[k + 1], '-inf', horizon)
-    requests = redis.call('ZCARD', KEYS[k + 1])
-    if requests >= rpm then
-      local nth = redis.call('ZRANGE', KEYS[k + 1], requests - rpm, requests - rpm, 'WITHSCORES')
-      need, why = tonumber(nth[2]) + window - now, 1
+    if redis.call('ZCARD', times) == 0 then
+      redis.call('DEL', amounts, sum)  -- nothing left in the window: start clean
+      return 0
     end
+    return tonumber(redis.call('GET', sum) or '0')
   end
-  if tpm > 0 then
-    used = expire_tokens(KEYS[k + 2], KEYS[k + 3], KEYS[k + 4])
-    if used > 0 and used + tokens > tpm then
-      local after = freed_by(KEYS[k + 2], KEYS[k + 3], used + tokens - tpm) + window - now
-      if after > need then need, why = after, 2 end
-    end
-  end
-  if conc > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[k + 5], '-inf', now)
-    inflight = redis.call('ZCARD', KEYS[k + 5])
-    if inflight >= conc and 1000 > need then need, why = 1000, 3 end
-  end
-  if why > 0 and (binding == 0 or need > wait) then
-    binding, wait, reason = i, need, why
-  end
-  limits[i] = {rpm, tpm, conc}
-  counts[i] = {requests, used, inflight}
-end
 
-if binding == 0 then
+  local function freed_by(times, amounts, excess)
+    local entries = redis.call('ZRANGE', times, 0, -1, 'WITHSCORES')
+    local freed, at = 0, now
+    for i = 1, #entries, 2 do
+      freed = freed + (tonumber(redis.call('HGET', amounts, entries[i])) or 0)
+      at = tonumber(entries[i + 1])
+      if freed >= excess then break end
+    end
+    return at
+  end
+
+  local binding, wait, reason = 0, 0, 0
+  local limits, counts = {}, {}
   for i = 1, scopes do
-    local k = (i - 1) * 5
-    local rpm, tpm, conc = limits[i][1], limits[i][2], limits[i][3]
+    local k, a = (i - 1) * 5, 4 + (i - 1) * 3
+    local rpm, tpm, conc = tonumber(A[a + 1]), tonumber(A[a + 2]), tonumber(A[a + 3])
+    local requests, used, inflight = 0, 0, 0
+    local need, why = -1, 0
     if rpm > 0 then
-      redis.call('ZADD', KEYS[k + 1], now, id)
-      redis.call('PEXPIRE', KEYS[k + 1], window)
-      counts[i][1] = counts[i][1] + 1
+      redis.call('ZREMRANGEBYSCORE', K[k + 1], '-inf', horizon)
+      requests = redis.call('ZCARD', K[k + 1])
+      if requests >= rpm then
+        local nth = redis.call('ZRANGE', K[k + 1], requests - rpm, requests - rpm, 'WITHSCORES')
+        need, why = tonumber(nth[2]) + window - now, 1
+      end
     end
     if tpm > 0 then
-      redis.call('ZADD', KEYS[k + 2], now, id)
-      redis.call('HSET', KEYS[k + 3], id, tokens)
-      redis.call('INCRBY', KEYS[k + 4], tokens)
-      for j = 2, 4 do redis.call('PEXPIRE', KEYS[k + j], window * 2) end
-      counts[i][2] = counts[i][2] + tokens
+      used = expire_tokens(K[k + 2], K[k + 3], K[k + 4])
+      if used > 0 and used + tokens > tpm then
+        local after = freed_by(K[k + 2], K[k + 3], used + tokens - tpm) + window - now
+        if after > need then need, why = after, 2 end
+      end
     end
     if conc > 0 then
-      redis.call('ZADD', KEYS[k + 5], now + lease, id)
-      redis.call('PEXPIRE', KEYS[k + 5], lease * 2)
-      counts[i][3] = counts[i][3] + 1
+      redis.call('ZREMRANGEBYSCORE', K[k + 5], '-inf', now)
+      inflight = redis.call('ZCARD', K[k + 5])
+      if inflight >= conc and 1000 > need then need, why = 1000, 3 end
+    end
+    if why > 0 and (binding == 0 or need > wait) then
+      binding, wait, reason = i, need, why
+    end
+    limits[i] = {rpm, tpm, conc}
+    counts[i] = {requests, used, inflight}
+  end
+
+  if binding == 0 then
+    for i = 1, scopes do
+      local k = (i - 1) * 5
+      local rpm, tpm, conc = limits[i][1], limits[i][2], limits[i][3]
+      if rpm > 0 then
+        redis.call('ZADD', K[k + 1], now, id)
+        redis.call('PEXPIRE', K[k + 1], window)
+        counts[i][1] = counts[i][1] + 1
+      end
+      if tpm > 0 then
+        redis.call('ZADD', K[k + 2], now, id)
+        redis.call('HSET', K[k + 3], id, tokens)
+        redis.call('INCRBY', K[k + 4], tokens)
+        for j = 2, 4 do redis.call('PEXPIRE', K[k + j], window * 2) end
+        counts[i][2] = counts[i][2] + tokens
+      end
+      if conc > 0 then
+        redis.call('ZADD', K[k + 5], now + lease, id)
+        redis.call('PEXPIRE', K[k + 5], lease * 2)
+        counts[i][3] = counts[i][3] + 1
+      end
     end
   end
-end
 
-local reply = {binding, wait, reason - 1}
-for i = 1, scopes do
-  local k = (i - 1) * 5
-  table.insert(reply, counts[i][1])
-  table.insert(reply, limits[i][1] > 0 and oldest(KEYS[k + 1]) or 0)
-  table.insert(reply, counts[i][2])
-  table.insert(reply, limits[i][2] > 0 and oldest(KEYS[k + 2]) or 0)
-  table.insert(reply, counts[i][3])
+  local reply = {binding, wait, reason - 1}
+  for i = 1, scopes do
+    local k = (i - 1) * 5
+    table.insert(reply, counts[i][1])
+    table.insert(reply, limits[i][1] > 0 and oldest(K[k + 1]) or 0)
+    table.insert(reply, counts[i][2])
+    table.insert(reply, limits[i][2] > 0 and oldest(K[k + 2]) or 0)
+    table.insert(reply, counts[i][3])
+  end
+  return reply
 end
-return reply
 """
 
 # KEYS: 4 per scope (tpm, tpm:n, tpm:sum, inflight), then the usage hash.
 # ARGV: id, tokens used, tokens reserved, window ms, scopes, one flag per scope
 #       (1: tpm, 2: concurrency, 3: both), then usage field/increment pairs.
-SETTLE = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local id, used, reserved = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local window, scopes = tonumber(ARGV[4]), tonumber(ARGV[5])
-for i = 1, scopes do
-  local k, flags = (i - 1) * 4, tonumber(ARGV[5 + i])
-  if flags % 2 == 1 then
-    local held = redis.call('HGET', KEYS[k + 2], id)
-    if held then
-      redis.call('HSET', KEYS[k + 2], id, used)
-      redis.call('INCRBY', KEYS[k + 3], used - tonumber(held))
-    elseif used > reserved then
-      redis.call('ZADD', KEYS[k + 1], now, id .. '+')
-      redis.call('HSET', KEYS[k + 2], id .. '+', used - reserved)
-      redis.call('INCRBY', KEYS[k + 3], used - reserved)
+SETTLE_FUNCTION = """
+local function limits_settle(K, A, now, seconds)
+  local id, used, reserved = A[1], tonumber(A[2]), tonumber(A[3])
+  local window, scopes = tonumber(A[4]), tonumber(A[5])
+  for i = 1, scopes do
+    local k, flags = (i - 1) * 4, tonumber(A[5 + i])
+    if flags % 2 == 1 then
+      local held = redis.call('HGET', K[k + 2], id)
+      if held then
+        redis.call('HSET', K[k + 2], id, used)
+        redis.call('INCRBY', K[k + 3], used - tonumber(held))
+      elseif used > reserved then
+        redis.call('ZADD', K[k + 1], now, id .. '+')
+        redis.call('HSET', K[k + 2], id .. '+', used - reserved)
+        redis.call('INCRBY', K[k + 3], used - reserved)
+      end
+      for j = 1, 3 do redis.call('PEXPIRE', K[k + j], window * 2) end
     end
-    for j = 1, 3 do redis.call('PEXPIRE', KEYS[k + j], window * 2) end
+    if flags >= 2 then redis.call('ZREM', K[k + 4], id) end
   end
-  if flags >= 2 then redis.call('ZREM', KEYS[k + 4], id) end
+  local usage = K[scopes * 4 + 1]
+  if #A > 5 + scopes then
+    redis.call('HSETNX', usage, 'since', seconds)
+    for j = 6 + scopes, #A, 2 do redis.call('HINCRBY', usage, A[j], A[j + 1]) end
+  end
 end
-local usage = KEYS[scopes * 4 + 1]
-if #ARGV > 5 + scopes then
-  redis.call('HSETNX', usage, 'since', clock[1])
-  for j = 6 + scopes, #ARGV, 2 do redis.call('HINCRBY', usage, ARGV[j], ARGV[j + 1]) end
-end
-return 1
 """
 
+ADMIT = Lua(CLOCK + ADMIT_FUNCTION + "return limits_admit(KEYS, ARGV, now)")
+SETTLE = Lua(CLOCK + SETTLE_FUNCTION + "limits_settle(KEYS, ARGV, now, clock[1])\nreturn 1")
+
 # KEYS: in-flight sorted sets; ARGV: lease ms, then the id held in each.
-RENEW = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+RENEW = Lua(
+    CLOCK
+    + """
 local lease = tonumber(ARGV[1])
 for i = 1, #KEYS do
   redis.call('ZADD', KEYS[i], 'XX', now + lease, ARGV[i + 1])
@@ -195,6 +201,7 @@ for i = 1, #KEYS do
 end
 return #KEYS
 """
+)
 
 
 class RedisCounters(SharedRedis):
@@ -204,29 +211,27 @@ class RedisCounters(SharedRedis):
 
     def __init__(self, url: str) -> None:
         super().__init__(url, log)
-        self._admit = self.client.register_script(ADMIT)
-        self._settle = self.client.register_script(SETTLE)
-        self._renew = self.client.register_script(RENEW)
         self.leases: dict[str, tuple[str, ...]] = {}  # request id -> in-flight keys held
 
     async def admit(
         self, scopes: tuple[Scope, ...], member: str, tokens: int, policy: str
     ) -> Verdict | None:
         """Check and record in every scope at once; None when Redis cannot be reached."""
-        if self._resting():
+        if self.resting():
             return None
-        keys: list[str] = []
-        args: list[int | str] = [member, tokens, int(WINDOW * 1000), int(LEASE * 1000)]
-        for scope in scopes:
-            keys += _scope_keys(scope.id)
-            spec = scope.spec
-            args += [spec.rpm or 0, spec.tpm or 0, spec.concurrency or 0]
+        keys, args = admit_parts(scopes, member, tokens)
         try:
-            reply = await self._admit(keys=keys, args=args)
+            reply = await self.run(ADMIT, keys, args)
         except ERRORS as exc:
-            self._failed(exc, policy)
+            self.failed(exc, policy)
             return None
-        self._reached()
+        self.reached()
+        return self.verdict(scopes, keys, member, reply)
+
+    def verdict(
+        self, scopes: tuple[Scope, ...], keys: list[str], member: str, reply: Sequence[Any]
+    ) -> Verdict:
+        """What ``limits_admit`` answered (``reply``, for ``admit_parts``' ``keys``)."""
         held = tuple(keys[i * 5 + 4] for i, s in enumerate(scopes) if s.spec.concurrency)
         binding, wait_ms, reason = int(reply[0]), int(reply[1]), int(reply[2])
         if binding == 0 and held:
@@ -254,28 +259,19 @@ class RedisCounters(SharedRedis):
         spends: tuple[Spend, ...],
     ) -> None:
         self.leases.pop(member, None)
-        if self._resting():
+        if self.resting():
             return
-        keys: list[str] = []
-        flags: list[int] = []
-        for scope in scopes:
-            keys += _scope_keys(scope.id)[1:]  # all but rpm: nothing to undo there
-            flags.append((1 if scope.spec.tpm else 0) + (2 if scope.spec.concurrency else 0))
-        keys.append(PREFIX + "usage")
-        args: list[int | str] = [member, used, reserved, int(WINDOW * 1000), len(scopes), *flags]
-        for spend in spends:  # the request's, then its hedged racers' that lost
-            for name, n in spend.increments():
-                args += [name, n]
+        keys, args = settle_parts(scopes, member, reserved, used, spends)
         try:
-            await self._settle(keys=keys, args=args)
+            await self.run(SETTLE, keys, args)
         except ERRORS as exc:
-            self._failed(exc, None)
+            self.failed(exc, None)
         else:
-            self._reached()
+            self.reached()
 
     async def renew(self) -> None:
         """Extend the leases of this replica's requests in flight."""
-        if not self.leases or self._resting():
+        if not self.leases or self.resting():
             return
         keys: list[str] = []
         args: list[int | str] = [int(LEASE * 1000)]
@@ -283,19 +279,49 @@ class RedisCounters(SharedRedis):
             keys += held
             args += [member] * len(held)
         try:
-            await self._renew(keys=keys, args=args)
+            await self.run(RENEW, keys, args)
         except ERRORS as exc:
-            self._failed(exc, None)
+            self.failed(exc, None)
 
     async def usage(self) -> dict[str, object] | None:
         try:
             raw = await self.client.hgetall(PREFIX + "usage")
         except ERRORS as exc:
-            self._failed(exc, None)
+            self.failed(exc, None)
             return None
         fields = {_text(k): int(v) for k, v in raw.items()}
         since = fields.pop("since", None)
         return usage_from_fields(fields, None if since is None else float(since))
+
+
+def admit_parts(
+    scopes: tuple[Scope, ...], member: str, tokens: int
+) -> tuple[list[str], list[int | str]]:
+    """``limits_admit``'s keys and arguments."""
+    keys: list[str] = []
+    args: list[int | str] = [member, tokens, int(WINDOW * 1000), int(LEASE * 1000)]
+    for scope in scopes:
+        keys += _scope_keys(scope.id)
+        spec = scope.spec
+        args += [spec.rpm or 0, spec.tpm or 0, spec.concurrency or 0]
+    return keys, args
+
+
+def settle_parts(
+    scopes: tuple[Scope, ...], member: str, reserved: int, used: int, spends: tuple[Spend, ...]
+) -> tuple[list[str], list[int | str]]:
+    """``limits_settle``'s keys and arguments."""
+    keys: list[str] = []
+    flags: list[int] = []
+    for scope in scopes:
+        keys += _scope_keys(scope.id)[1:]  # all but rpm: nothing to undo there
+        flags.append((1 if scope.spec.tpm else 0) + (2 if scope.spec.concurrency else 0))
+    keys.append(PREFIX + "usage")
+    args: list[int | str] = [member, used, reserved, int(WINDOW * 1000), len(scopes), *flags]
+    for spend in spends:  # the request's, then its hedged racers' that lost
+        for name, n in spend.increments():
+            args += [name, n]
+    return keys, args
 
 
 def _scope_keys(scope_id: str) -> list[str]:

@@ -6,20 +6,41 @@ dead Redis costs each request nothing but the ``on_redis_error`` policy)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
+
+from llmgw.limits.resp import Channel, lean_target
 
 PREFIX = "llmgw:{llmgw}:"
 CONNECT_TIMEOUT = 0.5
 COMMAND_TIMEOUT = 1.0
 RETRY_AFTER_FAILURE = 1.0  # seconds Redis is not asked again after a failure
 ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+# The scripts' clock: Redis's own, so replicas with drifting clocks agree (ms).
+CLOCK = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+
+class Lua:
+    """A Lua script and its SHA1, which ``SharedRedis.run`` calls it by."""
+
+    __slots__ = ("sha", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
 
 
 class SharedRedis:
@@ -36,16 +57,37 @@ class SharedRedis:
             socket_timeout=COMMAND_TIMEOUT,
             retry=Retry(NoBackoff(), 1),  # one reconnect for a stale pooled connection
         )
+        target = lean_target(url)
+        # The scripts' connection (limits/resp.py); other URLs' scripts use redis-py.
+        self.channel = None if target is None else Channel(target, CONNECT_TIMEOUT, COMMAND_TIMEOUT)
         self.down_since: float | None = None
         self._quiet_until = 0.0
 
     async def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
         await self.client.aclose()
 
-    def _resting(self) -> bool:
+    async def run(self, script: Lua, keys: Sequence[str], args: Sequence[int | str]) -> Any:
+        """``EVALSHA`` by the script's SHA1; a server that does not know the script
+        yet (restarted, ``SCRIPT FLUSH``) is sent it once, then asked again."""
+        channel = self.channel
+        if channel is None:
+            try:
+                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await self.client.script_load(script.text)
+                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+        try:
+            return await channel.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await channel.call("SCRIPT", "LOAD", script.text)
+            return await channel.call("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def resting(self) -> bool:
         return self.down_since is not None and time.monotonic() < self._quiet_until
 
-    def _failed(self, exc: BaseException, policy: str | None) -> None:
+    def failed(self, exc: BaseException, policy: str | None) -> None:
         self._quiet_until = time.monotonic() + RETRY_AFTER_FAILURE
         if self.down_since is None:
             self.down_since = time.monotonic()
@@ -59,7 +101,7 @@ class SharedRedis:
                 then,
             )
 
-    def _reached(self) -> None:
+    def reached(self) -> None:
         if self.down_since is not None:
             self.log.warning(
                 "%s: Redis at %s is reachable again after %.1fs",
