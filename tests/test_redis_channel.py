@@ -119,6 +119,36 @@ async def test_a_redis_that_never_answers_times_out_and_the_policy_applies(
         await _close(server, accepted)
 
 
+async def test_a_server_that_does_not_speak_redis_is_an_outage_and_the_policy_applies(
+    fake: FakeOpenAI, gateway: Any, caplog: Any
+) -> None:
+    caplog.set_level(logging.WARNING, logger="llmgw.limits.redis")
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def babble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        await reader.read(1)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")  # not RESP
+
+    server = await asyncio.start_server(babble, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        gw = await gateway(
+            shared(fake.url, f"redis://127.0.0.1:{port}/0", key="{rpm: 5}", on_error="allow")
+        )
+        response = await gw.post(
+            "/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        )
+        assert response.status == 200  # allowed, unchecked
+        assert "x-ratelimit-remaining-requests" not in response.headers
+        outages = [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()]
+        assert len(outages) == 1 and "unreadable reply" in outages[0]
+    finally:
+        await _close(server, accepted)
+
+
 @pytest.mark.parametrize(
     ("url", "target"),
     [
