@@ -27,7 +27,7 @@ from aiohttp import web
 
 from llmgw import sse
 from llmgw.adapter import Adapter
-from llmgw.answer import Answer, Head, Rest, apart, is_done
+from llmgw.answer import Answer, ClientAnswer, Head, Rest, apart, is_done
 from llmgw.core import Call, RequestContext, StreamTranslator, Usage
 from llmgw.errors import stream_error_event
 from llmgw.sink import ClientStalled, Stream
@@ -154,11 +154,31 @@ async def stream(
     next_chunk = chunks.__anext__
     write = answer.write
     sent: bytes | None = None  # the last chunk the client was sent whole
+    mark = 0.0  # when the relay was last ready for the provider's next piece
+    client = answer if isinstance(answer, ClientAnswer) else None
+    push = client.push if client is not None else None
+
+    def take(chunk: bytes) -> bool:
+        """A piece, straight from the provider's connection to the client's (see the
+        module): what the loop below does for it, without waking the loop."""
+        nonlocal sent, mark
+        arrived = clock()
+        if push is None or not push(chunk):
+            return False  # the loop below takes it, and waits for the client if it must
+        ctx.upstream_wait += arrived - mark
+        ctx.streamed_events += chunk.count(b"data:")
+        tail.append(chunk)
+        sent = chunk
+        mark = clock()
+        return True
+
+    pushing = False
     try:
         await write(tail[0])
         sent = tail[0]
+        pushing = client is not None and client.pushable() and upstream.push_to(take)
         while True:
-            began = clock()
+            mark = clock()
             try:
                 chunk = await next_chunk()
             except StopAsyncIteration:
@@ -168,11 +188,17 @@ async def stream(
                 ctx.error = failure.kind
                 await answer.write_error(apart(tail) + stream_error_event(failure.message))
                 break
-            ctx.upstream_wait += clock() - began
+            ctx.upstream_wait += clock() - mark
             ctx.streamed_events += chunk.count(b"data:")
             tail.append(chunk)
+            if pushing:  # nothing may overtake this piece while it waits for the client
+                upstream.push_to(None)
             await write(chunk)
             sent = chunk
+            if pushing:
+                upstream.push_to(take)
+        if pushing:
+            upstream.push_to(None)
         if ctx.error is None and adapter.ends_with_done and not is_done(tail):
             ctx.error = "stream_truncated"
             message = "the provider's stream ended before it was done"
@@ -180,6 +206,8 @@ async def stream(
         _read_usage(ctx, adapter, b"".join(tail))
         await answer.finish(complete=ctx.error is None, trailer=_trailer(ctx))
     except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left or stalled
+        if pushing:  # what is left is read by ``Rest``, from the queue
+            upstream.push_to(None)
         written = tail if tail[-1] is sent else list(tail)[:-1]
         _client_gone(ctx, gone, ctx.error is None and saw_end(written, "openai"))
         rest = Rest(chunks, tail, None, "openai", adapter.ends_with_done)

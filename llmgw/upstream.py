@@ -14,7 +14,7 @@ import asyncio
 import email.utils
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -111,6 +111,10 @@ class UpstreamResponse(Protocol):
     async def read(self) -> bytes: ...
     def chunks(self) -> AsyncIterator[bytes]: ...
     def close(self) -> None: ...
+
+    def push_to(self, consumer: Callable[[bytes], bool] | None) -> bool:
+        """Hand pieces to ``consumer`` as they arrive, rather than through ``chunks()``
+        (``http.response.Response.push_to``); False: this response cannot."""
 
 
 class Transport(Protocol):
@@ -236,6 +240,9 @@ class _LocalResponse:
 
     def close(self) -> None:
         pass
+
+    def push_to(self, consumer: Callable[[bytes], bool] | None) -> bool:
+        return False  # its pieces come through ``chunks()`` alone
 
 
 class LocalTransport:

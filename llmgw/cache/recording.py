@@ -44,6 +44,14 @@ class Recording(ClientAnswer):
         self.flight.append(data)  # before the write: a follower must not miss it
         return Sink.write(self, data)  # per chunk: no ``super()`` object made
 
+    def push(self, data: bytes) -> bool:
+        direct = self._direct
+        if direct is None or not self.ready(len(data)):
+            return False
+        self.flight.append(data)
+        direct(data)
+        return True
+
     def write_error(self, event: bytes) -> Awaitable[None]:
         self.flight.append_error(event)
         return super().write(event)
