@@ -144,6 +144,7 @@ async def stream(
 ) -> web.StreamResponse:
     chunks = upstream.chunks()
     first = await _read_first_event(ctx, adapter, chunks)
+    whole = upstream.at_end  # the first read brought the whole body
     ctx.streamed_events = first.count(b"data:")  # per chunk: one C-level count, no parse
 
     content_type = upstream.headers.get("Content-Type", "text/event-stream")
@@ -157,6 +158,9 @@ async def stream(
     mark = 0.0  # when the relay was last ready for the provider's next piece
     client = answer if isinstance(answer, ClientAnswer) else None
     push = client.push if client is not None else None
+    # The body's last chunk, when it is known to be the last (the provider's response is
+    # complete): written with the response's end, in one system call (``finish``).
+    last = first if whole and client is not None else None
 
     def take(chunk: bytes) -> bool:
         """A piece, straight from the provider's connection to the client's (see the
@@ -174,10 +178,11 @@ async def stream(
 
     pushing = False
     try:
-        await write(tail[0])
-        sent = tail[0]
-        pushing = client is not None and client.pushable() and upstream.push_to(take)
-        while True:
+        if last is None:
+            await write(first)
+            sent = first
+            pushing = client is not None and client.pushable() and upstream.push_to(take)
+        while last is None:
             mark = clock()
             try:
                 chunk = await next_chunk()
@@ -191,6 +196,9 @@ async def stream(
             ctx.upstream_wait += clock() - mark
             ctx.streamed_events += chunk.count(b"data:")
             tail.append(chunk)
+            if client is not None and upstream.at_end:
+                last = chunk
+                break
             if pushing:  # nothing may overtake this piece while it waits for the client
                 upstream.push_to(None)
             await write(chunk)
@@ -200,11 +208,18 @@ async def stream(
         if pushing:
             upstream.push_to(None)
         if ctx.error is None and adapter.ends_with_done and not is_done(tail):
+            if last is not None:
+                await write(last)
+                sent, last = last, None
             ctx.error = "stream_truncated"
             message = "the provider's stream ended before it was done"
             await answer.write_error(apart(tail) + stream_error_event(message))
         _read_usage(ctx, adapter, b"".join(tail))
-        await answer.finish(complete=ctx.error is None, trailer=_trailer(ctx))
+        complete, trailer = ctx.error is None, _trailer(ctx)
+        if last is not None and client is not None:
+            await client.finish(complete, trailer, last)
+        else:
+            await answer.finish(complete=complete, trailer=trailer)
     except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left or stalled
         if pushing:  # what is left is read by ``Rest``, from the queue
             upstream.push_to(None)

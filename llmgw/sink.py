@@ -121,11 +121,12 @@ class Sink:
         direct(data)
         return True
 
-    async def write_eof(self) -> None:
-        if self._may_block(0):
-            await self._bounded(self.out.write_eof())
+    async def write_eof(self, data: bytes = b"") -> None:
+        """The end of the response, ``data`` its last bytes (one system call for both)."""
+        if self._may_block(len(data)):
+            await self._bounded(self.out.write_eof(data))
         else:
-            await self.out.write_eof()
+            await self.out.write_eof(data)
 
     def abort(self) -> None:
         """End the response now; what the stalled client was not sent is dropped."""

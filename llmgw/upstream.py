@@ -108,6 +108,10 @@ class UpstreamResponse(Protocol):
     headers: Mapping[str, str]
     complete: bool  # the whole body is in: ``read`` returns without waiting
 
+    @property
+    def at_end(self) -> bool:
+        """The whole body is in and ``chunks()`` handed all of it out (False: maybe not)."""
+
     async def read(self) -> bytes: ...
     def chunks(self) -> AsyncIterator[bytes]: ...
     def close(self) -> None: ...
@@ -222,6 +226,7 @@ class HttpTransport:
 class _LocalResponse:
     __slots__ = ("_chunks", "_delay", "headers", "status")
     complete = True
+    at_end = False  # not told: its pieces are handed out at their pace
 
     def __init__(self, status: int, content_type: str, chunks: tuple[bytes, ...], delay: float):
         self.status = status

@@ -108,3 +108,55 @@ async def test_pieces_pushed_one_by_one_count_for_the_usage_estimate(serve: Serv
         usage = await (await gw.get("/api/v1/usage")).json()
     relayed = sum(event.count(b"data:") for event in events)
     assert usage["keys"]["team"]["completion_tokens"] == relayed - 1
+
+
+def at_once(events: list[bytes]) -> Any:
+    """The whole answer, head to last chunk, in one write: the gateway reads it whole."""
+
+    async def behave(conn: Conn, _: RawRequest) -> None:
+        body = b"".join(chunk(event) for event in events)
+        await conn.send(head(200, SSE_HEAD) + body + b"0\r\n\r\n")
+        await conn.close()
+
+    return behave
+
+
+async def test_a_stream_read_whole_is_relayed_and_recorded_whole(serve: Serve) -> None:
+    """When the provider's whole stream is in with its first read, its bytes go out with
+    the response's end: every event reaches the client, and the recording has them all
+    (the cache hit that follows replays the same bytes)."""
+    events = chat_chunks(["one", "two", "three"])
+    async with raw_upstream(at_once(events), at_once(events)) as up:
+        gw = await serve(config(up.url, "cache: {enabled: true}"))
+        bodies = []
+        for _ in range(2):
+            response = await gw.post("/v1/chat/completions", json=STREAM, headers=AUTH)
+            assert response.status == 200
+            bodies.append((response.headers["X-Cache"], await response.read()))
+    assert [cache for cache, _ in bodies] == ["MISS", "HIT"]
+    assert bodies[0][1] == bodies[1][1] == b"".join(events)
+
+
+async def test_the_last_piece_comes_before_the_error_of_a_stream_without_its_end(
+    serve: Serve,
+) -> None:
+    """The provider's last piece arrives with the end of its body but without
+    ``[DONE]``: that piece still reaches the client, before the error event."""
+    events = chat_chunks(["first", "second", "third"], usage=False)[:-1]  # no [DONE]
+    assert not events[-1].startswith(b"data: [DONE]")
+
+    async def behave(conn: Conn, _: RawRequest) -> None:
+        await conn.send(head(200, SSE_HEAD) + chunk(events[0]))
+        for event in events[1:-1]:
+            await asyncio.sleep(0.02)
+            await conn.send(chunk(event))
+        await asyncio.sleep(0.02)
+        await conn.send(chunk(events[-1]) + b"0\r\n\r\n")  # the last piece and the end
+        await conn.close()
+
+    async with raw_upstream(behave) as up:
+        gw = await serve(config(up.url))
+        response = await gw.post("/v1/chat/completions", json=STREAM, headers=AUTH)
+        body = await response.read()
+    assert body.startswith(b"".join(events))
+    assert b"ended before it was done" in body[len(b"".join(events)) :]

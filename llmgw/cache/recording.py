@@ -59,8 +59,10 @@ class Recording(ClientAnswer):
     def wrote_error(self) -> None:
         self.flight.error_sent = True
 
-    async def finish(self, complete: bool, trailer: bytes = b"") -> None:
-        await super().finish(complete, trailer)
+    async def finish(self, complete: bool, trailer: bytes = b"", last: bytes = b"") -> None:
+        if last:
+            self.flight.append(last)  # before the write, as every chunk
+        await super().finish(complete, trailer, last)
         self.flight.finish(complete)
 
     async def left(self, complete: bool, rest: Rest | None) -> None:

@@ -268,12 +268,21 @@ class Response:
         self._seen = self._received
         self._watchdog = self._pool.loop.call_later(self._interval, self._watch)
 
+    @property
+    def at_end(self) -> bool:
+        """The body is all in and ``chunks()`` handed all of it out."""
+        return self.complete and not self._queue
+
     def flush(self) -> None:
         """After each read from the socket while ``push`` is set: what it brought (and
         anything still queued, in order) goes to ``push`` at once, as one piece; if
-        ``push`` refuses it, the reader is woken to take it from the queue instead."""
+        ``push`` refuses it, the reader is woken to take it from the queue instead; so
+        it is for the body's last piece (the reader may write it with its own end)."""
         queue, push = self._queue, self.push
         if not queue or push is None:
+            return
+        if self.complete:  # the body's last piece: the reader takes it with the end
+            self._wake()
             return
         chunk = queue[0] if len(queue) == 1 else b"".join(queue)
         if push(chunk):
