@@ -11,8 +11,13 @@ A client that reads nothing for ``server.write_timeout`` (``sink.py``) has its r
 ended (``client_stalled``, 499): the provider's slot and the limits go free with it.
 Everything goes to an ``Answer`` (``answer.py``): the client's, or the cache's recording
 of it; which one is not the relay's business.
-Per chunk the pass-through path does one write and one ``deque.append``: usage is
-read once, from the last few chunks, when the stream ends.
+Per piece the pass-through path wakes nothing: once the first event went out, each
+piece the provider sends goes from its connection's callback straight to the client's
+transport (``Response.push_to``, ``Sink.push``), counted and kept in the tail there; the
+loop wakes only for a piece the client is not ready for (written under the write
+timeout, nothing overtaking it) and for the stream's end. The body's last piece, once
+the provider's response is complete, leaves with the end of the response in one write.
+Usage is read once, from the last few chunks, when the stream ends.
 """
 
 from __future__ import annotations

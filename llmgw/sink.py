@@ -23,7 +23,7 @@ The relay writes an answer through ``answer.Answer``, whose client side is a ``S
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -59,7 +59,7 @@ class Sink:
         self._transport = request.transport
         self._protocol = request.protocol
         self._high = _high_water(self._transport)
-        self._direct: Callable[[bytes], None] | None = None  # see ``pushable``
+        self._direct: StreamWriter | None = None  # aiohttp's writer, once ``pushable``
 
     async def prepare(self, out: web.StreamResponse) -> None:
         """Send ``out``'s head (its headers decided): the writes that follow are its body."""
@@ -94,12 +94,10 @@ class Sink:
             or getattr(writer, "on_body_write", True) is not None
             or getattr(writer, "_headers_buf", True) is not None  # the head is out
             or getattr(writer, "_eof", True)
+            or self._transport is None
         ):
             return False
-        direct = getattr(writer, "_write_chunked_payload", None)
-        if direct is None:
-            return False
-        self._direct = direct
+        self._direct = writer
         return True
 
     def ready(self, size: int) -> bool:
@@ -113,13 +111,22 @@ class Sink:
         )
 
     def push(self, data: bytes) -> bool:
-        """``data`` to the client now, framed as aiohttp's ``write`` would, if no wait
-        could be needed (``pushable`` said yes); False: nothing was done (``write`` it)."""
-        direct = self._direct
-        if direct is None or not self.ready(len(data)):
+        """``data`` to the client now, if no wait could be needed (``pushable`` said
+        yes); False: nothing was done (``write`` it)."""
+        if self._direct is None or not self.ready(len(data)):
             return False
-        direct(data)
+        self._send(data)
         return True
+
+    def _send(self, data: bytes) -> None:
+        """One chunk of the chunked body, framed as aiohttp frames it, in one write; its
+        writer's count of bytes sent kept true. (aiohttp's own framing costs ~1 us more
+        a piece: a format string, a tuple, a loop and a join.)"""
+        transport, writer = self._transport, self._direct
+        assert transport is not None and writer is not None  # ``pushable`` said so
+        framed = b"%x\r\n%b\r\n" % (len(data), data)
+        transport.write(framed)
+        writer.output_size += len(framed)
 
     async def write_eof(self, data: bytes = b"") -> None:
         """The end of the response, ``data`` its last bytes (one system call for both)."""

@@ -45,11 +45,10 @@ class Recording(ClientAnswer):
         return Sink.write(self, data)  # per chunk: no ``super()`` object made
 
     def push(self, data: bytes) -> bool:
-        direct = self._direct
-        if direct is None or not self.ready(len(data)):
+        if self._direct is None or not self.ready(len(data)):
             return False
         self.flight.append(data)
-        direct(data)
+        self._send(data)
         return True
 
     def write_error(self, event: bytes) -> Awaitable[None]:
