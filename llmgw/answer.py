@@ -83,10 +83,10 @@ class ClientAnswer(Sink):
     def wrote_error(self) -> None:
         pass
 
-    async def finish(self, complete: bool, trailer: bytes = b"") -> None:
-        if trailer:
-            await Sink.write(self, trailer)  # the client's alone, even when recorded
-        await self.write_eof()
+    async def finish(self, complete: bool, trailer: bytes = b"", last: bytes = b"") -> None:
+        """As ``Answer.finish``; ``last``: the stream's last chunk, not written yet, to
+        go out with the response's end (and the trailer) in one write."""
+        await self.write_eof(last + trailer if trailer else last)  # the trailer: not recorded
 
     async def left(self, complete: bool, rest: Rest | None) -> None:
         pass  # nobody else wants the rest: the provider's stream is closed unread

@@ -11,8 +11,13 @@ A client that reads nothing for ``server.write_timeout`` (``sink.py``) has its r
 ended (``client_stalled``, 499): the provider's slot and the limits go free with it.
 Everything goes to an ``Answer`` (``answer.py``): the client's, or the cache's recording
 of it; which one is not the relay's business.
-Per chunk the pass-through path does one write and one ``deque.append``: usage is
-read once, from the last few chunks, when the stream ends.
+Per piece the pass-through path wakes nothing: once the first event went out, each
+piece the provider sends goes from its connection's callback straight to the client's
+transport (``Response.push_to``, ``Sink.push``), counted and kept in the tail there; the
+loop wakes only for a piece the client is not ready for (written under the write
+timeout, nothing overtaking it) and for the stream's end. The body's last piece, once
+the provider's response is complete, leaves with the end of the response in one write.
+Usage is read once, from the last few chunks, when the stream ends.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from aiohttp import web
 
 from llmgw import sse
 from llmgw.adapter import Adapter
-from llmgw.answer import Answer, Head, Rest, apart, is_done
+from llmgw.answer import Answer, ClientAnswer, Head, Rest, apart, is_done
 from llmgw.core import Call, RequestContext, StreamTranslator, Usage
 from llmgw.errors import stream_error_event
 from llmgw.sink import ClientStalled, Stream
@@ -144,6 +149,7 @@ async def stream(
 ) -> web.StreamResponse:
     chunks = upstream.chunks()
     first = await _read_first_event(ctx, adapter, chunks)
+    whole = upstream.at_end  # the first read brought the whole body
     ctx.streamed_events = first.count(b"data:")  # per chunk: one C-level count, no parse
 
     content_type = upstream.headers.get("Content-Type", "text/event-stream")
@@ -154,11 +160,35 @@ async def stream(
     next_chunk = chunks.__anext__
     write = answer.write
     sent: bytes | None = None  # the last chunk the client was sent whole
+    mark = 0.0  # when the relay was last ready for the provider's next piece
+    client = answer if isinstance(answer, ClientAnswer) else None
+    push = client.push if client is not None else None
+    # The body's last chunk, when it is known to be the last (the provider's response is
+    # complete): written with the response's end, in one system call (``finish``).
+    last = first if whole and client is not None else None
+
+    def take(chunk: bytes) -> bool:
+        """A piece, straight from the provider's connection to the client's (see the
+        module): what the loop below does for it, without waking the loop."""
+        nonlocal sent, mark
+        arrived = clock()
+        if push is None or not push(chunk):
+            return False  # the loop below takes it, and waits for the client if it must
+        ctx.upstream_wait += arrived - mark
+        ctx.streamed_events += chunk.count(b"data:")
+        tail.append(chunk)
+        sent = chunk
+        mark = clock()
+        return True
+
+    pushing = False
     try:
-        await write(tail[0])
-        sent = tail[0]
-        while True:
-            began = clock()
+        if last is None:
+            await write(first)
+            sent = first
+            pushing = client is not None and client.pushable() and upstream.push_to(take)
+        while last is None:
+            mark = clock()
             try:
                 chunk = await next_chunk()
             except StopAsyncIteration:
@@ -168,18 +198,36 @@ async def stream(
                 ctx.error = failure.kind
                 await answer.write_error(apart(tail) + stream_error_event(failure.message))
                 break
-            ctx.upstream_wait += clock() - began
+            ctx.upstream_wait += clock() - mark
             ctx.streamed_events += chunk.count(b"data:")
             tail.append(chunk)
+            if client is not None and upstream.at_end:
+                last = chunk
+                break
+            if pushing:  # nothing may overtake this piece while it waits for the client
+                upstream.push_to(None)
             await write(chunk)
             sent = chunk
+            if pushing:
+                upstream.push_to(take)
+        if pushing:
+            upstream.push_to(None)
         if ctx.error is None and adapter.ends_with_done and not is_done(tail):
+            if last is not None:
+                await write(last)
+                sent, last = last, None
             ctx.error = "stream_truncated"
             message = "the provider's stream ended before it was done"
             await answer.write_error(apart(tail) + stream_error_event(message))
         _read_usage(ctx, adapter, b"".join(tail))
-        await answer.finish(complete=ctx.error is None, trailer=_trailer(ctx))
+        complete, trailer = ctx.error is None, _trailer(ctx)
+        if last is not None and client is not None:
+            await client.finish(complete, trailer, last)
+        else:
+            await answer.finish(complete=complete, trailer=trailer)
     except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left or stalled
+        if pushing:  # what is left is read by ``Rest``, from the queue
+            upstream.push_to(None)
         written = tail if tail[-1] is sent else list(tail)[:-1]
         _client_gone(ctx, gone, ctx.error is None and saw_end(written, "openai"))
         rest = Rest(chunks, tail, None, "openai", adapter.ends_with_done)

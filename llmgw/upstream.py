@@ -14,7 +14,7 @@ import asyncio
 import email.utils
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -108,9 +108,17 @@ class UpstreamResponse(Protocol):
     headers: Mapping[str, str]
     complete: bool  # the whole body is in: ``read`` returns without waiting
 
+    @property
+    def at_end(self) -> bool:
+        """The whole body is in and ``chunks()`` handed all of it out (False: maybe not)."""
+
     async def read(self) -> bytes: ...
     def chunks(self) -> AsyncIterator[bytes]: ...
     def close(self) -> None: ...
+
+    def push_to(self, consumer: Callable[[bytes], bool] | None) -> bool:
+        """Hand pieces to ``consumer`` as they arrive, rather than through ``chunks()``
+        (``http.response.Response.push_to``); False: this response cannot."""
 
 
 class Transport(Protocol):
@@ -218,6 +226,7 @@ class HttpTransport:
 class _LocalResponse:
     __slots__ = ("_chunks", "_delay", "headers", "status")
     complete = True
+    at_end = False  # not told: its pieces are handed out at their pace
 
     def __init__(self, status: int, content_type: str, chunks: tuple[bytes, ...], delay: float):
         self.status = status
@@ -236,6 +245,9 @@ class _LocalResponse:
 
     def close(self) -> None:
         pass
+
+    def push_to(self, consumer: Callable[[bytes], bool] | None) -> bool:
+        return False  # its pieces come through ``chunks()`` alone
 
 
 class LocalTransport:

@@ -44,6 +44,13 @@ class Recording(ClientAnswer):
         self.flight.append(data)  # before the write: a follower must not miss it
         return Sink.write(self, data)  # per chunk: no ``super()`` object made
 
+    def push(self, data: bytes) -> bool:
+        if self._direct is None or not self.ready(len(data)):
+            return False
+        self.flight.append(data)
+        self._send(data)
+        return True
+
     def write_error(self, event: bytes) -> Awaitable[None]:
         self.flight.append_error(event)
         return super().write(event)
@@ -51,8 +58,10 @@ class Recording(ClientAnswer):
     def wrote_error(self) -> None:
         self.flight.error_sent = True
 
-    async def finish(self, complete: bool, trailer: bytes = b"") -> None:
-        await super().finish(complete, trailer)
+    async def finish(self, complete: bool, trailer: bytes = b"", last: bytes = b"") -> None:
+        if last:
+            self.flight.append(last)  # before the write, as every chunk
+        await super().finish(complete, trailer, last)
         self.flight.finish(complete)
 
     async def left(self, complete: bool, rest: Rest | None) -> None:

@@ -131,6 +131,8 @@ class Connection(asyncio.Protocol):
             return
         if head and not response.status and response.head_bytes > MAX_HEAD:
             response.fail(HeadTooLarge(f"the response's head is over {MAX_HEAD} bytes"))
+        elif response.push is not None:
+            response.flush()
 
     def pause_writing(self) -> None:
         if self.writable is None:

@@ -26,7 +26,7 @@ import asyncio
 import collections
 import ssl
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from multidict import CIMultiDict
@@ -96,6 +96,7 @@ class Response:
         "head_bytes",
         "head_ready",
         "headers",
+        "push",
         "status",
     )
 
@@ -117,6 +118,7 @@ class Response:
         self._decoder: Any = None  # a zlib decompressobj when the body is compressed
         self._decoded = 0
         self.head_bytes = 0  # bytes received before the head was whole
+        self.push: Callable[[bytes], bool] | None = None  # see ``push_to``
         self.status = 0
         self.headers: Mapping[str, str] = CIMultiDict()
 
@@ -191,7 +193,8 @@ class Response:
         if self._queued > HIGH_WATER and not self._paused and self._conn is not None:
             self._paused = True
             self._conn.transport.pause_reading()
-        self._wake()
+        if self.push is None:  # else ``flush`` wakes the reader, if it has to
+            self._wake()
 
     def on_message_complete(self) -> None:
         if self.status and self._error is None:  # not a 1xx, not cut short by a limit
@@ -265,7 +268,41 @@ class Response:
         self._seen = self._received
         self._watchdog = self._pool.loop.call_later(self._interval, self._watch)
 
+    @property
+    def at_end(self) -> bool:
+        """The body is all in and ``chunks()`` handed all of it out."""
+        return self.complete and not self._queue
+
+    def flush(self) -> None:
+        """After each read from the socket while ``push`` is set: what it brought (and
+        anything still queued, in order) goes to ``push`` at once, as one piece; if
+        ``push`` refuses it, the reader is woken to take it from the queue instead; so
+        it is for the body's last piece (the reader may write it with its own end)."""
+        queue, push = self._queue, self.push
+        if not queue or push is None:
+            return
+        if self.complete:  # the body's last piece: the reader takes it with the end
+            self._wake()
+            return
+        chunk = queue[0] if len(queue) == 1 else b"".join(queue)
+        if push(chunk):
+            queue.clear()
+            self._queued = 0
+        else:
+            self._wake()
+
     # the reader's side
+    def push_to(self, consumer: Callable[[bytes], bool] | None) -> bool:
+        """Hand the body to ``consumer`` as it arrives, in the connection's callback,
+        one piece per read from the socket (what ``chunks()`` would have returned),
+        instead of waking the reader for each: ``consumer`` returns False to refuse
+        a piece, which then waits in the queue for ``chunks()``, and no piece is
+        handed over while one waits there. The reader still learns of the body's
+        end and of failures from ``chunks()``. ``None``: back to queueing alone.
+        Always True: this response can push (the protocol's other side may not)."""
+        self.push = consumer
+        return True
+
     async def read(self) -> bytes:
         """The whole body; ``BodyTooLarge`` past ``max_body`` (declared or received)."""
         declared = self.headers.get("Content-Length", "")
