@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import StreamReader, web
+from aiohttp import web
 
 from llmgw.config.server import ServerConfig
 from llmgw.errors import (
@@ -91,28 +91,18 @@ class Receipt:
 
     async def __aenter__(self) -> bytes:
         request, server = self._request, self._server
-        encoding = request.headers.get("Content-Encoding")
-        if encoding is not None:
-            _check_encoding(encoding)
-        bodies, most = self._bodies, server.max_body_size
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            shown = encoding[:40] if encoding.isascii() and encoding.isprintable() else "?"
+            raise UnsupportedEncoding(
+                f"Content-Encoding '{shown}' is not supported: send the body uncompressed"
+            )
         pending = server.max_pending_body_bytes
-        limit = pending and max(pending, most)
-        content = request.content
-        raw = _whole(request, content, most) if content.is_eof() else None
-        if raw is not None and not is_heavy(raw):
-            # usual: the whole body came with its head and parses light; it would be
-            # charged and given back at once, so only the charge's check is made
-            if limit and bodies.held + len(raw) > limit:
-                raise _too_many_bodies()
-            return raw
-        charged = _Charge(bodies, limit)
+        charged = _Charge(self._bodies, pending and max(pending, server.max_body_size))
         try:
-            if raw is None:
-                raw = await _read(request, most, charged)
-            else:
-                charged.take(len(raw))
+            raw = await _read(request, server.max_body_size, charged)
             if is_heavy(raw):
-                slot = bodies._heavy_slot()
+                slot = self._bodies._heavy_slot()
                 await slot.__aenter__()
                 self._slot = slot
         finally:  # held while arriving, or waiting for a slot; then the slot bounds it
@@ -145,7 +135,10 @@ class _Charge:
     def take(self, size: int) -> None:
         bodies = self._bodies
         if self._limit and bodies.held + size > self._limit:
-            raise _too_many_bodies()
+            raise Overloaded(
+                "The gateway is holding too many request bodies; retry shortly",
+                headers={"Retry-After": "1"},
+            )
         bodies.held += size
         self.bytes += size
 
@@ -162,10 +155,14 @@ async def _read(request: web.Request, limit: int, charged: _Charge) -> bytes:
     if declared is not None and declared > limit:
         raise RequestTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes")
     content = request.content
-    if content.is_eof():  # the whole body came with the headers, no waiting
-        whole = _whole(request, content, limit)
+    if content.is_eof():  # usual: the whole body came with the headers, no waiting
+        whole = content.read_nowait()
+        if len(whole) > limit:
+            raise RequestTooLarge(f"Request body is over the limit of {limit} bytes")
+        if declared is not None and len(whole) != declared:
+            raise InvalidRequest("The request body ended before its Content-Length")
         charged.take(len(whole))
-        return whole
+        return whole  # as it is: no copy
     body = bytearray()
     while not content.is_eof():
         try:
@@ -184,34 +181,3 @@ async def _read(request: web.Request, limit: int, charged: _Charge) -> bytes:
     if declared is not None and len(body) != declared:
         raise InvalidRequest("The request body ended before its Content-Length")
     return bytes(body)
-
-
-def _whole(request: web.Request, content: StreamReader, limit: int) -> bytes:
-    """The body that came whole with its head, as it is (no copy); 413 over ``limit``
-    bytes, 400 when shorter than its ``Content-Length``."""
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        raise RequestTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes")
-    whole = content.read_nowait()
-    if len(whole) > limit:
-        raise RequestTooLarge(f"Request body is over the limit of {limit} bytes")
-    if declared is not None and len(whole) != declared:
-        raise InvalidRequest("The request body ended before its Content-Length")
-    return whole
-
-
-def _check_encoding(encoding: str) -> None:
-    """415 for a ``Content-Encoding`` other than ``identity`` (or empty)."""
-    encoding = encoding.strip().lower()
-    if encoding not in ("", "identity"):
-        shown = encoding[:40] if encoding.isascii() and encoding.isprintable() else "?"
-        raise UnsupportedEncoding(
-            f"Content-Encoding '{shown}' is not supported: send the body uncompressed"
-        )
-
-
-def _too_many_bodies() -> Overloaded:
-    return Overloaded(
-        "The gateway is holding too many request bodies; retry shortly",
-        headers={"Retry-After": "1"},
-    )
