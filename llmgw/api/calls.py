@@ -27,6 +27,8 @@ _WRITABLE_DEPTH = 254
 # A model name goes into access lines and the X-LLMGW-Model header: no control
 # characters (C0, DEL, C1, Unicode line and paragraph separators), and a sane length.
 MAX_MODEL_LENGTH = 256
+# The headers ``call_mark`` reads: the extensions', then the forwarded ones.
+_MARKED = (*NAMES, *FORWARDED_HEADERS)
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -77,13 +79,7 @@ def call_mark(
     """What ``parse_call``'s result and the call's cache key depend on: the endpoint,
     the body's bytes, the headers it reads (extensions, and the ones forwarded) and the
     key's name (``cache.scope: key``). The cache's memo of hit calls is keyed by it."""
-    return (
-        endpoint,
-        raw,
-        name,
-        *[headers.get(header) for header in NAMES],
-        *[headers.get(header) for header in FORWARDED_HEADERS],
-    )
+    return (endpoint, raw, name, *map(headers.get, _MARKED))
 
 
 def prompt_excerpt(call: Call, limit: int = 200) -> str:

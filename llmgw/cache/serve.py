@@ -24,7 +24,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -52,8 +52,7 @@ CACHEABLE = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Lookup:
+class Lookup(NamedTuple):  # a NamedTuple: made on every request, cheaper than a frozen dataclass
     """A request's exact cache key, what its Cache-Control allows, and the stored entry
     it may be answered with (None: a miss, or not read)."""
 
@@ -105,8 +104,14 @@ async def serve(
     ``use_cache`` False (``x-cache: false``): neither read nor write it; ``embed``: how
     this request embeds its prompt for the semantic cache (``semantic_serve.py``);
     ``looked``: its ``look_up``, when made already (not made again)."""
-    settings = runtime.config.cache
-    write_timeout = runtime.config.server.write_timeout
+    config = runtime.config
+    settings = config.cache
+    write_timeout = config.server.write_timeout
+    if looked is not None and looked.entry is not None:  # an exact hit, looked up already
+        _count(ctx, metrics, cache, "HIT", "exact")
+        if ctx.complexity is None:  # the same prompt: no need to classify it again
+            ctx.complexity = looked.entry.complexity
+        return await replay(request, ctx, looked.entry, write_timeout)
     if not settings.enabled or not use_cache or call.endpoint not in CACHEABLE:
         return await _bypass(ctx, metrics, upstream, ClientAnswer(request, write_timeout))
     store = cache.store(settings)
@@ -128,8 +133,8 @@ async def serve(
         await _keep(store, key, recorder, ctx, settings.ttl)
         return response
 
-    entry = await store.get(key) if looked is None else looked.entry
-    if entry is not None and (looked is not None or policy.accepts(entry, time.time())):
+    entry = await store.get(key) if looked is None else None  # (a looked-up hit: above)
+    if entry is not None and policy.accepts(entry, time.time()):
         _count(ctx, metrics, cache, "HIT", "exact")
         if ctx.complexity is None:  # the same prompt: no need to classify it again
             ctx.complexity = entry.complexity

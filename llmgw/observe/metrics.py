@@ -9,6 +9,7 @@ gateway itself answered, cache is hit/miss/bypass.
 from __future__ import annotations
 
 import collections
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Self
 
@@ -82,16 +83,49 @@ class _KeptChildren:
         return child  # type: ignore[no-any-return]
 
 
+# The per-request updates below skip prometheus_client's checks for a series whose
+# value is ``_Plain`` (``_unlocked``): a kept child, observable by construction. Any
+# other series (an unlabelled one still locked, a parent missing its labels, an
+# exemplar) goes through the library's method, which checks and raises as before.
+
+
 class Counter(_KeptChildren, prometheus_client.Counter):
-    pass
+    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
+        value = self.__dict__.get("_value")
+        if type(value) is _Plain and amount >= 0 and not exemplar:
+            value._value += amount
+        else:
+            super().inc(amount, exemplar)
 
 
 class Histogram(_KeptChildren, prometheus_client.Histogram):
-    pass
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        """The sum, then the first bucket whose bound is not below ``amount``: found by
+        bisection, the bucket the library's loop stops at (NaN, in no bucket, is its)."""
+        total = self.__dict__.get("_sum")
+        if type(total) is _Plain and not exemplar and amount == amount:
+            total._value += amount
+            self._buckets[bisect_left(self._upper_bounds, amount)]._value += 1
+        else:
+            super().observe(amount, exemplar)
 
 
 class Gauge(_KeptChildren, prometheus_client.Gauge):
     """Children are kept: a series removed with ``remove`` must not be set again."""
+
+    def inc(self, amount: float = 1) -> None:
+        value = self.__dict__.get("_value")
+        if type(value) is _Plain and not self._is_most_recent:
+            value._value += amount
+        else:
+            super().inc(amount)
+
+    def dec(self, amount: float = 1) -> None:
+        value = self.__dict__.get("_value")
+        if type(value) is _Plain and not self._is_most_recent:
+            value._value -= amount
+        else:
+            super().dec(amount)
 
 
 class Tally:

@@ -126,7 +126,16 @@ def classify(body: dict[str, Any]) -> str:
         kinds |= kind
         reasoning += kind == _REASONING
     points = 0
-    if kinds & _CODE or any(mark in scan for mark in _CODE_MARKS):
+    # The marks' tests written out (as _CODE_MARKS, _REASONING_MARKS say): a generator
+    # over them cost more than the substring searches themselves.
+    if kinds & _CODE or (
+        "```" in scan
+        or "#include" in scan
+        or "=>" in scan
+        or "();" in scan
+        or "{\n" in scan
+        or "stack trace" in scan
+    ):
         points += 2
     if (
         kinds & _MATH
@@ -135,7 +144,7 @@ def classify(body: dict[str, Any]) -> str:
     ):
         points += 2
     if reasoning < 2:  # else the marks could add nothing
-        reasoning += sum(mark in scan for mark in _REASONING_MARKS)
+        reasoning += ("step by step" in scan) + ("pros and cons" in scan)
     points += min(2, reasoning)
     if len(text) > 400:
         points += 1
