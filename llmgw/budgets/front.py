@@ -88,25 +88,6 @@ class Budgets:
         self._day: tuple[int, str] = (-1, "")  # (unix day, its budget period)
         self._memo: dict[tuple[object, ...], tuple[GatewayConfig, Applies | None]] = {}
 
-    async def admit(
-        self,
-        config: GatewayConfig,
-        principal: Principal,
-        call: Call,
-        targets: Iterable[Target],
-        budget_key: str | None,
-        prices: PriceBook,
-        free: bool = False,
-    ) -> Hold | None:
-        """Reserve the request's estimate in every budget that applies, or 429;
-        ``prices``: the snapshot's ``Runtime.prices``; ``free``: the request is known
-        to cost nothing (an exact cache hit): checked exactly as any other, but it
-        reserves nothing, so no estimate is worked out."""
-        pending = self.prepare(config, principal, call, targets, budget_key, prices, free)
-        if pending is None:
-            return None
-        return await self.place(pending, config.limits.on_redis_error)
-
     def prepare(
         self,
         config: GatewayConfig,
@@ -117,8 +98,11 @@ class Budgets:
         prices: PriceBook,
         free: bool = False,
     ) -> Pending | None:
-        """What ``admit`` asks of the budgets, nothing asked yet: None when no budget
-        applies (or there is no database to hold them)."""
+        """What the request asks of the budgets (its estimate in each that applies),
+        nothing asked yet (``gate.admit`` asks, then ``place`` reserves): None when no
+        budget applies (or there is no database to hold them). ``free``: the request is
+        known to cost nothing (an exact cache hit): checked exactly as any other, but it
+        reserves nothing, so no estimate is worked out."""
         applies = self._applies(config, principal, budget_key)
         if applies is None:
             return None

@@ -36,7 +36,7 @@ async def admit(
     free: bool = False,
 ) -> tuple[Hold | None, Admission]:
     """Reserve in the budgets and record in the limits, or raise 429 having done
-    neither; ``free``: an exact cache hit (checked, nothing reserved: ``Budgets.admit``)."""
+    neither; ``free``: an exact cache hit (checked, nothing reserved: ``Budgets.prepare``)."""
     limits = config.limits
     policy = limits.on_redis_error
     targets = tuple(targets)

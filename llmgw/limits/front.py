@@ -70,7 +70,7 @@ __all__ = ["REASONS", "Admission", "Limiter", "format_reset", "limited_models", 
 
 @dataclass(slots=True)
 class Admission:
-    """What ``settle`` needs to undo or correct what ``admit`` recorded."""
+    """What ``settle`` needs to undo or correct what the admission recorded (``gate.admit``)."""
 
     scopes: tuple[Scope, ...] = ()
     member: str = ""  # its name in Redis
@@ -118,23 +118,6 @@ class Limiter:
         # Request ids, unique across replicas: a random prefix per process, then a count.
         self._ids = itertools.count()
         self._prefix = secrets.token_hex(6)
-
-    async def admit(
-        self,
-        limits: LimitsConfig,
-        principal: Principal,
-        call: Call,
-        targets: Iterable[Target],
-        ctx: RequestContext,
-    ) -> Admission:
-        """Record the request in every scope that limits it, or raise 429."""
-        admission = self.prepare(limits, principal, call, targets, ctx)
-        verdict = None
-        shared = admission.shared
-        if shared is not None and admission.scopes:
-            scopes, member = admission.scopes, admission.member
-            verdict = await shared.admit(scopes, member, admission.reserved, limits.on_redis_error)
-        return self.decide(limits, admission, verdict, ctx)
 
     def prepare(
         self,
