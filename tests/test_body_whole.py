@@ -1,6 +1,6 @@
-"""A body that arrives whole with its head is read without a charge of its own
-(server/body.py): it must still be refused while the bodies still arriving hold
-``max_pending_body_bytes``, and leave nothing held, heavy or light."""
+"""A body that arrives whole with its head (server/body.py) must still be refused
+while the bodies still arriving hold ``max_pending_body_bytes``, and leave nothing
+held, heavy or light."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import orjson
 
 from llmgw.server.appkeys import BODIES
 from tests.fakes import wait_for
+from tests.test_input_bounds import _stall
 
 MOCK = "providers:\n  demo: {type: mock, models: [echo]}\n"
 
@@ -28,17 +29,6 @@ async def _send_whole(port: int, body: bytes, headers: str = "") -> tuple[int, b
     writer.close()
     head, _, rest = answer.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), rest
-
-
-async def _stall(port: int, declared: int, sent: int) -> asyncio.StreamWriter:
-    _, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {declared}\r\n\r\n".encode()
-        + b" " * sent
-    )
-    await writer.drain()
-    return writer
 
 
 async def test_a_whole_body_is_refused_while_arriving_bodies_hold_the_pending_bytes(
