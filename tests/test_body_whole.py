@@ -11,7 +11,7 @@ import orjson
 
 from llmgw.server.appkeys import BODIES
 from tests.fakes import wait_for
-from tests.test_input_bounds import _stall
+from tests.test_input_bounds import _two_stalled
 
 MOCK = "providers:\n  demo: {type: mock, models: [echo]}\n"
 
@@ -34,12 +34,8 @@ async def _send_whole(port: int, body: bytes, headers: str = "") -> tuple[int, b
 async def test_a_whole_body_is_refused_while_arriving_bodies_hold_the_pending_bytes(
     gateway: Any,
 ) -> None:
-    gw = await gateway("server: {max_body_size: 256KiB, max_pending_body_bytes: 512KiB}\n" + MOCK)
-    bodies = gw.app[BODIES]
+    gw, bodies, first, second = await _two_stalled(gateway)
     port = gw.server.port
-    first = await _stall(port, 256 * 1024, 250 * 1024)
-    second = await _stall(port, 256 * 1024, 250 * 1024)
-    await wait_for(lambda: bodies.held >= 500 * 1024)
     request = orjson.dumps(
         {"model": "echo", "messages": [{"role": "user", "content": "x" * 20_000}]}
     )

@@ -107,13 +107,19 @@ async def _stall(port: int, declared: int, sent: int) -> asyncio.StreamWriter:
     return writer
 
 
-async def test_bodies_past_max_pending_body_bytes_get_503_until_one_ends(gateway: Any) -> None:
+async def _two_stalled(gateway: Any) -> tuple[Any, Any, asyncio.StreamWriter, asyncio.StreamWriter]:
+    """A gateway (256 KiB bodies, 512 KiB pending at most) and two connections whose
+    bodies, 250 KiB sent of 256, hold nearly all of the pending bytes."""
     gw = await gateway("server: {max_body_size: 256KiB, max_pending_body_bytes: 512KiB}\n" + MOCK)
     bodies = gw.app[BODIES]
-    port = gw.server.port
-    first = await _stall(port, 256 * 1024, 250 * 1024)
-    second = await _stall(port, 256 * 1024, 250 * 1024)
+    first = await _stall(gw.server.port, 256 * 1024, 250 * 1024)
+    second = await _stall(gw.server.port, 256 * 1024, 250 * 1024)
     await wait_for(lambda: bodies.held >= 500 * 1024)
+    return gw, bodies, first, second
+
+
+async def test_bodies_past_max_pending_body_bytes_get_503_until_one_ends(gateway: Any) -> None:
+    gw, bodies, first, second = await _two_stalled(gateway)
     request = {"model": "echo", "messages": [{"role": "user", "content": "x" * 20_000}]}
     refused = await gw.post("/v1/chat/completions", json=request)
     assert refused.status == 503
