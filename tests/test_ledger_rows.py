@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, text
 
 from llmgw.core import RequestContext
 from llmgw.observe.metrics import Metrics
 from llmgw.store.engine import Database, resolve_url
-from llmgw.store.ledger import COLUMNS, Ledger
+from llmgw.store.ledger import COLUMNS, Ledger, insert_sql
 from llmgw.store.tables import requests
 
 
@@ -115,3 +116,9 @@ def test_the_row_columns_are_the_tables_columns() -> None:
     # Every column but the id is written, in the order the tuples hold them.
     assert set(COLUMNS) == {column.name for column in requests.columns} - {"id"}
     assert len(COLUMNS) == len(set(COLUMNS))
+
+
+def test_an_unknown_parameter_style_is_refused_not_guessed() -> None:
+    assert insert_sql("qmark").endswith(", ?)") and insert_sql("numeric_dollar").endswith("$18)")
+    with pytest.raises(ValueError, match="pyformat"):
+        insert_sql("pyformat")
