@@ -122,3 +122,34 @@ def test_an_unknown_parameter_style_is_refused_not_guessed() -> None:
     assert insert_sql("qmark").endswith(", ?)") and insert_sql("numeric_dollar").endswith("$18)")
     with pytest.raises(ValueError, match="pyformat"):
         insert_sql("pyformat")
+
+
+async def held_while_refused_then_written_once(url: str) -> None:
+    """The database refuses the batch (its table gone): the driver's error is a refusal
+    (rows held, False), not an exception; once it is back the rows are written once."""
+    db = Database(url)
+    await db.start()
+    try:
+        ledger = Ledger(db, Metrics(), bound=10)
+        async with db.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE requests RENAME TO requests_away"))
+        for request_id in ("req-a", "req-b"):
+            ledger.add(RequestContext(request_id, time.perf_counter(), endpoint="chat"), 0.01)
+        for _ in range(2):  # refused again: still held, nothing taken out
+            assert not await ledger.flush()
+            assert (ledger.pending, ledger.written, ledger.dropped) == (2, 0, 0)
+        async with db.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE requests_away RENAME TO requests"))
+        assert await ledger.flush()
+        assert (ledger.pending, ledger.written) == (0, 2)
+        async with db.engine.connect() as conn:
+            ids = (await conn.execute(text("SELECT request_id FROM requests"))).scalars()
+            assert sorted(ids) == ["req-a", "req-b"]
+    finally:
+        await db.close()
+
+
+async def test_rows_held_while_the_database_refuses_are_written_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    await held_while_refused_then_written_once(resolve_url("sqlite:///l.db", str(tmp_path)))
