@@ -11,6 +11,7 @@ import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Connection
 from llmgw.core import RequestContext
 from llmgw.observe.metrics import Metrics
 from llmgw.store.engine import Database, resolve_url
-from llmgw.store.ledger import Ledger
+from llmgw.store.ledger import COLUMNS, Ledger
 from tests.conftest import CLIENT_KEY, GatewayFactory
 from tests.fakes import FakeOpenAI, reply_stream
 from tests.provider_fakes import anthropic_client
@@ -229,13 +230,14 @@ class _Recorder:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
         self.engine = self
+        self.dialect = SimpleNamespace(paramstyle="qmark")
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[_Recorder]:
         yield self
 
-    async def execute(self, _statement: object, rows: list[dict[str, Any]]) -> None:
-        self.rows.extend(rows)
+    async def exec_driver_sql(self, _sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self.rows.extend(dict(zip(COLUMNS, row, strict=True)) for row in rows)
 
 
 async def test_a_full_ledger_buffer_drops_and_counts_racers_rows_too() -> None:

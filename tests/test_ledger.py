@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import aiohttp
@@ -19,7 +20,7 @@ import orjson
 from llmgw.core import RequestContext
 from llmgw.observe.metrics import Metrics
 from llmgw.store.engine import Database
-from llmgw.store.ledger import Ledger
+from llmgw.store.ledger import COLUMNS, Ledger
 from tests.conftest import CLIENT_KEY, PROVIDER_KEY, GatewayFactory
 from tests.fakes import FakeOpenAI, free_port
 from tests.redis_server import ROOT, _wait_for_port
@@ -205,17 +206,18 @@ class _SlowCommit:
         self.committing = asyncio.Event()
         self.release = asyncio.Event()
         self.engine = self
+        self.dialect = SimpleNamespace(paramstyle="qmark")
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[_SlowCommit]:
-        batch: list[dict[str, Any]] = []
+        batch: list[tuple[Any, ...]] = []
         self._batch = batch
         yield self
-        self.written += [row["request_id"] for row in batch]
+        self.written += [row[COLUMNS.index("request_id")] for row in batch]
         self.committing.set()
         await self.release.wait()
 
-    async def execute(self, _statement: object, rows: list[dict[str, Any]]) -> None:
+    async def exec_driver_sql(self, _sql: str, rows: list[tuple[Any, ...]]) -> None:
         self._batch.extend(rows)
 
 

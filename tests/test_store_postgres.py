@@ -20,6 +20,10 @@ from tests.fakes import free_port
 from tests.postgres_server import postgres_server
 from tests.test_hedge_ledger import upgraded_keeps_its_rows
 from tests.test_ledger import _start
+from tests.test_ledger_rows import (
+    held_while_refused_then_written_once,
+    written_as_sqlalchemy_writes,
+)
 
 ADMIN = {"Authorization": "Bearer admin-secret-1"}
 BODY = {"model": "demo/echo", "messages": [{"role": "user", "content": "spend"}], "max_tokens": 8}
@@ -119,3 +123,18 @@ async def test_an_older_postgresql_ledger_is_upgraded_with_its_rows_kept(
 ) -> None:
     config_url = await _new_database(postgres_url, "upgraded_ledger")
     await upgraded_keeps_its_rows(gateway, resolve_url(config_url, "."), config_url)
+
+
+async def test_the_ledgers_rows_are_stored_as_sqlalchemys_insert_stores_them_postgresql(
+    postgres_url: str,
+) -> None:
+    ours = await _new_database(postgres_url, "ledger_rows_ours")
+    reference = await _new_database(postgres_url, "ledger_rows_reference")
+    await written_as_sqlalchemy_writes(resolve_url(ours, "."), resolve_url(reference, "."))
+
+
+async def test_ledger_rows_held_while_postgresql_refuses_are_written_once_it_is_back(
+    postgres_url: str,
+) -> None:
+    url = await _new_database(postgres_url, "ledger_refused")
+    await held_while_refused_then_written_once(resolve_url(url, "."))

@@ -9,8 +9,11 @@ tokens and cost, never as requests.
 ``add`` is called by accounting once per ended request (already batched per loop
 turn) and only appends a row to a bounded buffer. A background task writes the
 buffer in one ``INSERT`` per batch every quarter second, or sooner once a batch is
-full. While the database cannot be written the rows stay in the buffer and the write
-is retried (backing off up to 5 s); rows are taken out only once written, so none is
+full. Rows are tuples in column order, handed as they are to the driver's own
+executemany (``exec_driver_sql``): SQLAlchemy's per-row parameter processing was more
+than half of a row's cost; the stored values are the same as its ``insert`` stores.
+While the database cannot be written the rows stay in the buffer and the write is
+retried (backing off up to 5 s); rows are taken out only once written, so none is
 lost to a failed attempt. One write at a time: the background task, a usage report
 (which writes what is held before it reads) and ``close`` take turns, so no two take
 the same rows and none is written twice; a write whose caller goes away (a report's
@@ -23,13 +26,14 @@ shutdown, SIGTERM included) writes everything still held.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from llmgw.core import ANONYMOUS_LABEL, RequestContext
@@ -37,56 +41,86 @@ from llmgw.hedge import charged
 from llmgw.observe.metrics import Metrics
 from llmgw.store.background_writer import BackgroundWriter
 from llmgw.store.engine import Database
-from llmgw.store.tables import requests
 
 log = logging.getLogger(__name__)
 BATCH = 500  # rows per INSERT
-_INSERT = insert(requests)
 
 
 def utc_day(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
 
 
-def ledger_row(ctx: RequestContext, latency: float, now: float, day: str) -> dict[str, Any]:
+# A row is a tuple in this column order (no dict per request), written as it is by
+# the driver's own executemany: no per-row parameter processing on the way.
+COLUMNS = (
+    "request_id", "ts", "day", "key", "budget_key", "model", "provider", "upstream_model",
+    "endpoint", "status", "cache", "prompt_tokens", "completion_tokens", "cost_nano_usd",
+    "latency_ms", "error", "tags", "hedge_loser",
+)  # fmt: skip
+Row = tuple[Any, ...]
+# The JSON ``tags`` column as SQLAlchemy's JSON type stores it (``json.dumps``, and
+# ``None`` as the JSON text ``null``, not SQL NULL), so readers see the same rows.
+_NO_TAGS = "null"
+
+
+def insert_sql(paramstyle: str) -> str:
+    """The INSERT of a row, in the driver's parameter style (qmark for sqlite3,
+    numeric_dollar for asyncpg)."""
+    if paramstyle == "numeric_dollar":
+        marks = ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
+    elif paramstyle == "qmark":
+        marks = ", ".join("?" * len(COLUMNS))
+    else:  # ``Database`` opens SQLite through aiosqlite or PostgreSQL through asyncpg
+        raise ValueError(f"usage ledger: no INSERT for the parameter style {paramstyle!r}")
+    return f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({marks})"
+
+
+def ledger_row(ctx: RequestContext, latency: float, now: float, day: str) -> Row:
     """``ctx``'s row; ``day`` is ``utc_day(now)`` (the ledger keeps it from row to row)."""
     cost = None if ctx.cost_usd is None else round(ctx.cost_usd * 1_000_000_000)
-    return {
-        "hedge_loser": False,
-        "request_id": ctx.request_id,
-        "ts": now,
-        "day": day,
-        "key": ctx.key or ANONYMOUS_LABEL,
-        "budget_key": ctx.budget_key,
-        "model": ctx.model,
-        "provider": ctx.provider,
-        "upstream_model": ctx.upstream_model,
-        "endpoint": ctx.endpoint,
-        "status": ctx.status,
-        "cache": ctx.cache,
-        "prompt_tokens": ctx.prompt_tokens or 0,
-        "completion_tokens": ctx.completion_tokens or 0,
-        "cost_nano_usd": cost,
-        "latency_ms": round(latency * 1000, 2),
-        "error": ctx.error,
-        "tags": dict(ctx.tags) if ctx.tags else None,  # a plain object for the JSON column
-    }
+    tags = ctx.tags
+    return (
+        ctx.request_id,
+        now,
+        day,
+        ctx.key or ANONYMOUS_LABEL,
+        ctx.budget_key,
+        ctx.model,
+        ctx.provider,
+        ctx.upstream_model,
+        ctx.endpoint,
+        ctx.status,
+        ctx.cache,
+        ctx.prompt_tokens or 0,
+        ctx.completion_tokens or 0,
+        cost,
+        round(latency * 1000, 2),
+        ctx.error,
+        json.dumps(dict(tags)) if tags else _NO_TAGS,
+        False,
+    )
 
 
-def loser_row(request_row: dict[str, Any], loser: RequestContext) -> dict[str, Any]:
+def loser_row(request_row: Row, loser: RequestContext) -> Row:
     """The row of a racer of the request whose row is ``request_row``: its spend (usage
     has filled in its tokens and cost), the rest the request's."""
     cost = None if loser.cost_usd is None else round(loser.cost_usd * 1_000_000_000)
-    return request_row | {
-        "hedge_loser": True,
-        "provider": loser.provider,
-        "upstream_model": loser.upstream_model,
-        "cache": None,
-        "prompt_tokens": loser.prompt_tokens or 0,
-        "completion_tokens": loser.completion_tokens or 0,
-        "cost_nano_usd": cost,
-        "error": None,
-    }
+    # request_id .. budget_key, model; endpoint, status; latency_ms; tags: the request's.
+    return (
+        *request_row[:6],
+        loser.provider,
+        loser.upstream_model,
+        request_row[8],
+        request_row[9],
+        None,  # cache
+        loser.prompt_tokens or 0,
+        loser.completion_tokens or 0,
+        cost,
+        request_row[14],
+        None,  # error
+        request_row[16],
+        True,
+    )
 
 
 class Ledger(BackgroundWriter):
@@ -96,10 +130,11 @@ class Ledger(BackgroundWriter):
         self.bound = bound
         self.written = 0
         self.dropped = 0
-        self._rows: deque[dict[str, Any]] = deque()
+        self._rows: deque[Row] = deque()
         super().__init__()
         self._writing = asyncio.Lock()
         self._day: tuple[int, str] = (-1, "")  # (unix day, its date): one strftime a day
+        self._insert = insert_sql(db.engine.dialect.paramstyle)
 
     def add(self, ctx: RequestContext, latency: float) -> None:
         """Queue ``ctx``'s row, and its charged hedge racers' (client API requests only)."""
@@ -152,10 +187,10 @@ class Ledger(BackgroundWriter):
 
     async def _write_batches(self) -> bool:
         while self._rows:
-            batch = [self._rows[i] for i in range(min(BATCH, len(self._rows)))]
+            batch = list(islice(self._rows, BATCH))
             try:
                 async with self.db.engine.begin() as conn:
-                    await conn.execute(_INSERT, batch)
+                    await conn.exec_driver_sql(self._insert, batch)
             except (SQLAlchemyError, OSError) as exc:
                 if not self._failing:
                     log.warning(
