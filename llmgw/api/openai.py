@@ -168,9 +168,13 @@ async def _serve(
     finally:  # also on errors and when the client went away
         # A hedge's cancelled racers: paid for all the same (usage, limits, budgets, and
         # a ledger row each, written with the request's), but the client made one request.
-        losers = tuple(
-            app[USAGE].record(loser, call, None, runtime.prices, request=False)
-            for loser in charged(ctx)
+        losers = (
+            tuple(
+                app[USAGE].record(loser, call, None, runtime.prices, request=False)
+                for loser in charged(ctx)
+            )
+            if ctx.hedge_losers  # most requests raced nobody: no generator, no tuple
+            else ()
         )
         spend = app[USAGE].record(ctx, call, response, runtime.prices)
         await gate.settle(
