@@ -5,7 +5,9 @@
 One pooled ClientSession; the body is read and sent on; JSON answers are relayed
 whole and event streams chunk by chunk as they arrive. What any gateway has to do
 at the very least, so the cost of llmgw's features is measured against it.
-``POST /answer/...`` answers from memory instead: the floor under a cache hit.
+``POST /answer/...`` answers from memory instead: the floor under a cache hit;
+``POST /duties/...`` answers from memory doing what llmgw's config asks of a hit
+(``dutyfloor.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import aiohttp
 import orjson
 import uvloop
 from aiohttp import web
+
+from .dutyfloor import duties_ctx, duty_hit
 
 UPSTREAM = web.AppKey("upstream", str)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -95,8 +99,10 @@ def main() -> None:
     app = web.Application(client_max_size=20 * 1024**2)
     app[UPSTREAM] = args.upstream.rstrip("/")
     app.cleanup_ctx.append(client_session)
+    app.cleanup_ctx.append(duties_ctx)
     app.router.add_get("/health", health)
     app.router.add_post("/answer/{tail:.*}", answer)
+    app.router.add_post("/duties/{tail:.*}", duty_hit)
     app.router.add_route("*", "/{tail:.*}", proxy)
     web.run_app(
         app,

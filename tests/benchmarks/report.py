@@ -38,6 +38,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("CPU ms per streamed hit", "hit_stream_cpu_ms", "ms"),
     ("aiohttp answering from memory, req/s (floor)", "answer_rps", "rate"),
     ("CPU ms per answer from memory (floor)", "answer_cpu_ms", "ms"),
+    ("hits doing llmgw's duties, req/s (duty floor)", "duty_rps", "rate"),
+    ("CPU ms per hit doing llmgw's duties (duty floor)", "duty_cpu_ms", "ms"),
     ("1,000 paced streams held open", "", ""),
     ("streams on time (<= 1.1 x ideal)", "held_on_time", "share"),
     ("stream duration p50 (ms)", "held_p50", "s"),
@@ -167,4 +169,16 @@ def verdicts(checks: list[tuple[str, str, str]]) -> str:
     width = max(len(label) for label, _, _ in checks)
     return "\n".join(
         f"{label.ljust(width)}  {value:>16}  {verdict}" for label, value, verdict in checks
+    )
+
+
+def reach(results: Mapping[str, Figures]) -> str | None:
+    """How far the hit target is reachable at all here: the duty floor's rate against
+    the bare proxy's, and llmgw's hits against the duty floor's."""
+    floor = _over(results, BARE, "duty_rps", BARE, "rps")
+    if floor is None:
+        return None
+    mine = _over(results, LLMGW, "hit_rps", BARE, "duty_rps")
+    return f"the duty floor serves hits at {floor:.2f}x the bare proxy's req/s (target 2x)" + (
+        "" if mine is None else f"; llmgw's non-streamed hits at {mine:.2f}x the duty floor's"
     )

@@ -225,13 +225,20 @@ async def cache_hits(bench: Bench, target: Target) -> dict[str, float | None]:
 
 
 async def answers(bench: Bench, target: Target) -> dict[str, float | None]:
-    """The bare proxy answering from memory (its ``/answer`` route): aiohttp's own cost
-    for a request, the floor under any gateway's cache hit."""
-    floor = Target(target.name, target.process, path="/answer/v1/chat/completions")
+    """The bare proxy answering from memory: on its ``/answer`` route with nothing else
+    done (aiohttp's own cost for a request, the floor under any gateway's cache hit),
+    and on its ``/duties`` route doing a hit's duties (``dutyfloor.py``)."""
     body = bodies.chat(stream=False, chunks=16, unique=False)
-    run = await bench.closed(floor, body, bench.plan.conns, bench.plan.seconds)
-    bench.errors(target, "answers from memory at 64 connections", run.errors, run.requests)
-    return {"answer_rps": run.rps, "answer_cpu_ms": run.cpu_ms}
+    figures: dict[str, float | None] = {}
+    for prefix, path, what in (
+        ("answer", "/answer/v1/chat/completions", "answers from memory"),
+        ("duty", "/duties/v1/chat/completions", "hits with their duties"),
+    ):
+        floor = Target(target.name, target.process, path=path)
+        run = await bench.closed(floor, body, bench.plan.conns, bench.plan.seconds)
+        bench.errors(target, f"{what} at 64 connections", run.errors, run.requests)
+        figures[f"{prefix}_rps"], figures[f"{prefix}_cpu_ms"] = run.rps, run.cpu_ms
+    return figures
 
 
 async def held_open(bench: Bench, target: Target, warm: bool) -> dict[str, float | None]:
