@@ -2,8 +2,8 @@
 real browser (Debian's chromium driven by Playwright, as tests/test_admin_browser.py),
 the Recent requests row of a request with hedge losers carries a marker with their
 count, and its detail lists each loser's provider/model, tokens and cost with the
-request's total spend; a request without losers shows none. The Usage page agrees
-with /api/v1/usage, losers' spend included."""
+request's total spend; a request without losers shows none. The Usage page and the
+Overview's cost today agree with /api/v1/usage, losers' spend included."""
 
 from __future__ import annotations
 
@@ -72,6 +72,7 @@ async def test_requests_page_shows_hedge_losers_and_their_spend(
         model="solo", messages=[{"role": "user", "content": "Nobody races me."}]
     )
     recent = await _get(gw, "/api/v1/requests")
+    assert recent["source"] == "database"  # how the Overview knows to read the ledger
     solo, chain = recent["data"]
     assert (solo["model"], solo["hedge_losers"]) == ("solo", [])
     (loser,) = chain["hedge_losers"]
@@ -121,11 +122,17 @@ async def test_requests_page_shows_hedge_losers_and_their_spend(
     await page.screenshot(path=str(shot), full_page=True)
     keep(shot)
 
-    # The Usage page (the ledger): /api/v1/usage's figures.
+    # The Usage page (the ledger) and the Overview's cost today: /api/v1/usage's figures.
     await page.get_by_role("link", name="Usage & cost").click()
     figure = "section[aria-label='{}'] .figure"
     await page.locator(figure.format("Requests")).filter(has_text="2").wait_for()
     assert await page.locator(figure.format("Cost")).inner_text() == usd(usage["total"]["cost_usd"])
     tokens_all = usage["total"]["prompt_tokens"] + usage["total"]["completion_tokens"]
     assert await page.locator(figure.format("Tokens")).inner_text() == str(tokens_all)
+    await page.get_by_role("link", name="Overview").click()
+    today = page.locator(figure.format("Cost today (UTC)"))
+    await today.wait_for()
+    assert await today.inner_text() == usd(usage["total"]["cost_usd"])
+    hint = page.locator("section[aria-label='Cost today (UTC)'] .muted")
+    assert await hint.inner_text() == "every replica, from the ledger"
     assert console.errors == []
