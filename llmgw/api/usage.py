@@ -10,8 +10,9 @@ list of ``key``, ``model``, ``provider``, ``day``, ``budget_key``, ``endpoint`` 
 ``tag:<name>``.
 
 ``/api/v1/requests?limit=&key=&model=&status=`` lists the newest requests first
-(``limit`` 1..1000, default 100); from the ledger each carries ``hedge_losers``, the
-spend of its hedged racers that lost after they had begun answering (often none).
+(``limit`` 1..1000, default 100); from the ledger (``source: database``) each carries
+``hedge_losers``, the spend of its hedged racers that lost after they had begun
+answering (often none). Without a database the answer is ``source: memory``.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ async def recent_requests(request: web.Request) -> web.Response:
     await _written(request)
     rows = await reports.recent(db, limit, query.get("key"), query.get("model"), status)
     return web.Response(
-        body=orjson.dumps({"object": "list", "data": rows}), content_type="application/json"
+        body=orjson.dumps({"object": "list", "source": "database", "data": rows}),
+        content_type="application/json",
     )
 
 

@@ -3,6 +3,21 @@ import { api, card, el, errorBox, usd } from "../lib.js";
 import { lineChart } from "../charts.js";
 
 const WINDOW = 180;
+const LEDGER_EVERY = 5; // refreshes between two reads of the day's cost from the ledger
+
+// With a database the day's cost is the ledger's, as /api/v1/usage reports it: every
+// replica, and the spend of hedged racers that lost (the live ring counts the answering
+// attempt of this process's requests only). Null where there is no ledger to read.
+async function ledgerToday() {
+  const day = new Date().toISOString().slice(0, 10);
+  try { return (await api(`/api/v1/usage?from=${day}`)).total.cost_usd; } catch { return null; }
+}
+
+// Whether the gateway keeps a ledger, asked without a 404: /api/v1/requests answers
+// from it (source: database) or from this process's memory.
+async function hasLedger() {
+  try { return (await api("/api/v1/requests?limit=1")).source === "database"; } catch { return false; }
+}
 
 export async function render(root) {
   root.append(el("h1", { text: "Overview" }));
@@ -10,6 +25,8 @@ export async function render(root) {
   const charts = el("div", { class: "grid" });
   const problem = el("div");
   root.append(figures, charts, problem);
+  let ledgerCost = (await hasLedger()) ? await ledgerToday() : null;
+  let ticks = 0;
 
   async function refresh() {
     let live;
@@ -17,6 +34,7 @@ export async function render(root) {
       problem.replaceChildren(errorBox(error)); return;
     }
     problem.replaceChildren();
+    if (ledgerCost !== null && ++ticks % LEDGER_EVERY === 0) ledgerCost = (await ledgerToday()) ?? ledgerCost;
     const s = live.seconds;
     const times = s.map((x) => x.t);
     const last = s.slice(-10);
@@ -28,7 +46,8 @@ export async function render(root) {
       card("Requests/s (10 s)", el("div", { class: "figure", text: rate.toFixed(1) })),
       card("Errors (3 min)", el("div", { class: "figure", text: String(errors) })),
       card("Cache hit ratio (3 min)", el("div", { class: "figure", text: lookups ? `${Math.round((100 * hits) / lookups)}%` : "—" })),
-      card("Cost today (UTC)", el("div", { class: "figure", text: usd(live.cost_today_usd) })),
+      card("Cost today (UTC)", el("div", { class: "figure", text: usd(ledgerCost ?? live.cost_today_usd) }),
+        el("div", { class: "muted", text: ledgerCost === null ? "this process" : "every replica, from the ledger" })),
     );
     charts.replaceChildren(
       card("Requests per second", lineChart("Requests per second", times, [

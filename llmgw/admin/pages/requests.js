@@ -1,6 +1,40 @@
 // Recent requests with filters, from /api/v1/requests.
 import { api, card, el, table, usd } from "../lib.js";
 
+// A hedged request's racers that lost after they had begun answering were billed too:
+// the ledger lists them under the request (hedge_losers), their cost not in its own.
+function losersOf(r) {
+  return Array.isArray(r.hedge_losers) ? r.hedge_losers : [];
+}
+
+function sum(values) {
+  const known = values.filter((v) => v !== null && v !== undefined);
+  return known.length ? known.reduce((a, v) => a + v, 0) : null;
+}
+
+const tokens = (r) => `${r.prompt_tokens ?? "—"} / ${r.completion_tokens ?? "—"}`;
+const target = (r) => [r.provider, r.upstream_model].filter(Boolean).join(" / ") || "—";
+
+// The Cost cell: the request's own cost; with hedge losers, a marker with their count
+// that opens the spend each attempt caused and the request's total.
+function cost(r) {
+  const losers = losersOf(r);
+  if (!losers.length) return usd(r.cost_usd);
+  const spent = [r, ...losers];
+  const total = sum(spent.map((x) => x.cost_usd));
+  const count = spent.reduce((a, x) => a + (x.prompt_tokens ?? 0) + (x.completion_tokens ?? 0), 0);
+  const noun = losers.length === 1 ? "hedge loser" : "hedge losers";
+  return el("details", { class: "hedge" },
+    el("summary", {}, `${usd(r.cost_usd)} `, el("span", { class: "pill hedge", title: `${losers.length} ${noun} billed too`, text: `+${losers.length} ${noun}` })),
+    table([
+      { label: "Attempt", render: (x) => (x === r ? "answered" : "hedge loser") },
+      { label: "Provider / model", render: target },
+      { label: "Tokens", render: tokens },
+      { label: "Cost", render: (x) => usd(x.cost_usd) },
+    ], spent),
+    el("p", { class: "total", text: `Total spend ${usd(total)}, ${count} tokens (all counted in usage)` }));
+}
+
 export async function render(root) {
   root.append(el("h1", { text: "Recent requests" }));
   const form = el("form", { class: "inline", id: "request-filters" },
@@ -21,8 +55,8 @@ export async function render(root) {
       { label: "Key", key: "key" }, { label: "Model", key: "model" },
       { label: "Provider", key: "provider" }, { label: "Cache", key: "cache" },
       { label: "Attempts", key: "attempts" }, { label: "Latency ms", key: "latency_ms" },
-      { label: "Tokens", render: (r) => `${r.prompt_tokens ?? "—"} / ${r.completion_tokens ?? "—"}` },
-      { label: "Cost", render: (r) => usd(r.cost_usd) }, { label: "Error", key: "error" },
+      { label: "Tokens", render: tokens },
+      { label: "Cost", render: cost }, { label: "Error", key: "error" },
       { label: "Request id", key: "request_id" },
     ], data)));
   }

@@ -1,0 +1,138 @@
+"""The dashboard shows what a hedged request's losing racers cost (SPEC §14, §11): in a
+real browser (Debian's chromium driven by Playwright, as tests/test_admin_browser.py),
+the Recent requests row of a request with hedge losers carries a marker with their
+count, and its detail lists each loser's provider/model, tokens and cost with the
+request's total spend; a request without losers shows none. The Usage page and the
+Overview's cost today agree with /api/v1/usage, losers' spend included."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import CLIENT_KEY, GatewayFactory
+from tests.fakes import FakeOpenAI, reply_stream
+from tests.test_admin_browser import ADMIN_KEY, Console, browser, keep, signed_in_page
+from tests.test_routing import two
+
+__all__ = ["browser"]  # the fixture, shared with tests/test_admin_browser.py
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def _config(a: FakeOpenAI, b: FakeOpenAI, db: Path) -> str:
+    """``chain`` races b when a has sent nothing answerable after 100 ms; ``solo`` is b
+    alone. a's price is dear and b's cheap, so a loser's cost shows at a glance."""
+    return (
+        two(a, b, extra="  hedge: {after: 100ms, max_extra: 1}")
+        + f"""
+models:
+  chain: [a/m-a, b/m-b]
+  solo: [b/m-b]
+prices:
+  m-a: {{input: 1000, output: 2000}}
+  m-b: {{input: 3, output: 5}}
+database: {{url: "sqlite:///{db}"}}
+auth:
+  admin_key: {ADMIN_KEY}
+  keys: [{{name: team-a, key: {CLIENT_KEY}}}]
+"""
+    )
+
+
+def usd(value: float) -> str:
+    """The dashboard's money format (lib.js ``usd``)."""
+    return f"${value:.6f}" if 0 < value < 0.01 else f"${value:.2f}"
+
+
+async def _get(gw: Any, path: str) -> Any:
+    response = await gw.get(path, headers=ADMIN)
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def test_requests_page_shows_hedge_losers_and_their_spend(
+    gateway: GatewayFactory, make_fake: Any, sdk: Any, browser: Any, tmp_path: Path
+) -> None:
+    a, b = await make_fake(), await make_fake()
+    gate = asyncio.Event()  # a answers (status, headers, a first bytes), then says nothing
+    a.default = reply_stream([b": hi\n\n", b"data: {}\n\n"], gate=gate)
+    gw = await gateway(_config(a, b, tmp_path / "ledger.db"))
+    client = sdk(gw)
+    stream = await client.chat.completions.create(
+        model="chain",
+        messages=[{"role": "user", "content": "Which of the two answers first?"}],
+        stream=True,
+    )
+    parts = [chunk.choices[0].delta.content async for chunk in stream if chunk.choices]
+    gate.set()
+    assert "echo from m-b" in "".join(p for p in parts if p)
+    await client.chat.completions.create(
+        model="solo", messages=[{"role": "user", "content": "Nobody races me."}]
+    )
+    recent = await _get(gw, "/api/v1/requests")
+    assert recent["source"] == "database"  # how the Overview knows to read the ledger
+    solo, chain = recent["data"]
+    assert (solo["model"], solo["hedge_losers"]) == ("solo", [])
+    (loser,) = chain["hedge_losers"]
+    assert loser["provider"] == "a" and loser["cost_usd"] > 0
+    day = datetime.now(UTC).date().isoformat()
+    usage = await _get(gw, f"/api/v1/usage?from={day}&group_by=model")
+    by_model = {g["model"]: g for g in usage["groups"]}
+    assert by_model["chain"]["cost_usd"] > chain["cost_usd"]  # the loser's spend is billed
+
+    page = await signed_in_page(browser, str(gw.make_url("")).rstrip("/"))
+    console = Console(page)
+    await page.get_by_role("link", name="Requests").click()
+    await page.get_by_text("2 requests, newest first").wait_for()
+    listed = page.get_by_role("table").first.locator(":scope > tbody > tr")
+    solo_row = listed.filter(has_text=solo["request_id"])
+    chain_row = listed.filter(has_text=chain["request_id"])
+    # Without losers: the cost alone, as before; with: the marker and its count.
+    assert await solo_row.locator(".hedge").count() == 0
+    solo_cells = await solo_row.locator(":scope > td").all_inner_texts()
+    assert solo_cells[9] == usd(solo["cost_usd"]), solo_cells
+    marker = chain_row.locator("summary")
+    assert await marker.inner_text() == f"{usd(chain['cost_usd'])} +1 hedge loser"
+    detail = chain_row.locator("details.hedge table")
+    assert not await detail.is_visible()
+    await marker.click()
+    await detail.wait_for()
+    answered, racer = await detail.locator("tbody tr").all()
+    assert await answered.locator("td").all_inner_texts() == [
+        "answered",
+        "b / m-b",
+        f"{chain['prompt_tokens']} / {chain['completion_tokens']}",
+        usd(chain["cost_usd"]),
+    ]
+    assert await racer.locator("td").all_inner_texts() == [
+        "hedge loser",
+        "a / m-a",
+        f"{loser['prompt_tokens']} / {loser['completion_tokens']}",
+        usd(loser["cost_usd"]),
+    ]
+    spent = by_model["chain"]  # the request and its loser
+    tokens = spent["prompt_tokens"] + spent["completion_tokens"]
+    total = chain_row.locator("details.hedge .total")
+    assert await total.inner_text() == (
+        f"Total spend {usd(spent['cost_usd'])}, {tokens} tokens (all counted in usage)"
+    )
+    shot = tmp_path / "requests-hedge.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    keep(shot)
+
+    # The Usage page (the ledger) and the Overview's cost today: /api/v1/usage's figures.
+    await page.get_by_role("link", name="Usage & cost").click()
+    figure = "section[aria-label='{}'] .figure"
+    await page.locator(figure.format("Requests")).filter(has_text="2").wait_for()
+    assert await page.locator(figure.format("Cost")).inner_text() == usd(usage["total"]["cost_usd"])
+    tokens_all = usage["total"]["prompt_tokens"] + usage["total"]["completion_tokens"]
+    assert await page.locator(figure.format("Tokens")).inner_text() == str(tokens_all)
+    await page.get_by_role("link", name="Overview").click()
+    today = page.locator(figure.format("Cost today (UTC)"))
+    await today.wait_for()
+    assert await today.inner_text() == usd(usage["total"]["cost_usd"])
+    hint = page.locator("section[aria-label='Cost today (UTC)'] .muted")
+    assert await hint.inner_text() == "every replica, from the ledger"
+    assert console.errors == []
