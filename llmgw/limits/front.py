@@ -190,6 +190,18 @@ class Limiter:
             # Shielded: a second cancellation of the handler must not lose the release.
             await asyncio.shield(self._background.spawn(work))
 
+    def give_back(self, admission: Admission) -> asyncio.Task[None] | None:
+        """Undo what the admission of a request that never ran recorded: its token
+        reservation and its concurrency slot (its request stays in ``rpm``, and no
+        usage is added); Redis's part started (and waited for at shutdown)."""
+        if admission.local:
+            self.memory.settle(admission.scopes, admission.tick, admission.reserved, 0)
+        shared = admission.shared
+        if shared is None or not admission.in_shared or not admission.scopes:
+            return None
+        work = shared.settle(admission.scopes, admission.member, admission.reserved, 0, ())
+        return self._background.spawn(work)
+
     def settle_here(
         self, admission: Admission, spend: Spend, losers: tuple[Spend, ...] = ()
     ) -> SharedSettle | None:
