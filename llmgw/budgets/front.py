@@ -248,6 +248,10 @@ class Budgets:
             return self._background.spawn(work)
         return None
 
+    def hand_off(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` to its end whatever becomes of the request (shutdown waits)."""
+        self._background.spawn(work)
+
     @staticmethod
     async def _release_shared(
         shared: RedisBudgets, period: str, scopes: list[str], member: str

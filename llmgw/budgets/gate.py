@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from functools import partial
 
 from llmgw.budgets.front import Budgets
 from llmgw.budgets.hold import Hold, Pending
@@ -63,15 +62,16 @@ async def admit(
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:  # the client left while Redis was asked
-        task.add_done_callback(partial(_give_back, budgets, limiter))
+        budgets.hand_off(_give_back(budgets, limiter, task))
         raise
 
 
-def _give_back(budgets: Budgets, limiter: Limiter, task: asyncio.Task[Admitted]) -> None:
+async def _give_back(budgets: Budgets, limiter: Limiter, task: asyncio.Task[Admitted]) -> None:
     """What the admission of a cancelled handler held, once it has ended, given back."""
-    if task.cancelled() or task.exception() is not None:
-        return  # refused or failed: it gave back its budgets, and no limit recorded it
-    hold, admission = task.result()
+    try:
+        hold, admission = await task
+    except GatewayError:
+        return  # refused: it gave back its budgets, and no limit recorded it
     budgets.give_back(hold)
     limiter.give_back(admission)
 
