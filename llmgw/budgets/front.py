@@ -268,7 +268,8 @@ class Budgets:
         limits: JointLimits | None = None,
     ) -> None:
         """Replace the reservation by what was spent; ``losers``: what the request's
-        hedged racers that lost spent, paid for all the same; ``limits``: the limits'
+        hedged racers that lost spent, paid for all the same (and the calls made for
+        it: ``gate.settle``); ``limits``: the limits'
         Redis settlement, sent with the budgets' in one call (the caller checked
         ``owes_redis``)."""
         local, db = self.local, self.db

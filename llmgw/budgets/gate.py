@@ -133,7 +133,8 @@ async def settle(
     losers: tuple[Spend, ...] = (),
 ) -> None:
     """The request is over: settle its limits, then its budgets (``losers``: what its
-    hedged racers that lost spent, paid for all the same)."""
+    hedged racers that lost spent, paid for all the same, and the calls made for it:
+    the semantic cache's embedding and that call's racers)."""
     counters = admission.shared
     if (
         counters is not None
