@@ -25,8 +25,9 @@ FIGURES = ("requests", "prompt_tokens", "completion_tokens", "cost_usd")
 TPM = 1_000_000
 
 
-def config(a: FakeOpenAI, b: FakeOpenAI, db: Path) -> str:
-    return f"""
+def config(a: FakeOpenAI, b: FakeOpenAI, db: Path, redis_url: str | None = None) -> str:
+    shared = "" if redis_url is None else f"limits: {{backend: redis, redis_url: '{redis_url}'}}"
+    return f"""{shared}
 providers:
   a: {{type: openai, base_url: {a.url}, api_key: {PROVIDER_KEY}, models: [e-a], max_retries: 0}}
   b: {{type: openai, base_url: {b.url}, api_key: {PROVIDER_KEY}, models: [e-b], max_retries: 0}}
@@ -99,14 +100,22 @@ async def _ask(gw: Any, **headers: str) -> Any:
     return response
 
 
+@pytest.mark.parametrize("backend", ["memory", "redis"])
 async def test_a_hedged_embedding_calls_loser_counts_everywhere_as_a_requests_would(
-    gateway: GatewayFactory, make_fake: Maker, tmp_path: Path
+    gateway: GatewayFactory,
+    make_fake: Maker,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    backend: str,
 ) -> None:
+    """With ``limits.backend: redis`` the running totals, the budgets and the ``tpm``
+    window are Redis's: the same figures."""
+    redis_url = request.getfixturevalue("redis_url") if backend == "redis" else None
     a, b = await make_fake(), await make_fake()
     gate = asyncio.Event()
     a.default = begun(gate)
     b.default = reply_json(EMBEDDING)
-    gw = await gateway(config(a, b, tmp_path / "ledger.db"))
+    gw = await gateway(config(a, b, tmp_path / "ledger.db", redis_url))
     try:
         first = await _ask(gw)
     finally:
@@ -115,7 +124,7 @@ async def test_a_hedged_embedding_calls_loser_counts_everywhere_as_a_requests_wo
     assert [s.path for s in a.seen] == [s.path for s in b.seen] == ["/v1/embeddings"]
 
     memory = await _get(gw, "/api/v1/usage")
-    assert memory["source"] == "memory"
+    assert memory["source"] == backend
     loser, winner = memory["providers"]["a"], memory["providers"]["b"]
     assert loser["requests"] == 0 and loser["prompt_tokens"] > 0 and loser["cost_usd"] > 0
     assert winner["requests"] == 1 and winner["prompt_tokens"] == 7
