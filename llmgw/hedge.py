@@ -8,7 +8,9 @@ the others are cancelled at once, which closes their upstream connections. Nothi
 written to the client before a claim, so a request that wrote a byte is never hedged.
 Racers that lost are kept on ``ctx.hedge_losers``; those that had begun answering
 (``charged``) are billed by their provider, so their usage is counted — in usage,
-limits, budgets and the ledger — though not as a request (the client made one).
+limits, budgets and the ledger — though not as a request (the client made one):
+``count_losers``, for a client's request and for a call made on its behalf (the
+semantic cache's embedding) alike.
 Each racer is its own attempt (numbered on its copy); a racer cancelled because another
 won sees the cancellation carry ``LOST`` (``lost(error)``), so its trace span can say so.
 """
@@ -19,9 +21,12 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from llmgw.core import RequestContext
+from llmgw.core import Call, RequestContext
+
+if TYPE_CHECKING:
+    from llmgw.observe.usage import PriceBook, Spend, UsageBook
 
 R = TypeVar("R")
 LOST = "llmgw: another hedged attempt answered first"
@@ -44,6 +49,17 @@ def charged(ctx: RequestContext) -> tuple[RequestContext, ...]:
     """The racers of ``ctx`` that lost after their provider had begun answering (its
     status and headers came: an upstream model on their copy); their tokens are spent."""
     return tuple(loser for loser in ctx.hedge_losers if loser.upstream_model is not None)
+
+
+def count_losers(
+    usage: UsageBook, ctx: RequestContext, call: Call, prices: PriceBook
+) -> tuple[Spend, ...]:
+    """The spend of ``ctx``'s charged racers, each recorded in ``usage`` (its tokens
+    and cost filled in on its context, for its ledger row; no request counted): what
+    the limits and the budgets then settle with the request's own spend."""
+    if not ctx.hedge_losers:  # most calls raced nobody: no generator, no tuple
+        return ()
+    return tuple(usage.record(loser, call, None, prices, request=False) for loser in charged(ctx))
 
 
 def lost(error: BaseException) -> bool:

@@ -23,9 +23,10 @@ from llmgw.cache.embed import Embedder, embedder
 from llmgw.core import Call, Endpoint, Principal, RequestContext
 from llmgw.errors import ModelNotFound
 from llmgw.forward import forward
-from llmgw.hedge import charged
+from llmgw.hedge import count_losers
 from llmgw.limits.clientip import client_address
 from llmgw.observe.tracing import note
+from llmgw.observe.usage import Spend
 from llmgw.routing.router import Target
 from llmgw.runtime import Runtime
 from llmgw.server.appkeys import (
@@ -149,6 +150,7 @@ async def _serve(
         note(ctx, "llmgw.limits", decision="admitted")
     metrics = app[METRICS]
     response = None
+    embedded: list[Spend] = []  # the semantic cache's embedding call made for it
     try:
         response = await caching.serve(
             request,
@@ -160,38 +162,39 @@ async def _serve(
             lambda answer: forward(ctx, runtime, call, targets, metrics, answer),
             refresh=principal.cache_refresh,
             use_cache=call.extensions.cache,
-            embed=_embedder(request, runtime, call),
+            embed=_embedder(request, runtime, call, embedded),
             looked=looked,
         )
         annotate(ctx, response)
         return response
     finally:  # also on errors and when the client went away
         # A hedge's cancelled racers: paid for all the same (usage, limits, budgets, and
-        # a ledger row each, written with the request's), but the client made one request.
-        losers = (
-            tuple(
-                app[USAGE].record(loser, call, None, runtime.prices, request=False)
-                for loser in charged(ctx)
-            )
-            if ctx.hedge_losers  # most requests raced nobody: no generator, no tuple
-            else ()
-        )
+        # a ledger row each, written with the request's), but the client made one request;
+        # its embedding call (and that call's racers) is settled with it too.
+        losers = count_losers(app[USAGE], ctx, call, runtime.prices)
+        if embedded:
+            losers += tuple(embedded)
         spend = app[USAGE].record(ctx, call, response, runtime.prices)
         await gate.settle(
             app[BUDGETS], app[LIMITER], config.budgets, hold, admission, spend, losers
         )
 
 
-def _embedder(request: web.Request, runtime: Runtime, call: Call) -> Embedder | None:
+def _embedder(
+    request: web.Request, runtime: Runtime, call: Call, spent: list[Spend]
+) -> Embedder | None:
     """How this request embeds its prompt for the semantic cache (SPEC §13), its usage
-    counted (tokens, log line, ledger) under the request's key; None when off."""
+    counted (tokens, log line, ledger) under the request's key, and what it and its
+    hedged racers that lost spent put in ``spent`` (settled with the request's limits
+    and budgets); None when off."""
     cache = runtime.config.cache
     if not (cache.enabled and cache.semantic.enabled and call.extensions.cache):
         return None
     app = request.app
 
     def account(ctx: RequestContext, embedding: Call) -> None:
-        app[USAGE].record(ctx, embedding, None, runtime.prices)
+        spent.extend(count_losers(app[USAGE], ctx, embedding, runtime.prices))
+        spent.append(app[USAGE].record(ctx, embedding, None, runtime.prices))
         app[ACCOUNTING].add(ctx, True)
 
     return embedder(runtime, app[METRICS], request[CONTEXT], account)

@@ -231,14 +231,26 @@ class Budgets:
 
     async def release(self, hold: Hold | None) -> None:
         """Undo ``admit``'s reservation of a request that was not served."""
+        given = self.give_back(hold)
+        if given is not None:
+            await asyncio.shield(given)
+
+    def give_back(self, hold: Hold | None) -> asyncio.Task[None] | None:
+        """``release`` without waiting: done in memory now, Redis's part started (and
+        waited for at shutdown); that part's task, if any."""
         if hold is None or self.local is None:
-            return
+            return None
         if hold.local:
             self.local.settle(hold.period, hold.asks, True, 0, 0)
         if hold.shared is not None and hold.member and reserves(hold.asks):
             scopes = [ask.scope for ask in hold.asks]
             work = self._release_shared(hold.shared, hold.period, scopes, hold.member)
-            await asyncio.shield(self._background.spawn(work))
+            return self._background.spawn(work)
+        return None
+
+    def hand_off(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` to its end whatever becomes of the request (shutdown waits)."""
+        self._background.spawn(work)
 
     @staticmethod
     async def _release_shared(
@@ -256,7 +268,8 @@ class Budgets:
         limits: JointLimits | None = None,
     ) -> None:
         """Replace the reservation by what was spent; ``losers``: what the request's
-        hedged racers that lost spent, paid for all the same; ``limits``: the limits'
+        hedged racers that lost spent, paid for all the same (and the calls made for
+        it: ``gate.settle``); ``limits``: the limits'
         Redis settlement, sent with the budgets' in one call (the caller checked
         ``owes_redis``)."""
         local, db = self.local, self.db

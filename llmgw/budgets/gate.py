@@ -5,16 +5,26 @@ before any limit counts it; a limit that refuses it then gives back what the
 budgets reserved. With ``limits.backend: redis`` both are asked in one script call
 (``budgets/joint.py``) when both apply, and their settlements are sent in one too:
 the same answers, one Redis round trip each way instead of two.
+
+A reservation made is given back or settled exactly once, wherever the handler's
+cancellation (its client gone: ``handler_cancellation``) lands. With Redis, an
+admission runs to its end in a task of its own: a script whose reply was awaited when
+the client left may have reserved, so what the admission then holds is given back
+(``Budgets.give_back``, ``Limiter.give_back``). In memory nothing is reserved across
+an await (``Budgets.place``), so no task is needed. Settling the limits and then the
+budgets, a cancellation in the first never skips the second.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 from llmgw.budgets.front import Budgets
-from llmgw.budgets.hold import Hold
+from llmgw.budgets.hold import Hold, Pending
 from llmgw.budgets.scopes import expire_at
 from llmgw.config import GatewayConfig
+from llmgw.config.schema import LimitsConfig
 from llmgw.config.store import BudgetsConfig
 from llmgw.core import Call, Principal, RequestContext
 from llmgw.errors import GatewayError
@@ -22,6 +32,8 @@ from llmgw.limits.front import Admission, Limiter
 from llmgw.limits.types import Target, Verdict
 from llmgw.observe.tracing import note
 from llmgw.observe.usage import PriceBook, Spend
+
+Admitted = tuple[Hold | None, Admission]
 
 
 async def admit(
@@ -34,14 +46,45 @@ async def admit(
     ctx: RequestContext,
     prices: PriceBook,
     free: bool = False,
-) -> tuple[Hold | None, Admission]:
+) -> Admitted:
     """Reserve in the budgets and record in the limits, or raise 429 having done
-    neither; ``free``: an exact cache hit (checked, nothing reserved: ``Budgets.prepare``)."""
+    neither; ``free``: an exact cache hit (checked, nothing reserved: ``Budgets.prepare``).
+    Cancelled, it leaves nothing reserved (given back once the admission has ended)."""
     limits = config.limits
-    policy = limits.on_redis_error
     targets = tuple(targets)
     pending = budgets.prepare(config, principal, call, targets, ctx.budget_key, prices, free)
     admission = limiter.prepare(limits, principal, call, targets, ctx)
+    work = _admit(budgets, limiter, limits, pending, admission, ctx)
+    asks_redis = admission.shared is not None and bool(admission.scopes)
+    if not asks_redis and (pending is None or pending.shared is None):
+        return await work  # in memory: no reservation is held across an await
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:  # the client left while Redis was asked
+        budgets.hand_off(_give_back(budgets, limiter, task))
+        raise
+
+
+async def _give_back(budgets: Budgets, limiter: Limiter, task: asyncio.Task[Admitted]) -> None:
+    """What the admission of a cancelled handler held, once it has ended, given back."""
+    try:
+        hold, admission = await task
+    except GatewayError:
+        return  # refused: it gave back its budgets, and no limit recorded it
+    budgets.give_back(hold)
+    limiter.give_back(admission)
+
+
+async def _admit(
+    budgets: Budgets,
+    limiter: Limiter,
+    limits: LimitsConfig,
+    pending: Pending | None,
+    admission: Admission,
+    ctx: RequestContext,
+) -> Admitted:
+    policy = limits.on_redis_error
     counters = admission.shared if admission.scopes else None
     verdict: Verdict | None = None
     hold: Hold | None = None
@@ -90,7 +133,8 @@ async def settle(
     losers: tuple[Spend, ...] = (),
 ) -> None:
     """The request is over: settle its limits, then its budgets (``losers``: what its
-    hedged racers that lost spent, paid for all the same)."""
+    hedged racers that lost spent, paid for all the same, and the calls made for it:
+    the semantic cache's embedding and that call's racers)."""
     counters = admission.shared
     if (
         counters is not None
@@ -104,5 +148,7 @@ async def settle(
         joint = (counters, parts)
         await budgets.settle(hold, spend, config.alerts, config.webhook, losers, joint)
         return
-    await limiter.settle(admission, spend, losers)
-    await budgets.settle(hold, spend, config.alerts, config.webhook, losers)
+    try:
+        await limiter.settle(admission, spend, losers)
+    finally:  # cancelled while the limits' settlement was awaited: the budgets' all the same
+        await budgets.settle(hold, spend, config.alerts, config.webhook, losers)

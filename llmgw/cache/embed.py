@@ -4,8 +4,10 @@ An embeddings ``Call`` for ``cache.semantic.embedding_model`` goes down the same
 fallback chain a client's would (``forward``: targets, retries, circuit breakers,
 the provider's adapter and transport), written to a ``Kept`` answer that holds the
 body instead of sending it anywhere. Its usage is counted like a request's, under
-the asking request's key and the embedding model (``Account``). The caller bounds
-the whole call by ``lookup_timeout``.
+the asking request's key and the embedding model (``Account``: usage, the ledger, and
+the asking request's limits and budgets), its hedged racers that lost with it as a
+request's are (``hedge.count_losers``). The caller bounds the whole call by
+``lookup_timeout``.
 """
 
 from __future__ import annotations

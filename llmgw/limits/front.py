@@ -182,13 +182,25 @@ class Limiter:
     ) -> None:
         """The request is over: replace the token reservation by what was used,
         free its concurrency slot, and add its usage to the shared totals.
-        ``losers``: what its hedged racers that lost used, paid for all the same."""
+        ``losers``: what its hedged racers that lost used, paid for all the same (and
+        the calls made for it: ``gate.settle``)."""
         shared = admission.shared
         parts = self.settle_here(admission, spend, losers)
         if shared is not None and parts is not None:
             work = shared.settle(*parts)
             # Shielded: a second cancellation of the handler must not lose the release.
             await asyncio.shield(self._background.spawn(work))
+
+    def give_back(self, admission: Admission) -> None:
+        """Undo what the admission of a request that never ran recorded: its token
+        reservation and its concurrency slot (its request stays in ``rpm``, and no
+        usage is added); Redis's part started (and waited for at shutdown)."""
+        if admission.local:
+            self.memory.settle(admission.scopes, admission.tick, admission.reserved, 0)
+        shared = admission.shared
+        if shared is not None and admission.in_shared and admission.scopes:
+            work = shared.settle(admission.scopes, admission.member, admission.reserved, 0, ())
+            self._background.spawn(work)
 
     def settle_here(
         self, admission: Admission, spend: Spend, losers: tuple[Spend, ...] = ()

@@ -291,7 +291,7 @@ class Metrics:
         )
         self.ledger_dropped = Counter(
             "llmgw_ledger_dropped",
-            "Requests left out of the usage ledger (its buffer full while the database "
+            "Rows left out of the usage ledger (its buffer full while the database "
             "could not be written, or still held at exit).",
             registry=registry,
         )
