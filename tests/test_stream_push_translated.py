@@ -11,6 +11,7 @@ and an error mid-stream (a reset, a provider's error event).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 from collections import deque
@@ -25,6 +26,7 @@ from llmgw.answer import Rest
 from llmgw.http.response import Response
 from llmgw.translate.anthropic_messages import MessagesRelay
 from tests.conftest import Serve, provider_config
+from tests.fakes import wait_for
 from tests.fault_fakes import SSE_HEAD, Conn, RawRequest, chunk, head, raw_upstream, stream
 from tests.provider_fakes import anthropic_client
 from tests.test_faults_client_stall import close, post_head, read_to_end
@@ -465,3 +467,51 @@ async def test_the_rest_of_a_left_stream_starts_with_the_held_output() -> None:
     outputs = [output async for output in rest.outputs()]
     assert outputs == [delta("a"), *later]
     assert rest.complete and rest.error is None
+
+
+def endless_deltas(size: int = 16 * 1024, total: int = 64 * 1024 * 1024) -> Any:
+    """An Anthropic stream of big deltas, far more than any socket holds."""
+    piece = delta("y" * size)
+
+    async def behave(conn: Conn, _: RawRequest) -> None:
+        await conn.send(head(200, SSE_HEAD) + chunk(message_start() + BLOCK_START))
+        for _ in range(total // len(piece)):
+            await conn.send(chunk(piece))
+        await conn.send(chunk(BLOCK_STOP + message_delta(1) + MESSAGE_STOP) + b"0\r\n\r\n")
+        await conn.close()
+
+    return behave
+
+
+async def test_a_client_that_stops_reading_a_translated_stream_is_ended_by_the_write_timeout(
+    serve: Serve, taken: Taken, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that reads the head and nothing more: outputs are held for the loop,
+    whose bounded write ends the response after ``write_timeout`` (``client_stalled``,
+    499), with the provider's slot freed and no fault of the provider's counted."""
+    caplog.set_level(logging.INFO, logger="llmgw")
+    async with raw_upstream(endless_deltas()) as up:
+        gw = await serve(config(up.url, "server: {write_timeout: 500ms}\n"))
+        assert gw.port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        body = orjson.dumps(STREAM)
+        fields = ("Content-Type: application/json", "X-Request-ID: stalls-translated")
+        writer.write(post_head("/v1/chat/completions", len(body), *fields) + body)
+        response_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert response_head.startswith(b"HTTP/1.1 200"), response_head
+
+        def lines() -> list[logging.LogRecord]:
+            return [
+                r for r in caplog.records if getattr(r, "request_id", None) == "stalls-translated"
+            ]
+
+        await wait_for(lambda: bool(lines()), within=20)  # not reading meanwhile
+        received = await read_to_end(reader)  # what was sent before the gateway closed it
+        await close(writer)
+        status = await (await gw.get("/api/v1/providers/status")).json()
+    [line] = lines()
+    assert (line.status, line.error) == (499, "client_stalled")
+    assert b"[DONE]" not in received
+    assert status["providers"]["claude"]["errors"] == 0
+    assert status["providers"]["claude"]["in_flight"] == 0
+    assert None in taken.results  # the output the client was not ready for was held
