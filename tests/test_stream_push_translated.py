@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import aiohttp
 import openai
 import orjson
 import pytest
@@ -515,3 +516,26 @@ async def test_a_client_that_stops_reading_a_translated_stream_is_ended_by_the_w
     assert status["providers"]["claude"]["errors"] == 0
     assert status["providers"]["claude"]["in_flight"] == 0
     assert None in taken.results  # the output the client was not ready for was held
+
+
+async def test_a_follower_gets_the_pushed_outputs_of_its_leader(serve: Serve, taken: Taken) -> None:
+    """An identical request follows a paced translated stream: the leader's outputs,
+    pushed from the callback, are recorded for its flight as they go; the follower gets
+    the same bytes as the leader, and the cache stores them."""
+    texts = ["a", "b", "c", "d", "e", "f"]
+    async with raw_upstream(stream(anthropic_stream(texts), delay=0.05)) as up:
+        gw = await serve(config(up.url, "cache: {enabled: true}\n"))
+        async with aiohttp.ClientSession() as session:
+            leader = await session.post(gw.make_url("/v1/chat/completions"), json=STREAM)
+            assert leader.status == 200
+            first = await leader.content.readuntil(b"\n\n")  # the leader is under way
+            follower = await session.post(gw.make_url("/v1/chat/completions"), json=STREAM)
+            followed = await follower.read()
+            led = first + await leader.read()
+        again = await gw.post("/v1/chat/completions", json=STREAM)
+        stored = await again.read()
+        assert len(up.requests) == 1
+    assert follower.headers["X-Cache"] == "HIT" and again.headers["X-Cache"] == "HIT"
+    assert chat_events(led) == expected_chat(texts)
+    assert followed == led and stored == led
+    assert taken.results.count(True) >= 1
