@@ -96,12 +96,15 @@ class Rest:
     """What the provider has yet to send of a stream whose client left, read on as the
     client would have received it: ``outputs`` yields its bytes; then ``error`` is the
     error event that ends it, if the provider broke it, and ``complete`` whether it
-    ended cleanly. ``tail`` (the last raw chunks) keeps growing, for the usage."""
+    ended cleanly. ``tail`` (the last raw chunks) keeps growing, for the usage.
+    ``held``: output the translator made of a piece already read, that the client was
+    not sent (it comes first)."""
 
     __slots__ = (
         "_chunks",
         "_client_format",
         "_ends_with_done",
+        "_held",
         "_translator",
         "complete",
         "error",
@@ -115,8 +118,10 @@ class Rest:
         translator: StreamTranslator | None,
         client_format: str,
         ends_with_done: bool,
+        held: bytes = b"",
     ) -> None:
         self._chunks = chunks
+        self._held = held
         self.tail = tail
         self._translator = translator
         self._client_format = client_format
@@ -126,6 +131,8 @@ class Rest:
 
     async def outputs(self) -> AsyncIterator[bytes]:
         tail, translator = self.tail, self._translator
+        if self._held:
+            yield self._held
         try:
             async for chunk in self._chunks:
                 tail.append(chunk)

@@ -15,7 +15,8 @@ the high-water mark).
 
 A stream's pieces may also be ``push``ed: handed to the transport at once, from the
 provider connection's callback, when the write could not have to wait (the same test);
-the relay then needs no wake-up of its own per piece (``relay.stream``).
+the relay then needs no wake-up of its own per piece (``relay.passthrough``, and
+``relay.translated`` for a translator's output).
 
 The relay writes an answer through ``answer.Answer``, whose client side is a ``Sink``.
 """

@@ -116,9 +116,10 @@ class UpstreamResponse(Protocol):
     def chunks(self) -> AsyncIterator[bytes]: ...
     def close(self) -> None: ...
 
-    def push_to(self, consumer: Callable[[bytes], bool] | None) -> bool:
+    def push_to(self, consumer: Callable[[bytes], bool | None] | None) -> bool:
         """Hand pieces to ``consumer`` as they arrive, rather than through ``chunks()``
-        (``http.response.Response.push_to``); False: this response cannot."""
+        (``http.response.Response.push_to``, which says what the consumer returns);
+        False: this response cannot."""
 
 
 class Transport(Protocol):
@@ -246,7 +247,7 @@ class _LocalResponse:
     def close(self) -> None:
         pass
 
-    def push_to(self, consumer: Callable[[bytes], bool] | None) -> bool:
+    def push_to(self, consumer: Callable[[bytes], bool | None] | None) -> bool:
         return False  # its pieces come through ``chunks()`` alone
 
 

@@ -118,7 +118,7 @@ class Response:
         self._decoder: Any = None  # a zlib decompressobj when the body is compressed
         self._decoded = 0
         self.head_bytes = 0  # bytes received before the head was whole
-        self.push: Callable[[bytes], bool] | None = None  # see ``push_to``
+        self.push: Callable[[bytes], bool | None] | None = None  # see ``push_to``
         self.status = 0
         self.headers: Mapping[str, str] = CIMultiDict()
 
@@ -285,21 +285,31 @@ class Response:
             self._wake()
             return
         chunk = queue[0] if len(queue) == 1 else b"".join(queue)
-        if push(chunk):
+        taken = push(chunk)
+        if taken:
             queue.clear()
             self._queued = 0
+        elif taken is None:  # taken, but the reader has work left: its cue is an empty piece
+            queue.clear()
+            queue.append(b"")
+            self._queued = 0
+            self.push = None
+            self._wake()
         else:
             self._wake()
 
     # the reader's side
-    def push_to(self, consumer: Callable[[bytes], bool] | None) -> bool:
+    def push_to(self, consumer: Callable[[bytes], bool | None] | None) -> bool:
         """Hand the body to ``consumer`` as it arrives, in the connection's callback,
         one piece per read from the socket (what ``chunks()`` would have returned),
         instead of waking the reader for each: ``consumer`` returns False to refuse
         a piece, which then waits in the queue for ``chunks()``, and no piece is
-        handed over while one waits there. The reader still learns of the body's
-        end and of failures from ``chunks()``. ``None``: back to queueing alone.
-        Always True: this response can push (the protocol's other side may not)."""
+        handed over while one waits there; it returns None when it took the piece
+        but left work for the reader: pushing stops (as ``push_to(None)``) and the
+        reader is woken, ``chunks()`` yielding an empty piece (or what came since).
+        The reader still learns of the body's end and of failures from ``chunks()``.
+        ``None``: back to queueing alone. Always True: this response can push (the
+        protocol's other side may not)."""
         self.push = consumer
         return True
 

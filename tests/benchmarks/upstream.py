@@ -9,6 +9,14 @@
 between two chunks, kept on an absolute schedule so pacing does not drift. ``GET
 /health`` answers ``ok``.
 
+``POST /v1/messages`` speaks Anthropic's Messages API (for translated streams: an
+``anthropic`` provider behind an OpenAI client): a ``message`` JSON body, or with
+``"stream": true`` the real event sequence, one HTTP chunk per event: ``message_start``,
+``content_block_start``, ``max_tokens`` times ``content_block_delta``, ``content_block_stop``,
+``message_delta`` (with the usage) and ``message_stop``. The gateway's translation keeps
+no ``metadata`` but the user id, so pacing is asked for there: ``metadata.user_id`` of
+``pace-<ms>`` (OpenAI's ``user: "pace-20"`` through the gateway).
+
 ``POST /v1/embeddings`` answers one 1,536-dimension vector (text-embedding-3-small's
 size) drawn from a hash of the input, so different texts are nearly orthogonal and a
 semantic cache in front only ever misses. ``POST /v1/traces`` accepts an OTLP/HTTP
@@ -141,6 +149,69 @@ def stream_events(model: str, chunks: int, include_usage: bool) -> tuple[bytes, 
     return tuple(events)
 
 
+def _anthropic_event(data: dict[str, Any]) -> bytes:
+    event = b"event: " + data["type"].encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return f"{len(event):x}\r\n".encode() + event + b"\r\n"  # one HTTP chunk per event
+
+
+_MESSAGE_ID = "msg_bench00000000000000000000"
+_ANTHROPIC_USAGE = {"input_tokens": 24, "cache_creation_input_tokens": 0}
+
+
+@functools.lru_cache(maxsize=256)
+def message(model: str, chunks: int) -> bytes:
+    """A whole Anthropic ``message``, HTTP head included."""
+    body = {
+        "id": _MESSAGE_ID,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": "tok " * chunks}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {**_ANTHROPIC_USAGE, "cache_read_input_tokens": 0, "output_tokens": chunks},
+    }
+    return _response("200 OK", b"application/json", orjson.dumps(body))
+
+
+@functools.lru_cache(maxsize=256)
+def message_events(model: str, chunks: int) -> tuple[bytes, ...]:
+    """The HTTP chunks of an Anthropic stream, paced as ``stream_events``: the first
+    carries ``message_start`` and ``content_block_start``, then one ``content_block_delta``
+    each; the last delta also carries the block's stop, ``message_delta``, ``message_stop``
+    and the terminating zero-length chunk."""
+    start = {
+        "id": _MESSAGE_ID,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**_ANTHROPIC_USAGE, "cache_read_input_tokens": 0, "output_tokens": 1},
+    }
+    head = _anthropic_event({"type": "message_start", "message": start})
+    head += _anthropic_event(
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    )
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta"}}
+    events = [_anthropic_event({**delta, "delta": {**delta["delta"], "text": "tok "}})] * chunks
+    events[0] = head + events[0]
+    events[-1] += (
+        _anthropic_event({"type": "content_block_stop", "index": 0})
+        + _anthropic_event(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": chunks},
+            }
+        )
+        + _anthropic_event({"type": "message_stop"})
+        + _LAST_CHUNK
+    )
+    return tuple(events)
+
+
 class UpstreamProtocol(asyncio.Protocol):
     """One client connection: parse requests, answer from the pre-serialised bodies."""
 
@@ -201,6 +272,9 @@ class UpstreamProtocol(asyncio.Protocol):
             text = orjson.dumps(request.get("input"))
             self.transport.write(embedding(request.get("model", "bench-embed"), text))
             return
+        if method == "POST" and path.endswith("/v1/messages"):
+            self._message(orjson.loads(body))
+            return
         if method != "POST" or not path.endswith("/chat/completions"):
             self.transport.write(_NOT_FOUND)
             return
@@ -212,7 +286,22 @@ class UpstreamProtocol(asyncio.Protocol):
             return
         usage = bool((request.get("stream_options") or {}).get("include_usage"))
         delay = float((request.get("metadata") or {}).get("chunk_delay_ms", 0)) / 1000
-        events = stream_events(model, chunks, usage)
+        self._stream(stream_events(model, chunks, usage), delay)
+
+    def _message(self, request: dict[str, Any]) -> None:
+        """Anthropic's Messages API: a whole message, or its stream."""
+        assert self.transport is not None
+        model = request.get("model", "bench-model")
+        chunks = max(1, int(request.get("max_tokens") or 16))
+        if not request.get("stream"):
+            self.transport.write(message(model, chunks))
+            return
+        user = str((request.get("metadata") or {}).get("user_id") or "")
+        delay = float(user.removeprefix("pace-")) / 1000 if user.startswith("pace-") else 0.0
+        self._stream(message_events(model, chunks), delay)
+
+    def _stream(self, events: tuple[bytes, ...], delay: float) -> None:
+        assert self.transport is not None
         self.transport.write(_STREAM_HEAD + events[0])
         if delay <= 0:
             for event in events[1:]:
