@@ -31,6 +31,7 @@ from tests.fakes import wait_for
 from tests.fault_fakes import SSE_HEAD, Conn, RawRequest, chunk, head, raw_upstream, stream
 from tests.provider_fakes import anthropic_client
 from tests.test_faults_client_stall import close, post_head, read_to_end
+from tests.test_stream_push import at_once
 
 CHAT = {"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}
 STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
@@ -297,17 +298,6 @@ async def test_the_last_piece_leaves_with_the_end(serve: Serve, taken: Taken) ->
         body = await response.read()
     assert chat_events(body) == expected_chat(["one", "two", "three"])
     assert taken.results.count(True) >= 1
-
-
-def at_once(events: list[bytes]) -> Any:
-    """The whole answer, head to last chunk, in one write: the gateway reads it whole."""
-
-    async def behave(conn: Conn, _: RawRequest) -> None:
-        body = b"".join(chunk(item) for item in events)
-        await conn.send(head(200, SSE_HEAD) + body + b"0\r\n\r\n")
-        await conn.close()
-
-    return behave
 
 
 async def test_a_translated_stream_read_whole_is_relayed_and_recorded_whole(
