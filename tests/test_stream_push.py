@@ -47,6 +47,21 @@ async def numbered_flood(conn: Conn, _: RawRequest) -> None:
     await conn.close()
 
 
+async def read_slowly(port: int, body: bytes, *fields: str) -> bytes:
+    """POST ``body`` on a connection with a small receive window and read nothing for
+    half a second (the provider's pieces pile up meanwhile), then all of the answer."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(post_head("/v1/chat/completions", len(body), *fields) + body)
+    await asyncio.sleep(0.5)
+    received = await read_to_end(reader)
+    await close(writer)
+    return received
+
+
 async def test_pieces_keep_their_order_when_the_client_reads_slowly(serve: Serve) -> None:
     """A client with a small receive window that pauses before reading: the gateway's
     writes back up, pieces wait in the queue for the client, and those arriving meanwhile
@@ -54,17 +69,8 @@ async def test_pieces_keep_their_order_when_the_client_reads_slowly(serve: Serve
     async with raw_upstream(numbered_flood) as up:
         gw = await serve(config(up.url))
         assert gw.port is not None
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gw.port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        body = orjson.dumps(STREAM)
         fields = (f"Authorization: {AUTH['Authorization']}", "Content-Type: application/json")
-        writer.write(post_head("/v1/chat/completions", len(body), *fields) + body)
-        await asyncio.sleep(0.5)  # not reading: the provider's pieces pile up meanwhile
-        received = await read_to_end(reader)
-        await close(writer)
+        received = await read_slowly(gw.port, orjson.dumps(STREAM), *fields)
     assert received.startswith(b"HTTP/1.1 200"), received[:200]
     numbers = [int(n) for n in re.findall(rb"<(\d{4})>", received)]
     assert numbers == list(range(PIECES))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,11 +26,11 @@ from llmgw.answer import Rest
 from llmgw.http.response import Response
 from llmgw.translate.anthropic_messages import MessagesRelay
 from tests.conftest import Serve, provider_config
-from tests.fakes import wait_for
+from tests.fakes import chat_chunks, wait_for
 from tests.fault_fakes import SSE_HEAD, Conn, RawRequest, chunk, head, raw_upstream, stream
 from tests.provider_fakes import anthropic_client
 from tests.test_faults_client_stall import close, post_head, read_to_end
-from tests.test_stream_push import at_once
+from tests.test_stream_push import at_once, read_slowly
 
 CHAT = {"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}
 STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
@@ -253,17 +252,9 @@ async def test_outputs_the_client_is_not_ready_for_wait_and_nothing_overtakes_th
     async with raw_upstream(numbered_flood()) as up:
         gw = await serve(config(up.url, "cache: {enabled: true}\n"))
         assert gw.port is not None
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gw.port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        body = orjson.dumps(STREAM)
-        writer.write(post_head("/v1/chat/completions", len(body), "Content-Type: application/json"))
-        writer.write(body)
-        await asyncio.sleep(0.5)  # not reading: the provider's pieces pile up meanwhile
-        received = await read_to_end(reader)
-        await close(writer)
+        received = await read_slowly(
+            gw.port, orjson.dumps(STREAM), "Content-Type: application/json"
+        )
         hit = await gw.post("/v1/chat/completions", json=STREAM)
         replayed = await hit.read()
     assert received.startswith(b"HTTP/1.1 200"), received[:200]
@@ -385,30 +376,6 @@ async def test_a_providers_error_event_mid_stream_reaches_the_client_in_its_dial
     assert taken.results.count(True) >= 1
 
 
-def openai_chunks(words: list[str]) -> list[bytes]:
-    """An OpenAI chat stream as a provider sends it, one event a piece."""
-
-    def event(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
-        chunk = {
-            "id": "chatcmpl-push",
-            "object": "chat.completion.chunk",
-            "created": 1700000000,
-            "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-            **extra,
-        }
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-    usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
-    return [
-        event({"role": "assistant", "content": ""}, None),
-        *[event({"content": word}, None) for word in words],
-        event({}, "stop"),
-        b"data: " + orjson.dumps({"id": "chatcmpl-push", "choices": [], "usage": usage}) + b"\n\n",
-        b"data: [DONE]\n\n",
-    ]
-
-
 async def test_openai_pieces_behind_the_anthropic_sdk_are_pushed_one_by_one(
     serve: Serve, taken: Taken
 ) -> None:
@@ -416,7 +383,7 @@ async def test_openai_pieces_behind_the_anthropic_sdk_are_pushed_one_by_one(
     ``/v1/messages`` and the anthropic SDK, each translated in the callback. The SDK
     gets the exact event sequence of a Messages stream, text and usage included."""
     words = ["Hel", "lo", "!"]
-    async with raw_upstream(stream(openai_chunks(words), delay=0.02)) as up:
+    async with raw_upstream(stream(chat_chunks(words), delay=0.02)) as up:
         gw = await serve(provider_config(up.url, "up", "openai", "gpt-4o-mini", max_retries=0))
         async with anthropic_client(gw) as client:
             request = {

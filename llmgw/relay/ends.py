@@ -1,6 +1,7 @@
 """The edges every relayed stream shares: committing (``open_stream``: the head goes
-out), the request's closing words (``trailer_of``), and what a client that left early
-means (``client_gone``, ``end``, ``saw_end``, ``delivered``)."""
+out), the request's closing words (``trailer_of``) and the end that carries them
+(``finish``), and what a client that left early means (``client_gone``, ``end``,
+``saw_end``, ``delivered``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from llmgw import sse
-from llmgw.answer import Answer, Head
+from llmgw.answer import Answer, ClientAnswer, Head
 from llmgw.core import RequestContext
 from llmgw.sink import ClientStalled, Stream
 from llmgw.translate.responses_wire import ENDS as RESPONSES_ENDS
@@ -84,3 +85,15 @@ def trailer_of(ctx: RequestContext) -> bytes:
     if ctx.trailer is not None and ctx.error is None:
         return ctx.trailer()
     return b""
+
+
+async def finish(
+    ctx: RequestContext, answer: Answer, client: ClientAnswer | None, last: bytes | None
+) -> None:
+    """The stream's end, with the request's closing words: ``last``, the stream's last
+    chunk not written yet, leaves with it in one write where the answer is the client's."""
+    complete, trailer = ctx.error is None, trailer_of(ctx)
+    if last is not None and client is not None:
+        await client.finish(complete, trailer, last)
+    else:
+        await answer.finish(complete=complete, trailer=trailer)

@@ -25,7 +25,7 @@ from llmgw.adapter import Adapter
 from llmgw.answer import Answer, ClientAnswer, Rest, apart, is_done
 from llmgw.core import RequestContext
 from llmgw.errors import stream_error_event
-from llmgw.relay.ends import client_gone, end, open_stream, saw_end, trailer_of
+from llmgw.relay.ends import client_gone, end, finish, open_stream, saw_end
 from llmgw.upstream import TRANSPORT_ERRORS, AttemptFailure, UpstreamResponse, failure_from
 
 FIRST_EVENT_LIMIT = 1024 * 1024  # commit anyway once this much arrived without an event
@@ -144,11 +144,7 @@ async def stream(
             message = "the provider's stream ended before it was done"
             await answer.write_error(apart(tail) + stream_error_event(message))
         _read_usage(ctx, adapter, b"".join(tail))
-        complete, trailer = ctx.error is None, trailer_of(ctx)
-        if last is not None and client is not None:
-            await client.finish(complete, trailer, last)
-        else:
-            await answer.finish(complete=complete, trailer=trailer)
+        await finish(ctx, answer, client, last)
     except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left or stalled
         if pushing:  # what is left is read by ``Rest``, from the queue
             upstream.push_to(None)

@@ -26,7 +26,7 @@ from aiohttp import web
 from llmgw.answer import Answer, ClientAnswer, Rest
 from llmgw.core import RequestContext, StreamTranslator
 from llmgw.errors import stream_error_event
-from llmgw.relay.ends import client_gone, end, open_stream, saw_end, trailer_of
+from llmgw.relay.ends import client_gone, end, finish, open_stream, saw_end
 from llmgw.upstream import TRANSPORT_ERRORS, AttemptFailure, UpstreamResponse, failure_from
 
 
@@ -158,11 +158,7 @@ async def translated_stream(
             message = "the provider's stream ended before it was done"
             await answer.write_error(stream_error_event(message, client_format))
         _usage(ctx, translator)
-        complete, trailer = ctx.error is None, trailer_of(ctx)
-        if last is not None and client is not None:
-            await client.finish(complete, trailer, last)
-        else:
-            await answer.finish(complete=complete, trailer=trailer)
+        await finish(ctx, answer, client, last)
     except (ConnectionResetError, asyncio.CancelledError) as gone:  # the client left or stalled
         if pushing:  # what is left is read by ``Rest``, from the queue
             upstream.push_to(None)
