@@ -3,7 +3,10 @@ real browser (Debian's chromium driven by Playwright, as tests/test_admin_browse
 the Recent requests row of a request with hedge losers carries a marker with their
 count, and its detail lists each loser's provider/model, tokens and cost with the
 request's total spend; a request without losers shows none. The Usage page and the
-Overview's cost today agree with /api/v1/usage, losers' spend included."""
+Overview's cost today agree with /api/v1/usage, losers' spend included. Without a
+database (the first-run setup) the same marker shows from this process's memory, the
+Overview's cost today is this process's with the losers' spend, and the Usage page asks
+no ledger URL (none answers 404, no console error)."""
 
 from __future__ import annotations
 
@@ -21,9 +24,11 @@ __all__ = ["browser"]  # the fixture, shared with tests/test_admin_browser.py
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
-def _config(a: FakeOpenAI, b: FakeOpenAI, db: Path) -> str:
+def _config(a: FakeOpenAI, b: FakeOpenAI, db: Path | None) -> str:
     """``chain`` races b when a has sent nothing answerable after 100 ms; ``solo`` is b
-    alone. a's price is dear and b's cheap, so a loser's cost shows at a glance."""
+    alone. a's price is dear and b's cheap, so a loser's cost shows at a glance. With
+    ``db`` None, no database."""
+    database = "" if db is None else f'database: {{url: "sqlite:///{db}"}}'
     return (
         two(a, b, extra="  hedge: {after: 100ms, max_extra: 1}")
         + f"""
@@ -33,7 +38,7 @@ models:
 prices:
   m-a: {{input: 1000, output: 2000}}
   m-b: {{input: 3, output: 5}}
-database: {{url: "sqlite:///{db}"}}
+{database}
 auth:
   admin_key: {ADMIN_KEY}
   keys: [{{name: team-a, key: {CLIENT_KEY}}}]
@@ -52,13 +57,13 @@ async def _get(gw: Any, path: str) -> Any:
     return await response.json()
 
 
-async def test_requests_page_shows_hedge_losers_and_their_spend(
-    gateway: GatewayFactory, make_fake: Any, sdk: Any, browser: Any, tmp_path: Path
-) -> None:
+async def _race_and_solo(gateway: GatewayFactory, make_fake: Any, sdk: Any, db: Path | None) -> Any:
+    """A gateway that served a hedged request whose racer a lost after it had begun
+    answering (b won), then one request nobody raced."""
     a, b = await make_fake(), await make_fake()
     gate = asyncio.Event()  # a answers (status, headers, a first bytes), then says nothing
     a.default = reply_stream([b": hi\n\n", b"data: {}\n\n"], gate=gate)
-    gw = await gateway(_config(a, b, tmp_path / "ledger.db"))
+    gw = await gateway(_config(a, b, db))
     client = sdk(gw)
     stream = await client.chat.completions.create(
         model="chain",
@@ -71,6 +76,13 @@ async def test_requests_page_shows_hedge_losers_and_their_spend(
     await client.chat.completions.create(
         model="solo", messages=[{"role": "user", "content": "Nobody races me."}]
     )
+    return gw
+
+
+async def test_requests_page_shows_hedge_losers_and_their_spend(
+    gateway: GatewayFactory, make_fake: Any, sdk: Any, browser: Any, tmp_path: Path
+) -> None:
+    gw = await _race_and_solo(gateway, make_fake, sdk, tmp_path / "ledger.db")
     recent = await _get(gw, "/api/v1/requests")
     assert recent["source"] == "database"  # how the Overview knows to read the ledger
     solo, chain = recent["data"]
@@ -136,3 +148,47 @@ async def test_requests_page_shows_hedge_losers_and_their_spend(
     hint = page.locator("section[aria-label='Cost today (UTC)'] .muted")
     assert await hint.inner_text() == "every replica, from the ledger"
     assert console.errors == []
+
+
+async def test_without_a_database_the_marker_shows_and_usage_asks_no_ledger(
+    gateway: GatewayFactory, make_fake: Any, sdk: Any, browser: Any
+) -> None:
+    gw = await _race_and_solo(gateway, make_fake, sdk, None)
+    recent = await _get(gw, "/api/v1/requests")
+    assert recent["source"] == "memory"
+    _, chain = recent["data"]
+    (loser,) = chain["hedge_losers"]
+    usage = await _get(gw, "/api/v1/usage")  # this process's totals, the loser's included
+
+    page = await signed_in_page(browser, str(gw.make_url("")).rstrip("/"))
+    console = Console(page)
+    failed: list[str] = []  # any answer of 400 or more, whether or not the console says so
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    figure = "section[aria-label='{}'] .figure"
+    today = page.locator(figure.format("Cost today (UTC)"))
+    await today.wait_for()  # the Overview: this process's cost today, the loser's with it
+    assert await today.inner_text() == usd(usage["total"]["cost_usd"])
+    hint = page.locator("section[aria-label='Cost today (UTC)'] .muted")
+    assert await hint.inner_text() == "this process"
+    await page.get_by_role("link", name="Requests").click()
+    await page.get_by_text("2 requests, newest first").wait_for()
+    chain_row = (
+        page.get_by_role("table")
+        .first.locator(":scope > tbody > tr")
+        .filter(has_text=chain["request_id"])
+    )
+    marker = chain_row.locator("summary")
+    assert await marker.inner_text() == f"{usd(chain['cost_usd'])} +1 hedge loser"
+    await marker.click()
+    racer = chain_row.locator("details.hedge table tbody tr").nth(1)
+    assert await racer.locator("td").all_inner_texts() == [
+        "hedge loser",
+        "a / m-a",
+        f"{loser['prompt_tokens']} / {loser['completion_tokens']}",
+        usd(loser["cost_usd"]),
+    ]
+    await page.get_by_role("link", name="Usage & cost").click()
+    await page.locator(figure.format("Requests")).filter(has_text="2").wait_for()
+    await page.wait_for_load_state("networkidle")
+    assert await page.locator(figure.format("Cost")).inner_text() == usd(usage["total"]["cost_usd"])
+    assert console.errors == [] and failed == []

@@ -28,6 +28,12 @@ export async function api(path, options = {}) {
   return data;
 }
 
+// Whether the gateway keeps a usage ledger (a database), asked without a 404:
+// /api/v1/requests answers from it (source: database) or from this process's memory.
+export async function hasLedger() {
+  try { return (await api("/api/v1/requests?limit=1")).source === "database"; } catch { return false; }
+}
+
 // el("p", {class: "x", text: "hi"}, child...) — text only, never HTML.
 export function el(tag, props = {}, ...children) {
   const svg = ["svg", "g", "path", "line", "rect", "text", "polyline", "title"].includes(tag);

@@ -12,7 +12,8 @@ list of ``key``, ``model``, ``provider``, ``day``, ``budget_key``, ``endpoint`` 
 ``/api/v1/requests?limit=&key=&model=&status=`` lists the newest requests first
 (``limit`` 1..1000, default 100); from the ledger (``source: database``) each carries
 ``hedge_losers``, the spend of its hedged racers that lost after they had begun
-answering (often none). Without a database the answer is ``source: memory``.
+answering (often none). Without a database the answer is ``source: memory``, this
+process's last requests (``observe/live.py``), each with its ``hedge_losers`` too.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ class Accounting:
             try:
                 fields = account(ctx, metrics, client_api, latency, self._timers)
                 if live is not None and ctx.endpoint is not None:
-                    live.add(fields)
+                    live.add(fields, ctx)  # (ctx: its hedge losers' spend)
                 if ledger is not None:
                     ledger(ctx, latency)
             except Exception:  # one bad record must not cost the others their line

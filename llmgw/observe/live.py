@@ -1,6 +1,10 @@
 """What the dashboard draws live: per-second figures of the last minutes, and the most
 recent requests' access lines. Both are bounded rings in memory, fed by ``accounting``
 with each client request as it ends.
+
+A hedged request's racers that lost after they had begun answering were billed too
+(``hedge.charged``): their cost is in the second's cost and the day's, and the request's
+line lists them (``hedge_losers``, the ledger's shape), their cost not in its own.
 """
 
 from __future__ import annotations
@@ -10,9 +14,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from llmgw.core import RequestContext
+from llmgw.hedge import charged
+
 SECONDS = 600  # how far back the live charts reach
 SAMPLES = 256  # latencies kept per second for its percentiles
 RECENT = 1000  # access lines kept for /api/v1/requests
+Racer = dict[str, Any]  # a charged hedge loser's spend, as the ledger lists it
 
 
 class Second:
@@ -56,11 +64,13 @@ class LiveStats:
         self._seconds: deque[Second] = deque(maxlen=SECONDS)
         self._day = -1
         self.cost_today = 0.0
-        # (when, access line fields): the line a reader sees is made when it is read
-        self.recent: deque[tuple[float, dict[str, Any]]] = deque(maxlen=RECENT)
+        # (when, access line fields, its charged hedge losers' spend): the line a
+        # reader sees is made when it is read
+        self.recent: deque[Recent] = deque(maxlen=RECENT)
 
-    def add(self, fields: dict[str, Any]) -> None:
-        """One client request, from its access log fields."""
+    def add(self, fields: dict[str, Any], ctx: RequestContext | None = None) -> None:
+        """One client request, from its access log fields; ``ctx``, its context, for
+        its hedge losers (their cost filled in by usage)."""
         now = self.clock()
         second = int(now)
         seconds = self._seconds
@@ -78,12 +88,16 @@ class LiveStats:
         if len(bucket.latencies) < SAMPLES:
             bucket.latencies.append(fields.get("latency_ms") or 0.0)
         cost = fields.get("cost_usd") or 0.0
+        racers: tuple[Racer, ...] = ()
+        if ctx is not None and ctx.hedge_losers:  # most raced nobody: nothing more to do
+            racers = _racers(ctx)
+            cost += sum(racer["cost_usd"] or 0.0 for racer in racers)
         bucket.cost_usd += cost
         day = second // 86400
         if day != self._day:
             self._day, self.cost_today = day, 0.0
         self.cost_today += cost
-        self.recent.append((round(now, 3), fields))
+        self.recent.append((round(now, 3), fields, racers))
 
     def window(self, span: int) -> dict[str, Any]:
         """The last ``span`` seconds, every second present (empty ones as zeros)."""
@@ -99,10 +113,26 @@ class LiveStats:
         """The most recent requests, newest first, filtered (``status``: ``404`` or
         a class such as ``5xx``)."""
         lines = _filtered(reversed(self.recent), key, model, status)
-        return [{"time": when, **fields} for when, fields in _limited(lines, limit)]
+        return [
+            {"time": when, **fields, "hedge_losers": list(racers)}
+            for when, fields, racers in _limited(lines, limit)
+        ]
 
 
-Recent = tuple[float, dict[str, Any]]
+Recent = tuple[float, dict[str, Any], tuple[Racer, ...]]
+
+
+def _racers(ctx: RequestContext) -> tuple[Racer, ...]:
+    return tuple(
+        {
+            "provider": loser.provider,
+            "upstream_model": loser.upstream_model,
+            "prompt_tokens": loser.prompt_tokens,
+            "completion_tokens": loser.completion_tokens,
+            "cost_usd": loser.cost_usd,
+        }
+        for loser in charged(ctx)
+    )
 
 
 def _filtered(

@@ -1,22 +1,16 @@
 // Overview: live charts from /api/v1/stats/live, refreshed every two seconds.
-import { api, card, el, errorBox, usd } from "../lib.js";
+import { api, card, el, errorBox, hasLedger, usd } from "../lib.js";
 import { lineChart } from "../charts.js";
 
 const WINDOW = 180;
 const LEDGER_EVERY = 5; // refreshes between two reads of the day's cost from the ledger
 
 // With a database the day's cost is the ledger's, as /api/v1/usage reports it: every
-// replica, and the spend of hedged racers that lost (the live ring counts the answering
-// attempt of this process's requests only). Null where there is no ledger to read.
+// replica's requests and their hedged racers that lost (the live ring counts this
+// process's). Null where there is no ledger to read.
 async function ledgerToday() {
   const day = new Date().toISOString().slice(0, 10);
   try { return (await api(`/api/v1/usage?from=${day}`)).total.cost_usd; } catch { return null; }
-}
-
-// Whether the gateway keeps a ledger, asked without a 404: /api/v1/requests answers
-// from it (source: database) or from this process's memory.
-async function hasLedger() {
-  try { return (await api("/api/v1/requests?limit=1")).source === "database"; } catch { return false; }
 }
 
 export async function render(root) {

@@ -1,5 +1,5 @@
 // Usage and cost: charts by day, model, key, provider and tag, and a CSV export.
-import { api, card, el, table, usd } from "../lib.js";
+import { api, card, el, hasLedger, table, usd } from "../lib.js";
 import { barChart } from "../charts.js";
 
 // The running totals name their groups by map key; the ledger's rows carry the group
@@ -34,8 +34,9 @@ async function grouped(by) {
 export async function render(root) {
   root.append(el("h1", { text: "Usage and cost" }));
   // With a database every figure comes from the ledger (all time, every replica);
-  // without one, from the running totals since this process started.
-  const byDay = await ledger("day");
+  // without one, from the running totals since this process started (the ledger's
+  // URLs would answer 404: not asked).
+  const byDay = (await hasLedger()) ? await ledger("day") : null;
   let usage, groups;
   if (byDay) {
     const [model, key, provider] = await Promise.all(["model", "key", "provider"].map(grouped));
