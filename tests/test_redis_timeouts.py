@@ -211,7 +211,7 @@ SETUPS = {
 }
 
 
-@pytest.mark.parametrize("mode", ["hold", "drop"])
+@pytest.mark.parametrize("mode", ["hold", "drop", "hold, redis-py"])
 @pytest.mark.parametrize("setup", list(SETUPS))
 async def test_a_timed_out_admission_is_given_back(
     serve: Serve,
@@ -223,11 +223,14 @@ async def test_a_timed_out_admission_is_given_back(
     mode: str,
 ) -> None:
     budget, limits, script = SETUPS[setup]
-    gw = await serve(config(fake, tmp_path / "b.db", relay.url, budget, limits, "deny"))
+    url = relay.url
+    if mode.endswith("redis-py"):  # a URL with options: the scripts go through redis-py
+        url += "?health_check_interval=0"
+    gw = await serve(config(fake, tmp_path / "b.db", url, budget, limits, "deny"))
     client = redis.Redis.from_url(redis_url)
     try:
         before = await warm(gw, client)
-        relay.armed, relay.mode = script.encode(), mode
+        relay.armed, relay.mode = script.encode(), mode.partition(",")[0]
         body = chat("an estimate of $100", max_tokens=100_000)
         refused = await gw.post("/v1/chat/completions", json=body, headers=AUTH)
         assert relay.caught.is_set()

@@ -1,5 +1,6 @@
 """One Redis server shared by every replica, as the limits and the budgets use it: the
-client (short timeouts, one reconnect for a stale pooled connection), and what happens
+client (short timeouts, one reconnect for a stale pooled connection, a call that timed
+out undone rather than sent again: ``undo``), and what happens
 while the server cannot be reached (logged once, then left alone for a second, so a
 dead Redis costs each request nothing but the ``on_redis_error`` policy)."""
 
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import ConnectionError, NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from llmgw.limits.resp import Channel, lean_target
@@ -61,7 +62,9 @@ class SharedRedis:
             url,
             socket_connect_timeout=CONNECT_TIMEOUT,
             socket_timeout=COMMAND_TIMEOUT,
-            retry=Retry(NoBackoff(), 1),  # one reconnect for a stale pooled connection
+            # One reconnect for a stale pooled connection; never a resend after a timeout:
+            # the command may have run (a script's reservation taken twice), see ``undo``.
+            retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
         )
         target = lean_target(url)
         # The scripts' connection (limits/resp.py); other URLs' scripts use redis-py.
