@@ -117,6 +117,12 @@ async def relay(redis_url: str) -> AsyncIterator[LateRelay]:
     await late.close()
 
 
+def url_for(relay: LateRelay, mode: str) -> str:
+    """The relay's URL; with options for ``redis-py`` modes: the scripts then go through
+    redis-py, not the lean channel (``limits/resp.py``)."""
+    return relay.url + ("?health_check_interval=0" if mode.endswith("redis-py") else "")
+
+
 def config(fake: FakeOpenAI, db: Path, url: str, budget: bool, limits: bool, policy: str) -> str:
     # $1000 per million tokens: a request asking for 100 000 tokens is estimated at
     # $100, past the $50 budget that a leaked estimate would then leave spent.
@@ -223,10 +229,7 @@ async def test_a_timed_out_admission_is_given_back(
     mode: str,
 ) -> None:
     budget, limits, script = SETUPS[setup]
-    url = relay.url
-    if mode.endswith("redis-py"):  # a URL with options: the scripts go through redis-py
-        url += "?health_check_interval=0"
-    gw = await serve(config(fake, tmp_path / "b.db", url, budget, limits, "deny"))
+    gw = await serve(config(fake, tmp_path / "b.db", url_for(relay, mode), budget, limits, "deny"))
     client = redis.Redis.from_url(redis_url)
     try:
         before = await warm(gw, client)
@@ -276,7 +279,7 @@ SETTLES = {
 }
 
 
-@pytest.mark.parametrize("mode", ["hold", "drop"])
+@pytest.mark.parametrize("mode", ["hold", "drop", "hold, redis-py"])
 @pytest.mark.parametrize("setup", list(SETTLES))
 async def test_a_timed_out_settlement_counts_once(
     serve: Serve,
@@ -291,11 +294,11 @@ async def test_a_timed_out_settlement_counts_once(
     background, so the estimate is not held for an hour nor the slot for a lease, and
     the spend is in Redis's month all the same."""
     budget, limits, script = SETTLES[setup]
-    gw = await serve(config(fake, tmp_path / "b.db", relay.url, budget, limits, "deny"))
+    gw = await serve(config(fake, tmp_path / "b.db", url_for(relay, mode), budget, limits, "deny"))
     client = redis.Redis.from_url(redis_url)
     try:
         before = await warm(gw, client)
-        relay.armed, relay.mode = script.encode(), mode
+        relay.armed, relay.mode = script.encode(), mode.partition(",")[0]
         served = await gw.post("/v1/chat/completions", json=chat("settled late"), headers=AUTH)
         assert served.status == 200, await served.text()
         assert relay.caught.is_set()
