@@ -17,7 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, NoScriptError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from llmgw.limits.resp import Channel, lean_target
@@ -64,7 +65,7 @@ class SharedRedis:
             socket_timeout=COMMAND_TIMEOUT,
             # One reconnect for a stale pooled connection; never a resend after a timeout:
             # the command may have run (a script's reservation taken twice), see ``undo``.
-            retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         target = lean_target(url)
         # The scripts' connection (limits/resp.py); other URLs' scripts use redis-py.
