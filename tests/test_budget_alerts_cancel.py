@@ -66,9 +66,10 @@ budgets:
   alerts: {LEVELS}
   webhook: {hook_server.make_url("/hook")}
 """)
-    lock = sqlite3.connect(db, timeout=30, isolation_level=None)
+    lock = sqlite3.connect(db, timeout=10, isolation_level=None, check_same_thread=False)
     try:
-        lock.execute("BEGIN IMMEDIATE")  # the gateway's writes wait for it
+        # The gateway's writes wait for it (taken off the loop: the gateway shares it).
+        await asyncio.to_thread(lock.execute, "BEGIN IMMEDIATE")
         body = orjson.dumps(
             {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
         )
