@@ -289,9 +289,11 @@ class Budgets:
         applies = hold.applies
         if applies is not None and applies.levels is alerts and quiet(after, hold.asks, applies):
             return  # below every scope's lowest alert level (nearly always): none is due
-        for work in self._alerts_due(db, hold, after, alerts, webhook):
-            # Rare (a threshold crossed): claimed in the database, shielded like the rest.
-            await asyncio.shield(self._background.spawn(work))
+        due = self._alerts_due(db, hold, after, alerts, webhook)
+        if due:  # rare (a threshold crossed): claimed in the database, in turn
+            # One task for them all, shielded: taken as fired when found due, each is
+            # fired even if the handler is cancelled while an earlier one is claimed.
+            await asyncio.shield(self._background.spawn(_in_turn(due)))
 
     def owes_redis(self, hold: Hold | None, spend: Spend, losers: tuple[Spend, ...]) -> bool:
         """Whether ``settle`` will send this request's spend to Redis."""
@@ -388,3 +390,9 @@ class Budgets:
         for shared in self._shared.values():
             await shared.close()
         self._shared.clear()
+
+
+async def _in_turn(works: list[Coroutine[Any, Any, None]]) -> None:
+    """Each of ``works`` awaited, in order."""
+    for work in works:
+        await work

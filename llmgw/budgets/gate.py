@@ -13,6 +13,12 @@ the client left may have reserved, so what the admission then holds is given bac
 (``Budgets.give_back``, ``Limiter.give_back``). In memory nothing is reserved across
 an await (``Budgets.place``), so no task is needed. Settling the limits and then the
 budgets, a cancellation in the first never skips the second.
+
+A script call whose reply is late (Redis's command timeout) may have run all the
+same: ``limits.on_redis_error`` applies as for an unreachable Redis, and what the call
+may have reserved is given back in the background by the names made before sending
+(``budgets/joint.py``); the limits' own call after a failed joint one asks under a
+name of its own, so that giving back cannot undo it.
 """
 
 from __future__ import annotations
@@ -106,6 +112,8 @@ async def _admit(
         )
         if answer is not None:
             verdict = answer[1]
+        else:  # the limits ask on their own next, by a name the failed call's undoing lacks
+            admission.member += "~"
         if verdict is None or verdict.binding < 0:  # else refused by a limit: nothing reserved
             hold = await budgets.place(pending, policy, None if answer is None else answer[0])
     else:

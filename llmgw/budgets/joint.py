@@ -6,6 +6,15 @@ one atomic script, so a request pays one round trip where it paid two (and, refu
 by a limit, no longer reserves and then releases its budget estimate). Settlement:
 ``limits_settle`` and ``budgets_settle`` in one script.
 
+A call whose reply is late (the command timeout) may have run all the same. The
+gateway then goes on as if Redis could not be reached (``limits.on_redis_error``)
+and sends, in the background, what undoes it by the names it made before sending
+(``SharedRedis.undo``): an admission's ``SETTLE`` of nothing spent (its budget
+estimate, tokens and slot given back: a no-op if it never ran), a settlement's
+``SETTLE_ONCE`` (finished if it never ran, nothing if it did). The limits' own call
+that follows a failed admission uses a name of its own (``gate._admit``), so the
+undoing cannot touch it.
+
 KEYS: the budgets' keys, then the limits'. ARGV: how many keys and arguments are the
 budgets', the budgets' arguments, then the limits'. The parts are those of
 ``budgets/redis.py`` and ``limits/redis.py``; the answers read as theirs.
@@ -64,6 +73,20 @@ return budgets_settle(K2, A2)
 """
 )
 
+# ``SETTLE``'s parts as ``settle_once_parts`` and ``budgets_settle_once`` take them.
+SETTLE_ONCE = Lua(
+    budgets.RELEASE
+    + limits.SETTLE_FUNCTION
+    + budgets.SETTLE_ONCE_FUNCTION
+    + CLOCK
+    + _SPLIT
+    + """
+limits_settle(K1, A1, now, clock[1])
+budgets_settle_once(K2, A2)
+return 1
+"""
+)
+
 
 def ready(spend: RedisBudgets, counters: RedisCounters) -> bool:
     """Whether both may be asked now (neither is resting after a failure)."""
@@ -92,6 +115,14 @@ async def admit(
         )
     except ERRORS as exc:  # the limits then make their own call (and note their own failure)
         spend.failed(exc, policy)
+        back_keys, back_args = limits.settle_parts(scopes, member, tokens, 0, ())
+        given = budgets.give_back_args(args)
+        spend.undo(
+            exc,
+            SETTLE,
+            [*back_keys, *keys],
+            [len(back_keys), len(back_args), *back_args, *given],
+        )
         return None
     spend.reached()
     counters.reached()
@@ -126,6 +157,13 @@ async def settle(
     except ERRORS as exc:
         spend.failed(exc, None)
         counters.failed(exc, None)
+        once_keys, once_args = limits.settle_once_parts(scopes, member, limit_used)
+        spend.undo(
+            exc,
+            SETTLE_ONCE,
+            [*once_keys, *keys],
+            [len(once_keys), len(once_args), *once_args, *args],
+        )
         return None
     spend.reached()
     counters.reached()

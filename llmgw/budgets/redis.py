@@ -21,7 +21,10 @@ answers which scopes it needs, and seeds only those still absent.
 
 Outages are handled as the limits do (``limits/redis.py``): a call that cannot
 reach Redis returns ``None``, the outage is logged once, and Redis is left alone
-for a second before it is tried again.
+for a second before it is tried again. A call whose reply was late may have run all
+the same: an admission is then given back, and a settlement finished if it had not
+run (``SETTLE_ONCE``), in the background by the reservation's name, which the
+gateway made before sending (``SharedRedis.undo``); neither can count twice.
 """
 
 from __future__ import annotations
@@ -129,6 +132,25 @@ local function budgets_settle(K, A)
 end
 """
 
+# After a settlement that timed out: what it would have done if it never ran, nothing
+# if it did (K, A: ``budgets_settle``'s). A scope still holding the request's
+# reservation was not settled: released, and the spend added; one that no longer
+# does was (or its hold expired: then the spend is not added, and the database
+# still has it). Sent again, it does nothing more.
+SETTLE_ONCE_FUNCTION = """
+local function budgets_settle_once(K, A)
+  local id, cost, used = A[1], A[2], A[3]
+  for i = 1, #K / 2 do
+    local key, held = K[2 * i - 1], K[2 * i]
+    if redis.call('HEXISTS', key, 'r:' .. id) == 1 then
+      release(key, held, id)
+      redis.call('HINCRBY', key, 'spent', cost)
+      redis.call('HINCRBY', key, 'tokens', used)
+    end
+  end
+end
+"""
+
 # Returns {0}: reserved; {i}: refused by scope i; {-1, i, ...}: seed these scopes first.
 ADMIT = Lua(
     RELEASE
@@ -142,6 +164,7 @@ return {0}
 """
 )
 SETTLE = Lua(RELEASE + SETTLE_FUNCTION + "return budgets_settle(KEYS, ARGV)")
+SETTLE_ONCE = Lua(RELEASE + SETTLE_ONCE_FUNCTION + "budgets_settle_once(KEYS, ARGV)\nreturn 1")
 
 Seeds = Mapping[str, tuple[int, int]]  # scope -> (spent nano-USD, tokens) this month
 
@@ -181,6 +204,7 @@ class RedisBudgets(SharedRedis):
             reply = await self.run(ADMIT, keys, args)
         except ERRORS as exc:
             self.failed(exc, policy)
+            self.undo(exc, SETTLE, keys, give_back_args(args))  # (if it may have run)
             return None
         self.reached()
         return read_admit(reply)
@@ -217,6 +241,8 @@ class RedisBudgets(SharedRedis):
             reply = await self.run(SETTLE, keys, args)
         except ERRORS as exc:
             self.failed(exc, None)
+            if member:  # (if it may have run; "": nothing was reserved to find it by)
+                self.undo(exc, SETTLE_ONCE, keys, args)
             return None
         self.reached()
         return read_settle(scopes, reply)
@@ -272,6 +298,13 @@ def read_admit(reply: Sequence[Any]) -> list[int]:
     if first > 0:
         return [first - 1]
     return [-1, *(int(i) - 1 for i in reply[1:])]
+
+
+def give_back_args(admit_args: Sequence[str]) -> list[str]:
+    """``budgets_settle``'s arguments that give back what ``budgets_reserve`` held
+    with ``admit_args`` (``admit_parts``'; the keys are the same): nothing spent.
+    Idempotent, and a no-op where nothing was reserved."""
+    return [admit_args[0], "0", "0"]
 
 
 def settle_parts(

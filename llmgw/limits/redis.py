@@ -22,7 +22,11 @@ the slots of a replica that died free themselves within ``LEASE`` seconds.
 
 When Redis cannot be reached the call returns ``None`` (``limits.on_redis_error``
 then decides), the outage is logged once, and Redis is left alone for a second
-before it is tried again, so requests do not each wait on a dead server.
+before it is tried again, so requests do not each wait on a dead server. A call
+whose reply was late may have run all the same: what an admission recorded is then
+given back (its tokens and slot; the request stays in ``rpm``), and a settlement
+finished, in the background by the request's id (``SharedRedis.undo``); both are
+idempotent, so a script that did run is not counted twice.
 """
 
 from __future__ import annotations
@@ -224,6 +228,7 @@ class RedisCounters(SharedRedis):
             reply = await self.run(ADMIT, keys, args)
         except ERRORS as exc:
             self.failed(exc, policy)
+            self.undo(exc, SETTLE, *settle_parts(scopes, member, tokens, 0, ()))
             return None
         self.reached()
         return self.verdict(scopes, keys, member, reply)
@@ -266,6 +271,7 @@ class RedisCounters(SharedRedis):
             await self.run(SETTLE, keys, args)
         except ERRORS as exc:
             self.failed(exc, None)
+            self.undo(exc, SETTLE, *settle_once_parts(scopes, member, used))
         else:
             self.reached()
 
@@ -322,6 +328,16 @@ def settle_parts(
         for name, n in spend.increments():
             args += [name, n]
     return keys, args
+
+
+def settle_once_parts(
+    scopes: tuple[Scope, ...], member: str, used: int
+) -> tuple[list[str], list[int | str]]:
+    """``limits_settle``'s keys and arguments that finish a settlement of ``used`` tokens
+    that timed out, and do nothing if it ran: the tokens are set (not added), the slot
+    removed, no extra entry made (the tokens reserved taken as ``used``) and no usage
+    added (the shared totals then miss a settlement that never ran)."""
+    return settle_parts(scopes, member, used, used, ())
 
 
 def _scope_keys(scope_id: str) -> list[str]:

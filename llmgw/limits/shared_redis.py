@@ -1,5 +1,6 @@
 """One Redis server shared by every replica, as the limits and the budgets use it: the
-client (short timeouts, one reconnect for a stale pooled connection), and what happens
+client (short timeouts, one reconnect for a stale pooled connection, a call that timed
+out undone rather than sent again: ``undo``), and what happens
 while the server cannot be reached (logged once, then left alone for a second, so a
 dead Redis costs each request nothing but the ``on_redis_error`` policy)."""
 
@@ -16,15 +17,22 @@ from urllib.parse import urlsplit, urlunsplit
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from llmgw.limits.resp import Channel, lean_target
+from llmgw.limits.types import Background
 
 PREFIX = "llmgw:{llmgw}:"
 CONNECT_TIMEOUT = 0.5
 COMMAND_TIMEOUT = 1.0
 RETRY_AFTER_FAILURE = 1.0  # seconds Redis is not asked again after a failure
 ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+# A call that failed so may still have run in Redis: its reply was late (the
+# connection is then ended, but Redis ran the script all the same if it got it).
+TIMEOUTS = (RedisTimeout, asyncio.TimeoutError)
+UNDO_WITHIN = 5.0  # seconds shutdown waits for the undoing sent in the background
 
 # The scripts' clock: Redis's own, so replicas with drifting clocks agree (ms).
 CLOCK = """
@@ -55,15 +63,19 @@ class SharedRedis:
             url,
             socket_connect_timeout=CONNECT_TIMEOUT,
             socket_timeout=COMMAND_TIMEOUT,
-            retry=Retry(NoBackoff(), 1),  # one reconnect for a stale pooled connection
+            # One reconnect for a stale pooled connection; never a resend after a timeout:
+            # the command may have run (a script's reservation taken twice), see ``undo``.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         target = lean_target(url)
         # The scripts' connection (limits/resp.py); other URLs' scripts use redis-py.
         self.channel = None if target is None else Channel(target, CONNECT_TIMEOUT, COMMAND_TIMEOUT)
         self.down_since: float | None = None
         self._quiet_until = 0.0
+        self._undoing = Background()
 
     async def close(self) -> None:
+        await self._undoing.drain(UNDO_WITHIN)
         if self.channel is not None:
             self.channel.close()
         await self.client.aclose()
@@ -83,6 +95,34 @@ class SharedRedis:
         except NoScriptError:
             await channel.call("SCRIPT", "LOAD", script.text)
             return await channel.call("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def undo(
+        self, exc: BaseException, script: Lua, keys: Sequence[str], args: Sequence[int | str]
+    ) -> None:
+        """After a call that failed with ``exc``: if it may have run all the same (a
+        timeout), send ``script``, an idempotent undoing of what it did (a no-op if it
+        never ran), in the background: never waited for by the request, not held back
+        while Redis rests after the failure, tried again once a second later, then left
+        to the reservations' own expiry (logged)."""
+        if isinstance(exc, TIMEOUTS):
+            self._undoing.spawn(self._undo(script, keys, args))
+
+    async def _undo(self, script: Lua, keys: Sequence[str], args: Sequence[int | str]) -> None:
+        for attempt in range(2):
+            if attempt:
+                await asyncio.sleep(RETRY_AFTER_FAILURE)
+            try:
+                await self.run(script, keys, args)
+                return
+            except ERRORS as exc:
+                failure = exc
+        self.log.warning(
+            "%s: cannot undo a call that timed out (%s: %s); what it reserved is held "
+            "until it expires",
+            self.what,
+            type(failure).__name__,
+            failure,
+        )
 
     def resting(self) -> bool:
         return self.down_since is not None and time.monotonic() < self._quiet_until
