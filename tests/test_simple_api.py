@@ -174,6 +174,8 @@ async def test_bad_input_gets_documented_errors(
         ("POST", "/api/chat", {"message": "  "}, 400, "message"),
         ("POST", "/api/chat", {"prompt": 5}, 400, "prompt"),
         ("POST", "/api/chat", {"prompt": ["a"]}, 400, "prompt"),
+        ("POST", "/api/chat", {"message": "a", "prompt": ["a"]}, 400, "prompt"),
+        ("POST", "/api/chat/stream", {"message": "a", "prompt": " "}, 400, "prompt"),
         ("POST", "/api/chat", {"prompt": "a", "max_tokens": "9"}, 400, "max_tokens"),
         ("POST", "/api/chat", [1], 400, None),
         ("POST", "/gateway/query", {"provider": "nope", "prompt": "a"}, 404, "provider"),

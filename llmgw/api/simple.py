@@ -75,12 +75,14 @@ async def _handle(request: web.Request, shape: Shape, *, stream: bool) -> web.St
 
 def build_call(runtime: Runtime, fields: Mapping[str, Any], stream: bool) -> Call:
     """The OpenAI chat call a simple request stands for, or a 400/404/503."""
-    prompt = fields.get("message", fields.get("prompt"))
-    name = "message" if "message" in fields else "prompt"
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidRequest(f"'{name}' is required and must be a non-empty string", param=name)
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise InvalidRequest(f"'{name}' is over {MAX_PROMPT_CHARS} characters", param=name)
+    given = [name for name in ("message", "prompt") if name in fields] or ["prompt"]
+    for name in given:  # both may be sent (``message`` is used): neither may be wrong
+        text = fields.get(name)
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidRequest(f"'{name}' is required and must be a non-empty string", param=name)
+        if len(text) > MAX_PROMPT_CHARS:
+            raise InvalidRequest(f"'{name}' is over {MAX_PROMPT_CHARS} characters", param=name)
+    prompt: str = fields[given[0]]
     for field in ("model", "provider", "system"):
         value = fields.get(field)
         if value is None:
