@@ -19,6 +19,7 @@ from tests.fakes import FakeOpenAI
 
 if TYPE_CHECKING:
     from tests.provider_fakes import FakeAnthropic
+from tests.redis_relay import ScriptRelay
 from tests.redis_server import redis_server
 
 GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -94,6 +95,17 @@ def redis_url(redis_server_url: str) -> str:
     client.flushall()
     client.close()
     return redis_server_url
+
+
+@pytest.fixture
+async def redis_relay(redis_url: str) -> AsyncIterator[ScriptRelay]:
+    """A relay in front of the session's redis-server that meddles with one script call
+    (``tests/redis_relay.py``)."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    relay = ScriptRelay(port)
+    await relay.start()
+    yield relay
+    await relay.close()
 
 
 def one_provider(url: str, **settings: Any) -> str:

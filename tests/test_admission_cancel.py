@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,89 +29,13 @@ from llmgw.budgets.scopes import period_of
 from llmgw.limits import redis as limits_redis
 from tests.conftest import CLIENT_KEY, PROVIDER_KEY, Serve
 from tests.fakes import FakeOpenAI, chat_completion
+from tests.redis_relay import ScriptRelay
 
 AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
 ADMIN = {"Authorization": "Bearer admin-secret-1"}
 BUDGET = "llmgw:{llmgw}:budget:"
 TPM_SUM = "llmgw:{llmgw}:tpm:key:team-a:sum"
 INFLIGHT = "llmgw:{llmgw}:inflight:key:team-a"
-
-
-class HoldingRelay:
-    """A TCP relay to Redis that, once armed with a script's SHA1, holds the reply to
-    the next command carrying it until ``release`` is set."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.armed: bytes | None = None
-        self.holding = asyncio.Event()
-        self.release = asyncio.Event()
-        self.server: asyncio.Server | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.writers: list[asyncio.StreamWriter] = []
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-
-    async def close(self) -> None:
-        self.release.set()
-        if self.server is not None:
-            self.server.close()
-        for task in list(self.tasks):
-            task.cancel()
-        for task in list(self.tasks):
-            with contextlib.suppress(BaseException):
-                await task
-        for writer in self.writers:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        if self.server is not None:
-            await self.server.wait_closed()
-
-    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        redis_r, redis_w = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writers += (client_w, redis_w)
-        hold = [False]  # this connection's next reply is held
-
-        async def to_redis() -> None:
-            tail = b""
-            while data := await client_r.read(65536):
-                seen, tail = tail + data, data[-64:]
-                if self.armed is not None and self.armed in seen:
-                    self.armed, hold[0] = None, True
-                redis_w.write(data)
-                await redis_w.drain()
-            redis_w.close()
-
-        async def to_client() -> None:
-            while data := await redis_r.read(65536):
-                if hold[0]:
-                    hold[0] = False
-                    self.holding.set()
-                    await self.release.wait()
-                client_w.write(data)
-                await client_w.drain()
-            client_w.close()
-
-        for work in (to_redis(), to_client()):
-            task = asyncio.ensure_future(work)
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-
-@pytest.fixture
-async def relay(redis_url: str) -> AsyncIterator[HoldingRelay]:
-    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    held = HoldingRelay(port)
-    await held.start()
-    yield held
-    await held.close()
 
 
 def together(arrivals: int) -> tuple[Any, list[int]]:
@@ -204,10 +127,15 @@ def chat(content: str, max_tokens: int = 5) -> dict[str, Any]:
 
 @pytest.mark.parametrize("setup", list(SETUPS))
 async def test_a_client_leaving_mid_admission_leaves_nothing_reserved(
-    serve: Serve, fake: FakeOpenAI, relay: HoldingRelay, redis_url: str, tmp_path: Path, setup: str
+    serve: Serve,
+    fake: FakeOpenAI,
+    redis_relay: ScriptRelay,
+    redis_url: str,
+    tmp_path: Path,
+    setup: str,
 ) -> None:
     budget, limits, script, warm = SETUPS[setup]
-    gw = await serve(config(fake, tmp_path / "b.db", relay.url, budget, limits))
+    gw = await serve(config(fake, tmp_path / "b.db", redis_relay.url, budget, limits))
     client = redis.Redis.from_url(redis_url)
     try:
         if warm:
@@ -219,7 +147,7 @@ async def test_a_client_leaving_mid_admission_leaves_nothing_reserved(
                 client.script_load(lua.text)
         before = figures(client)
 
-        relay.armed = script.encode()
+        redis_relay.armed = script.encode()
         body = orjson.dumps(chat("an estimate of $100", max_tokens=100_000))
         assert gw.port is not None
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
@@ -229,7 +157,7 @@ async def test_a_client_leaving_mid_admission_leaves_nothing_reserved(
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         writer.write(head.encode() + body)
-        await asyncio.wait_for(relay.holding.wait(), 10)  # the script ran; its reply waits
+        await asyncio.wait_for(redis_relay.holding.wait(), 10)  # the script ran; its reply waits
         writer.close()  # the client leaves: the handler is cancelled mid-admission
         await writer.wait_closed()
         for _ in range(200):  # bounded
@@ -237,7 +165,7 @@ async def test_a_client_leaving_mid_admission_leaves_nothing_reserved(
                 break
         else:
             raise AssertionError("the handler was never cancelled")
-        relay.release.set()
+        redis_relay.release.set()
         assert await reader.read() == b""  # nothing was answered
 
         await until(lambda: figures(client) == before)  # given back once the reply came

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from llmgw.limits import redis as limits_redis
 from llmgw.limits.shared_redis import RETRY_AFTER_FAILURE
 from tests.conftest import CLIENT_KEY, PROVIDER_KEY, Serve
 from tests.fakes import FakeOpenAI, chat_completion
+from tests.redis_relay import ScriptRelay
 
 AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
 BUDGET = "llmgw:{llmgw}:budget:"
@@ -37,90 +37,10 @@ INFLIGHT = "llmgw:{llmgw}:inflight:key:team-a"
 COST = 12 * 1000 * 1000  # nano-USD: the fake's 12 tokens at $1000 per million
 
 
-class LateRelay:
-    """A TCP relay to Redis that, once armed with a script's SHA1, either holds the
-    reply to the next command carrying it until the relay closes (``hold``: the script
-    runs) or never passes that command on (``drop``: it never runs)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.armed: bytes | None = None
-        self.mode = "hold"
-        self.caught = asyncio.Event()
-        self.release = asyncio.Event()
-        self.server: asyncio.Server | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.writers: list[asyncio.StreamWriter] = []
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-
-    async def close(self) -> None:
-        self.release.set()
-        if self.server is not None:
-            self.server.close()
-        for task in list(self.tasks):
-            task.cancel()
-        for task in list(self.tasks):
-            with contextlib.suppress(BaseException):
-                await task
-        for writer in self.writers:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        if self.server is not None:
-            await self.server.wait_closed()
-
-    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        redis_r, redis_w = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writers += (client_w, redis_w)
-        hold = [False]  # this connection's next reply is held
-
-        async def to_redis() -> None:
-            while data := await client_r.read(65536):  # (one command at a time here)
-                if self.armed is not None and self.armed in data:
-                    self.armed = None
-                    self.caught.set()
-                    if self.mode == "drop":
-                        continue
-                    hold[0] = True
-                redis_w.write(data)
-                await redis_w.drain()
-            redis_w.close()
-
-        async def to_client() -> None:
-            while data := await redis_r.read(65536):
-                if hold[0]:
-                    hold[0] = False
-                    await self.release.wait()
-                client_w.write(data)
-                await client_w.drain()
-            client_w.close()
-
-        for work in (to_redis(), to_client()):
-            task = asyncio.ensure_future(work)
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-
-@pytest.fixture
-async def relay(redis_url: str) -> AsyncIterator[LateRelay]:
-    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    late = LateRelay(port)
-    await late.start()
-    yield late
-    await late.close()
-
-
-def url_for(relay: LateRelay, mode: str) -> str:
+def url_for(redis_relay: ScriptRelay, mode: str) -> str:
     """The relay's URL; with options for ``redis-py`` modes: the scripts then go through
     redis-py, not the lean channel (``limits/resp.py``)."""
-    return relay.url + ("?health_check_interval=0" if mode.endswith("redis-py") else "")
+    return redis_relay.url + ("?health_check_interval=0" if mode.endswith("redis-py") else "")
 
 
 def config(fake: FakeOpenAI, db: Path, url: str, budget: bool, limits: bool, policy: str) -> str:
@@ -222,21 +142,23 @@ SETUPS = {
 async def test_a_timed_out_admission_is_given_back(
     serve: Serve,
     fake: FakeOpenAI,
-    relay: LateRelay,
+    redis_relay: ScriptRelay,
     redis_url: str,
     tmp_path: Path,
     setup: str,
     mode: str,
 ) -> None:
     budget, limits, script = SETUPS[setup]
-    gw = await serve(config(fake, tmp_path / "b.db", url_for(relay, mode), budget, limits, "deny"))
+    gw = await serve(
+        config(fake, tmp_path / "b.db", url_for(redis_relay, mode), budget, limits, "deny")
+    )
     client = redis.Redis.from_url(redis_url)
     try:
         before = await warm(gw, client)
-        relay.armed, relay.mode = script.encode(), mode.partition(",")[0]
+        redis_relay.armed, redis_relay.mode = script.encode(), mode.partition(",")[0]
         body = chat("an estimate of $100", max_tokens=100_000)
         refused = await gw.post("/v1/chat/completions", json=body, headers=AUTH)
-        assert relay.caught.is_set()
+        assert redis_relay.caught.is_set()
         assert refused.status == 429  # on_redis_error: deny
         assert (await refused.json())["error"]["message"].endswith("retry shortly")
         await until(lambda: figures(client) == before)
@@ -247,20 +169,20 @@ async def test_a_timed_out_admission_is_given_back(
 
 
 async def test_the_limits_own_call_after_a_timed_out_joint_one_is_kept(
-    serve: Serve, fake: FakeOpenAI, relay: LateRelay, redis_url: str, tmp_path: Path
+    serve: Serve, fake: FakeOpenAI, redis_relay: ScriptRelay, redis_url: str, tmp_path: Path
 ) -> None:
     """``allow``: the budgets are passed unchecked, the limits ask on their own (and
     admit); giving back what the timed-out joint script reserved leaves that call's
     tokens and slot alone, and the window counts the request's 12 tokens once."""
-    gw = await serve(config(fake, tmp_path / "b.db", relay.url, True, True, "allow"))
+    gw = await serve(config(fake, tmp_path / "b.db", redis_relay.url, True, True, "allow"))
     client = redis.Redis.from_url(redis_url)
     try:
         before = await warm(gw, client)
-        relay.armed = joint.ADMIT.sha.encode()
+        redis_relay.armed = joint.ADMIT.sha.encode()
         body = chat("an estimate of $100", max_tokens=100_000)
         served = await gw.post("/v1/chat/completions", json=body, headers=AUTH)
         assert served.status == 200, await served.text()
-        assert relay.caught.is_set() and len(fake.seen) == 2
+        assert redis_relay.caught.is_set() and len(fake.seen) == 2
         settled = {**before, "tpm": before["tpm"] + 12}
         # (the spend reaches Redis or not: the budgets rest a second after the failure)
         left = ("spent", "tokens")
@@ -284,7 +206,7 @@ SETTLES = {
 async def test_a_timed_out_settlement_counts_once(
     serve: Serve,
     fake: FakeOpenAI,
-    relay: LateRelay,
+    redis_relay: ScriptRelay,
     redis_url: str,
     tmp_path: Path,
     setup: str,
@@ -294,14 +216,16 @@ async def test_a_timed_out_settlement_counts_once(
     background, so the estimate is not held for an hour nor the slot for a lease, and
     the spend is in Redis's month all the same."""
     budget, limits, script = SETTLES[setup]
-    gw = await serve(config(fake, tmp_path / "b.db", url_for(relay, mode), budget, limits, "deny"))
+    gw = await serve(
+        config(fake, tmp_path / "b.db", url_for(redis_relay, mode), budget, limits, "deny")
+    )
     client = redis.Redis.from_url(redis_url)
     try:
         before = await warm(gw, client)
-        relay.armed, relay.mode = script.encode(), mode.partition(",")[0]
+        redis_relay.armed, redis_relay.mode = script.encode(), mode.partition(",")[0]
         served = await gw.post("/v1/chat/completions", json=chat("settled late"), headers=AUTH)
         assert served.status == 200, await served.text()
-        assert relay.caught.is_set()
+        assert redis_relay.caught.is_set()
         after = dict(before)
         if budget:
             after.update(spent=before["spent"] + COST, tokens=before["tokens"] + 12)
