@@ -66,10 +66,14 @@ SETUPS = {
 }
 
 
-def config(fake: FakeOpenAI, db: Path, redis_url: str, budget: bool, limits: bool) -> str:
+def config(
+    fake: FakeOpenAI, db: Path, redis_url: str, budget: bool, limits: bool, policy: str = ""
+) -> str:
     # $1000 per million tokens: a request asking for 100 000 tokens is estimated at
     # $100, past the $50 budget that the leaked estimate would then leave spent.
+    # ``policy``: limits.on_redis_error, when not the default.
     key = f"name: team-a, key: {CLIENT_KEY}"
+    on_error = f", on_redis_error: {policy}" if policy else ""
     if budget:
         key += ", budget: {monthly_usd: 50}"
     if limits:
@@ -84,13 +88,13 @@ auth:
   admin_key: admin-secret-1
   keys:
     - {{{key}}}
-limits: {{backend: redis, redis_url: '{redis_url}'}}
+limits: {{backend: redis, redis_url: '{redis_url}'{on_error}}}
 """
 
 
 def figures(client: redis.Redis) -> dict[str, Any]:
-    """What Redis holds for team-a: the budget's reservations, the tokens in the
-    ``tpm`` window and the requests in flight."""
+    """What Redis holds for team-a: the budget's spend and reservations, the tokens in
+    the ``tpm`` window and the requests in flight."""
     key = f"{BUDGET}{period_of()}:key:team-a"
     return {
         "reserved": int(client.hget(key, "reserved") or 0),
@@ -98,6 +102,7 @@ def figures(client: redis.Redis) -> dict[str, Any]:
         "members": sorted(k for k in client.hkeys(key) if k.startswith(b"r:")),
         "held": client.zcard(f"{key}:held"),
         "spent": int(client.hget(key, "spent") or 0),
+        "tokens": int(client.hget(key, "tokens") or 0),
         "tpm": int(client.get(TPM_SUM) or 0),
         "inflight": client.zcard(INFLIGHT),
     }

@@ -23,12 +23,12 @@ from aiohttp import web
 
 from llmgw.budgets import joint
 from llmgw.budgets import redis as budgets_redis
-from llmgw.budgets.scopes import period_of
 from llmgw.limits import redis as limits_redis
 from llmgw.limits.shared_redis import RETRY_AFTER_FAILURE
-from tests.conftest import CLIENT_KEY, PROVIDER_KEY, Serve
+from tests.conftest import CLIENT_KEY, Serve
 from tests.fakes import FakeOpenAI, chat_completion
 from tests.redis_relay import ScriptRelay
+from tests.test_admission_cancel import config, figures
 
 AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
 BUDGET = "llmgw:{llmgw}:budget:"
@@ -41,43 +41,6 @@ def url_for(redis_relay: ScriptRelay, mode: str) -> str:
     """The relay's URL; with options for ``redis-py`` modes: the scripts then go through
     redis-py, not the lean channel (``limits/resp.py``)."""
     return redis_relay.url + ("?health_check_interval=0" if mode.endswith("redis-py") else "")
-
-
-def config(fake: FakeOpenAI, db: Path, url: str, budget: bool, limits: bool, policy: str) -> str:
-    # $1000 per million tokens: a request asking for 100 000 tokens is estimated at
-    # $100, past the $50 budget that a leaked estimate would then leave spent.
-    key = f"name: team-a, key: {CLIENT_KEY}"
-    if budget:
-        key += ", budget: {monthly_usd: 50}"
-    if limits:
-        key += ", limits: {tpm: 1000000, concurrency: 2}"
-    return f"""
-providers:
-  up: {{type: openai, base_url: {fake.url}, api_key: {PROVIDER_KEY}, models: [gpt-4o-mini], max_retries: 0}}
-prices:
-  gpt-4o-mini: {{input: 1000, output: 1000}}
-database: {{url: "sqlite:///{db}"}}
-auth:
-  keys:
-    - {{{key}}}
-limits: {{backend: redis, redis_url: '{url}', on_redis_error: {policy}}}
-"""
-
-
-def figures(client: redis.Redis) -> dict[str, Any]:
-    """What Redis holds for team-a: the budget's spend and reservations, the tokens in
-    the ``tpm`` window and the requests in flight."""
-    key = f"{BUDGET}{period_of()}:key:team-a"
-    return {
-        "reserved": int(client.hget(key, "reserved") or 0),
-        "rtokens": int(client.hget(key, "rtokens") or 0),
-        "members": sorted(k for k in client.hkeys(key) if k.startswith(b"r:")),
-        "held": client.zcard(f"{key}:held"),
-        "spent": int(client.hget(key, "spent") or 0),
-        "tokens": int(client.hget(key, "tokens") or 0),
-        "tpm": int(client.get(TPM_SUM) or 0),
-        "inflight": client.zcard(INFLIGHT),
-    }
 
 
 async def until(check: Any) -> None:
