@@ -10,40 +10,16 @@ no ledger URL (none answers 404, no console error)."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import CLIENT_KEY, GatewayFactory
-from tests.fakes import FakeOpenAI, reply_stream
+from tests.conftest import GatewayFactory
 from tests.test_admin_browser import ADMIN_KEY, Console, browser, keep, signed_in_page
-from tests.test_routing import two
+from tests.test_hedge_live import race_and_solo
 
 __all__ = ["browser"]  # the fixture, shared with tests/test_admin_browser.py
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-def _config(a: FakeOpenAI, b: FakeOpenAI, db: Path | None) -> str:
-    """``chain`` races b when a has sent nothing answerable after 100 ms; ``solo`` is b
-    alone. a's price is dear and b's cheap, so a loser's cost shows at a glance. With
-    ``db`` None, no database."""
-    database = "" if db is None else f'database: {{url: "sqlite:///{db}"}}'
-    return (
-        two(a, b, extra="  hedge: {after: 100ms, max_extra: 1}")
-        + f"""
-models:
-  chain: [a/m-a, b/m-b]
-  solo: [b/m-b]
-prices:
-  m-a: {{input: 1000, output: 2000}}
-  m-b: {{input: 3, output: 5}}
-{database}
-auth:
-  admin_key: {ADMIN_KEY}
-  keys: [{{name: team-a, key: {CLIENT_KEY}}}]
-"""
-    )
 
 
 def usd(value: float) -> str:
@@ -57,32 +33,10 @@ async def _get(gw: Any, path: str) -> Any:
     return await response.json()
 
 
-async def _race_and_solo(gateway: GatewayFactory, make_fake: Any, sdk: Any, db: Path | None) -> Any:
-    """A gateway that served a hedged request whose racer a lost after it had begun
-    answering (b won), then one request nobody raced."""
-    a, b = await make_fake(), await make_fake()
-    gate = asyncio.Event()  # a answers (status, headers, a first bytes), then says nothing
-    a.default = reply_stream([b": hi\n\n", b"data: {}\n\n"], gate=gate)
-    gw = await gateway(_config(a, b, db))
-    client = sdk(gw)
-    stream = await client.chat.completions.create(
-        model="chain",
-        messages=[{"role": "user", "content": "Which of the two answers first?"}],
-        stream=True,
-    )
-    parts = [chunk.choices[0].delta.content async for chunk in stream if chunk.choices]
-    gate.set()
-    assert "echo from m-b" in "".join(p for p in parts if p)
-    await client.chat.completions.create(
-        model="solo", messages=[{"role": "user", "content": "Nobody races me."}]
-    )
-    return gw
-
-
 async def test_requests_page_shows_hedge_losers_and_their_spend(
     gateway: GatewayFactory, make_fake: Any, sdk: Any, browser: Any, tmp_path: Path
 ) -> None:
-    gw = await _race_and_solo(gateway, make_fake, sdk, tmp_path / "ledger.db")
+    gw = await race_and_solo(gateway, make_fake, sdk, tmp_path / "ledger.db", admin_key=ADMIN_KEY)
     recent = await _get(gw, "/api/v1/requests")
     assert recent["source"] == "database"  # how the Overview knows to read the ledger
     solo, chain = recent["data"]
@@ -153,7 +107,7 @@ async def test_requests_page_shows_hedge_losers_and_their_spend(
 async def test_without_a_database_the_marker_shows_and_usage_asks_no_ledger(
     gateway: GatewayFactory, make_fake: Any, sdk: Any, browser: Any
 ) -> None:
-    gw = await _race_and_solo(gateway, make_fake, sdk, None)
+    gw = await race_and_solo(gateway, make_fake, sdk, None, admin_key=ADMIN_KEY)
     recent = await _get(gw, "/api/v1/requests")
     assert recent["source"] == "memory"
     _, chain = recent["data"]

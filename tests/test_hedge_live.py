@@ -7,6 +7,7 @@ the ledger's shape, its cost not in the request's own."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +20,13 @@ from tests.test_routing import two
 ADMIN = {"Authorization": "Bearer admin-secret-1"}
 
 
-def hedged_config(a: FakeOpenAI, b: FakeOpenAI) -> str:
+def hedged_config(
+    a: FakeOpenAI, b: FakeOpenAI, db: Path | None = None, admin_key: str = "admin-secret-1"
+) -> str:
     """``chain`` races b when a has sent nothing answerable after 100 ms; ``solo`` is b
-    alone. a's price is dear and b's cheap; no database."""
+    alone. a's price is dear and b's cheap, so a loser's cost shows at a glance. With
+    ``db`` None, no database."""
+    database = "" if db is None else f'database: {{url: "sqlite:///{db}"}}'
     return (
         two(a, b, extra="  hedge: {after: 100ms, max_extra: 1}")
         + f"""
@@ -31,11 +36,36 @@ models:
 prices:
   m-a: {{input: 1000, output: 2000}}
   m-b: {{input: 3, output: 5}}
+{database}
 auth:
-  admin_key: admin-secret-1
+  admin_key: {admin_key}
   keys: [{{name: team-a, key: {CLIENT_KEY}}}]
 """
     )
+
+
+async def race_and_solo(
+    gateway: GatewayFactory, make_fake: Any, sdk: Any, db: Path | None = None, **config: str
+) -> Any:
+    """A gateway (``hedged_config``) that served a hedged request whose racer a lost
+    after it had begun answering (b won), then one request nobody raced."""
+    a, b = await make_fake(), await make_fake()
+    gate = asyncio.Event()  # a answers (status, headers, a first bytes), then says nothing
+    a.default = reply_stream([b": hi\n\n", b"data: {}\n\n"], gate=gate)
+    gw = await gateway(hedged_config(a, b, db, **config))
+    client = sdk(gw)
+    stream = await client.chat.completions.create(
+        model="chain",
+        messages=[{"role": "user", "content": "Which of the two answers first?"}],
+        stream=True,
+    )
+    parts = [chunk.choices[0].delta.content async for chunk in stream if chunk.choices]
+    gate.set()
+    assert "echo from m-b" in "".join(p for p in parts if p)
+    await client.chat.completions.create(
+        model="solo", messages=[{"role": "user", "content": "Nobody races me."}]
+    )
+    return gw
 
 
 async def _get(gw: Any, path: str) -> Any:
@@ -76,22 +106,7 @@ def _racer(memory: dict[str, Any]) -> dict[str, Any]:
 async def test_live_stats_and_recent_requests_charge_a_losing_racer_without_a_database(
     gateway: GatewayFactory, make_fake: Any, sdk: Any
 ) -> None:
-    a, b = await make_fake(), await make_fake()
-    gate = asyncio.Event()  # a answers (status, headers, a first bytes), then says nothing
-    a.default = reply_stream([b": hi\n\n", b"data: {}\n\n"], gate=gate)
-    gw = await gateway(hedged_config(a, b))
-    client = sdk(gw)
-    stream = await client.chat.completions.create(
-        model="chain",
-        messages=[{"role": "user", "content": "Which of the two answers first?"}],
-        stream=True,
-    )
-    parts = [chunk.choices[0].delta.content async for chunk in stream if chunk.choices]
-    gate.set()
-    assert "echo from m-b" in "".join(p for p in parts if p)
-    await client.chat.completions.create(
-        model="solo", messages=[{"role": "user", "content": "Nobody races me."}]
-    )
+    gw = await race_and_solo(gateway, make_fake, sdk)
     memory, (solo, chain) = await _agree(gw, requests=2)
     assert (solo["model"], solo["hedge_losers"]) == ("solo", [])
     assert (chain["model"], chain["provider"], chain["status"]) == ("chain", "b", 200)
