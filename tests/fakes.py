@@ -259,3 +259,17 @@ async def wait_for(predicate: Callable[[], bool], within: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+async def webhook_receiver(aiohttp_server: Any) -> tuple[str, list[dict[str, Any]]]:
+    """A webhook endpoint on 127.0.0.1 (pytest-aiohttp's ``aiohttp_server``): its URL, and
+    the JSON bodies it has received, in order (each answered 204)."""
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    return str((await aiohttp_server(app)).make_url("/hook")), received

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from tests.conftest import CLIENT_KEY, PROVIDER_KEY, Serve
-from tests.fakes import FakeOpenAI
+from tests.fakes import FakeOpenAI, webhook_receiver
 
 ADMIN = {"Authorization": "Bearer admin-secret-1"}
 LEVELS = [0.5, 0.8, 0.95]
@@ -41,15 +40,7 @@ async def until(check: Any) -> None:
 async def test_alerts_due_together_fire_once_each_when_the_client_leaves_midway(
     serve: Serve, fake: FakeOpenAI, aiohttp_server: Any, tmp_path: Path
 ) -> None:
-    received: list[dict[str, Any]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(status=204)
-
-    hook_app = web.Application()
-    hook_app.router.add_post("/hook", hook)
-    hook_server = await aiohttp_server(hook_app)
+    url, received = await webhook_receiver(aiohttp_server)
     db = tmp_path / "b.db"
     # FakeOpenAI reports 12 tokens: at $1000/M, $0.012 of a $0.01 budget, past every level.
     gw = await serve(f"""
@@ -64,7 +55,7 @@ auth:
     - {{name: team-a, key: {CLIENT_KEY}, budget: {{monthly_usd: 0.01}}}}
 budgets:
   alerts: {LEVELS}
-  webhook: {hook_server.make_url("/hook")}
+  webhook: {url}
 """)
     lock = sqlite3.connect(db, timeout=10, isolation_level=None, check_same_thread=False)
     try:

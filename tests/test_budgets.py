@@ -7,11 +7,10 @@ from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 
 from llmgw.config import ConfigError, parse
 from tests.conftest import CLIENT_KEY, PROVIDER_KEY, GatewayFactory
-from tests.fakes import FakeOpenAI
+from tests.fakes import FakeOpenAI, webhook_receiver
 
 ADMIN = {"Authorization": "Bearer admin-secret-1"}
 
@@ -58,16 +57,8 @@ async def test_a_cent_refuses_the_request_after_the_one_that_crossed_it(
 async def test_alerts_fire_once_each_at_80_and_95_percent(
     gateway: GatewayFactory, fake: FakeOpenAI, aiohttp_server: Any, sdk: Any, tmp_path: Path
 ) -> None:
-    received: list[dict[str, Any]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(status=204)
-
-    hook_app = web.Application()
-    hook_app.router.add_post("/hook", hook)
-    hook_server = await aiohttp_server(hook_app)
-    extra = f"budgets:\n  alerts: [0.8, 0.95]\n  webhook: {hook_server.make_url('/hook')}"
+    url, received = await webhook_receiver(aiohttp_server)
+    extra = f"budgets:\n  alerts: [0.8, 0.95]\n  webhook: {url}"
     gw = await gateway(
         budget_config(fake.url, tmp_path / "b.db", key_budget="{monthly_usd: 0.1}", extra=extra)
     )

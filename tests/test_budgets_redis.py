@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 import redis
-from aiohttp import web
 
 from llmgw.budgets.redis import RedisBudgets
 from llmgw.budgets.scopes import expire_at, period_of
 from llmgw.store.budgets import Ask
 from tests.conftest import CLIENT_KEY, GatewayFactory
-from tests.fakes import FakeOpenAI, free_port
+from tests.fakes import FakeOpenAI, free_port, webhook_receiver
 from tests.test_budgets import budget_config
 
 ADMIN = {"Authorization": "Bearer admin-secret-1"}
@@ -55,15 +54,7 @@ async def _spend_until_refused(gw: Any) -> list[int]:
 async def test_two_gateways_with_their_own_databases_share_one_budget_in_redis(
     gateway: GatewayFactory, aiohttp_server: Any, redis_url: str, tmp_path: Path
 ) -> None:
-    received: list[dict[str, Any]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(status=204)
-
-    hook_app = web.Application()
-    hook_app.router.add_post("/hook", hook)
-    url = str((await aiohttp_server(hook_app)).make_url("/hook"))
+    url, received = await webhook_receiver(aiohttp_server)
     gateways = [
         await gateway(echo_config(tmp_path / f"replica{i}.db", redis_url, url)) for i in (0, 1)
     ]
