@@ -133,9 +133,8 @@ def _print(
         print(report.table(results, "n/a (cache not implemented)"))
         print()
         print(report.verdicts(report.targets(results)))
-        reach = report.reach(results)
-        if reach:
-            print(reach)
+        for line in report.reach(results):
+            print(line)
     for note in bench.notes:
         print(f"note: {note}")
     if profile:

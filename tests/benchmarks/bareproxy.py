@@ -7,7 +7,8 @@ whole and event streams chunk by chunk as they arrive. What any gateway has to d
 at the very least, so the cost of llmgw's features is measured against it.
 ``POST /answer/...`` answers from memory instead: the floor under a cache hit;
 ``POST /duties/...`` answers from memory doing what llmgw's config asks of a hit
-(``dutyfloor.py``).
+(``dutyfloor.py``), and ``POST /miss-duties/...`` proxies doing what it asks of a miss
+(``dutymiss.py``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ import uvloop
 from aiohttp import web
 
 from .dutyfloor import duties_ctx, duty_hit
+from .dutymiss import SESSION, UPSTREAM, duty_miss
 
-UPSTREAM = web.AppKey("upstream", str)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
 _HOP_BY_HOP = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
@@ -103,6 +103,7 @@ def main() -> None:
     app.router.add_get("/health", health)
     app.router.add_post("/answer/{tail:.*}", answer)
     app.router.add_post("/duties/{tail:.*}", duty_hit)
+    app.router.add_post("/miss-duties/{tail:.*}", duty_miss)
     app.router.add_route("*", "/{tail:.*}", proxy)
     web.run_app(
         app,

@@ -51,11 +51,18 @@ class Duties:
         self.in_flight: dict[str, int] = {}
         self.spent = {"bench-team": 0.0, "global": 0.0}
         self.ids = itertools.count()
+        self.token_windows: dict[tuple[str, str], list[int]] = {}
         registry = CollectorRegistry()
         labels = ["endpoint", "model", "provider", "status", "cache"]
         self.requests = Counter("duty_requests", "Requests.", labels, registry=registry)
         self.duration = Histogram("duty_duration", "Duration.", ["endpoint"], registry=registry)
         self.overhead = Histogram("duty_overhead", "Overhead.", ["endpoint"], registry=registry)
+        # Moved by proxied requests only (``dutymiss.py``).
+        self.attempts = Counter("duty_attempts", "Attempts.", ["provider", "outcome"],
+                                registry=registry)  # fmt: skip
+        self.tokens_used = Counter("duty_tokens", "Tokens.", ["provider", "model", "key", "kind"],
+                                   registry=registry)  # fmt: skip
+        self.cost = Counter("duty_cost", "Cost.", ["provider", "model", "key"], registry=registry)
         self.lines: list[bytes] = []
         self.rows: list[tuple[object, ...]] = []
         self.log: IO[bytes] = open(folder / "access.log", "ab")  # noqa: SIM115 (closed in close())
@@ -69,6 +76,14 @@ class Duties:
             counted = self.windows[scope] = [window, 0]
         counted[1] += 1
         return _LIMIT - counted[1]
+
+    def tokens(self, scope: tuple[str, str], window: int, tokens: int) -> int:
+        """``tokens`` more (or fewer) in ``scope``'s minute; its total now."""
+        counted = self.token_windows.get(scope)
+        if counted is None or counted[0] != window:
+            counted = self.token_windows[scope] = [window, 0]
+        counted[1] += tokens
+        return counted[1]
 
     def flush(self) -> None:
         if self.lines:
@@ -130,16 +145,30 @@ async def duty_hit(request: web.Request) -> web.Response:
         response = web.Response(body=answer, content_type="application/json", headers=headers)
     finally:
         duties.in_flight[key] -= 1
-    _account(duties, request, key, request_id, time.perf_counter() - started, now)
+    took = time.perf_counter() - started
+    account(duties, request, key, request_id, took, now, took, _HIT)
     return response
 
 
-def _account(
-    duties: Duties, request: web.Request, key: str, request_id: str, took: float, now: float
+_HIT = ("bench-model", 200, "hit", 60, 16, 0.0)  # (model, status, cache, tokens in, out, cost)
+
+
+def account(
+    duties: Duties,
+    request: web.Request,
+    key: str,
+    request_id: str,
+    took: float,
+    now: float,
+    overhead: float,
+    what: tuple[str, int, str, int, int, float],
 ) -> None:
-    duties.requests.labels("chat", "bench-model", "bench", "200", "hit").inc()
+    """One request's metrics, JSON access line and ledger row; ``what``: its model,
+    status, cache result, tokens in and out, and cost."""
+    model, status, cache, prompt, completion, cost = what
+    duties.requests.labels("chat", model, "bench", str(status), cache).inc()
     duties.duration.labels("chat").observe(took)
-    duties.overhead.labels("chat").observe(took)
+    duties.overhead.labels("chat").observe(overhead)
     line = {
         "time": now,
         "level": "INFO",
@@ -148,18 +177,21 @@ def _account(
         "request_id": request_id,
         "method": request.method,
         "path": request.path,
-        "status": 200,
+        "status": status,
         "duration_ms": round(took * 1000, 3),
         "key": key,
-        "model": "bench-model",
+        "model": model,
         "provider": "bench",
-        "cache": "HIT",
+        "cache": cache.upper(),
         "client_ip": request.remote,
-        "prompt_tokens": 60,
-        "completion_tokens": 16,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cost_usd": cost,
     }
     duties.lines.append(orjson.dumps(line))
-    duties.rows.append((now, request_id, key, "bench-model", "bench", 200, "hit", 60, 16, 0.0))
+    duties.rows.append(
+        (now, request_id, key, model, "bench", status, cache, prompt, completion, cost)
+    )
     if len(duties.rows) >= _BATCH:
         duties.flush()
 

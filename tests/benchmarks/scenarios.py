@@ -11,7 +11,7 @@ from pathlib import Path
 from . import bodies, loadgen, wrk
 from .client import Result, build_request
 from .procs import HOST, busy_share, core_times
-from .targets import Target
+from .targets import MODEL, Target
 
 
 @dataclass(frozen=True)
@@ -225,16 +225,20 @@ async def cache_hits(bench: Bench, target: Target) -> dict[str, float | None]:
 
 
 async def answers(bench: Bench, target: Target) -> dict[str, float | None]:
-    """The bare proxy answering from memory: on its ``/answer`` route with nothing else
-    done (aiohttp's own cost for a request, the floor under any gateway's cache hit),
-    and on its ``/duties`` route doing a hit's duties (``dutyfloor.py``)."""
-    body = bodies.chat(stream=False, chunks=16, unique=False)
+    """The bare proxy's floors: on its ``/answer`` route answering from memory with
+    nothing else done (aiohttp's own cost for a request, the floor under any gateway's
+    cache hit); on its ``/duties`` route doing a hit's duties (``dutyfloor.py``); and on
+    its ``/miss-duties`` route proxying every request (a miss, ``model: auto``) doing a
+    miss's duties (``dutymiss.py``)."""
+    hit = bodies.chat(stream=False, chunks=16, unique=False)
     figures: dict[str, float | None] = {}
-    for prefix, path, what in (
-        ("answer", "/answer/v1/chat/completions", "answers from memory"),
-        ("duty", "/duties/v1/chat/completions", "hits with their duties"),
-    ):
-        floor = Target(target.name, target.process, path=path)
+    for prefix, path, body, model, what in (
+        ("answer", "/answer/v1/chat/completions", hit, MODEL, "answers from memory"),
+        ("duty", "/duties/v1/chat/completions", hit, MODEL, "hits with their duties"),
+        ("miss_duty", "/miss-duties/v1/chat/completions", bodies.chat(stream=False, chunks=16),
+         "auto", "misses with their duties"),
+    ):  # fmt: skip
+        floor = Target(target.name, target.process, path=path, model=model)
         run = await bench.closed(floor, body, bench.plan.conns, bench.plan.seconds)
         bench.errors(target, f"{what} at 64 connections", run.errors, run.requests)
         figures[f"{prefix}_rps"], figures[f"{prefix}_cpu_ms"] = run.rps, run.cpu_ms
