@@ -77,6 +77,16 @@ class Duties:
         counted[1] += 1
         return _LIMIT - counted[1]
 
+    def count_all(self, key: str, model: str, address: str, window: int) -> int:
+        """One more request in the four windows (key, model, client address, global);
+        what is left of the tightest."""
+        return min(
+            self.count(("key", key), window),
+            self.count(("model", model), window),
+            self.count(("ip", address), window),
+            self.count(("global", ""), window),
+        )
+
     def tokens(self, scope: tuple[str, str], window: int, tokens: int) -> int:
         """``tokens`` more (or fewer) in ``scope``'s minute; its total now."""
         counted = self.token_windows.get(scope)
@@ -104,14 +114,18 @@ class Duties:
 DUTIES = web.AppKey("duties", Duties)
 
 
+async def caller(duties: Duties, request: web.Request) -> tuple[str, frozenset[str], bytes]:
+    """The bearer key's name, its models and the body; 401 for an unknown key."""
+    known = duties.keys.get(request.headers.get("Authorization", ""))
+    if known is None:
+        raise web.HTTPUnauthorized()
+    return known[0], known[1], await request.read()
+
+
 async def duty_hit(request: web.Request) -> web.Response:
     started = time.perf_counter()
     duties = request.app[DUTIES]
-    known = duties.keys.get(request.headers.get("Authorization", ""))
-    if known is None:
-        return web.Response(status=401)
-    key, models = known
-    body = await request.read()
+    key, models, body = await caller(duties, request)
     answer = duties.answers.get((key, body))
     if answer is None:  # the first time: parsed once, the answer stored
         call = orjson.loads(body)
@@ -122,12 +136,7 @@ async def duty_hit(request: web.Request) -> web.Response:
     try:
         now = time.time()
         window = int(now // 60)
-        left = min(
-            duties.count(("key", key), window),
-            duties.count(("model", "bench-model"), window),
-            duties.count(("ip", request.remote or ""), window),
-            duties.count(("global", ""), window),
-        )
+        left = duties.count_all(key, "bench-model", request.remote or "", window)
         if duties.spent[key] >= _LIMIT or duties.spent["global"] >= _LIMIT:
             return web.Response(status=429)
         request_id = f"req_{next(duties.ids):024x}"

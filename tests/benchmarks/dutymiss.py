@@ -29,7 +29,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from .dutyfloor import _LIMIT, _TOKENS, DUTIES, account
+from .dutyfloor import _LIMIT, _TOKENS, DUTIES, account, caller
 
 UPSTREAM = web.AppKey("upstream", str)  # the bare proxy's upstream, and its one pool:
 SESSION = web.AppKey("session", aiohttp.ClientSession)  # (shared with its proxy route)
@@ -53,11 +53,7 @@ def _route(call: dict[str, object]) -> str:
 async def duty_miss(request: web.Request) -> web.Response:
     started = time.perf_counter()
     duties = request.app[DUTIES]
-    known = duties.keys.get(request.headers.get("Authorization", ""))
-    if known is None:
-        return web.Response(status=401)
-    key, models = known
-    body = await request.read()
+    key, models, body = await caller(duties, request)
     stored = duties.answers.get((key, body))
     call = orjson.loads(body)
     if call.get("model") not in models or not isinstance(call.get("messages"), list):
@@ -66,12 +62,7 @@ async def duty_miss(request: web.Request) -> web.Response:
     estimate = len(body) // 4 + int(call.get("max_tokens") or 4096)
     now = time.time()
     window = int(now // 60)
-    left = min(
-        duties.count(("key", key), window),
-        duties.count(("model", model), window),
-        duties.count(("ip", request.remote or ""), window),
-        duties.count(("global", ""), window),
-    )
+    left = duties.count_all(key, model, request.remote or "", window)
     tokens_left = _TOKENS - max(duties.tokens(("key", key), window, estimate),
                                 duties.tokens(("model", model), window, estimate))  # fmt: skip
     price_in, price_out = _PRICES[model]
