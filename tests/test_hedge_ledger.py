@@ -177,7 +177,8 @@ def _migrate(connection: Connection, revision: str) -> None:
 
 async def upgraded_keeps_its_rows(gateway: GatewayFactory, url: str, config_url: str) -> None:
     """A database at the first schema with one request's row, then the gateway started
-    on it: the schema at head, the row kept and still counted as a request."""
+    on it: the schema at head, the row kept, still counted as a request, its attempts
+    unknown."""
     old = Database(url)
     async with old.engine.begin() as conn:
         await conn.run_sync(functools.partial(_migrate, revision="0001"))
@@ -207,13 +208,14 @@ async def upgraded_keeps_its_rows(gateway: GatewayFactory, url: str, config_url:
     ]
     (row,) = (await _get(gw, "/api/v1/requests"))["data"]
     assert row["request_id"] == "old-1" and row["hedge_losers"] == []
+    assert row["attempts"] is None  # written before the column (0003): unknown, no guess
     await gw.close()
     db = Database(url)
     async with db.engine.connect() as conn:
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
         flags = (await conn.execute(text("SELECT hedge_loser FROM requests"))).all()
     await db.close()
-    assert [tuple(v) for v in version] == [("0002",)]
+    assert [tuple(v) for v in version] == [("0003",)]
     assert [bool(flag) for (flag,) in flags] == [False]
 
 

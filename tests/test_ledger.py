@@ -22,7 +22,7 @@ from llmgw.observe.metrics import Metrics
 from llmgw.store.engine import Database
 from llmgw.store.ledger import COLUMNS, Ledger
 from tests.conftest import CLIENT_KEY, PROVIDER_KEY, GatewayFactory
-from tests.fakes import FakeOpenAI, free_port
+from tests.fakes import FakeOpenAI, free_port, reply_error
 from tests.redis_server import ROOT, _wait_for_port
 
 ADMIN = {"Authorization": "Bearer admin-secret-1"}
@@ -236,3 +236,38 @@ async def test_a_write_whose_caller_is_cancelled_mid_commit_is_not_written_again
     db.release.set()
     assert await ledger.flush()
     assert db.written == ["req-0", "req-1", "req-2"] and ledger.pending == 0
+
+
+async def test_recent_requests_carry_attempts_with_a_database_as_without(
+    gateway: GatewayFactory, make_fake: Any, sdk: Any, tmp_path: Path
+) -> None:
+    """A request that fell back once lists ``attempts: 2`` in /api/v1/requests, from the
+    ledger (its ``attempts`` column) as from this process's memory; one that did not,
+    1 (the dashboard's Attempts column reads it)."""
+    first, second = await make_fake(), await make_fake()
+    shown: dict[str, list[tuple[Any, Any]]] = {}
+    ledger = f'database: {{url: "sqlite:///{tmp_path / "a.db"}"}}'
+    for source, database in (("database", ledger), ("memory", "")):  # (no file: no database)
+        first.then(reply_error(503))
+        gw = await gateway(f"""
+providers:
+  first: {{type: openai, base_url: {first.url}, api_key: {PROVIDER_KEY}, max_retries: 0}}
+  second: {{type: openai, base_url: {second.url}, api_key: {PROVIDER_KEY}, max_retries: 0}}
+models:
+  chain: [first/model-a, second/model-b]
+{database}
+auth: {{admin_key: admin-secret-1}}
+""")
+        client = sdk(gw)
+        fell_back = await client.chat.completions.with_raw_response.create(
+            model="chain", messages=[{"role": "user", "content": "fall back once"}]
+        )
+        assert fell_back.headers["X-LLMGW-Attempts"] == "2"
+        await client.chat.completions.create(
+            model="second/model-b", messages=[{"role": "user", "content": "straight through"}]
+        )
+        recent = await (await gw.get("/api/v1/requests", headers=ADMIN)).json()
+        assert recent["source"] == source
+        shown[source] = [(r["provider"], r["attempts"]) for r in recent["data"]]
+        await gw.close()
+    assert shown["database"] == shown["memory"] == [("second", 1), ("second", 2)]

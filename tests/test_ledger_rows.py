@@ -1,7 +1,7 @@
 """The ledger's rows are tuples in column order, written by the driver's own
 executemany: what is stored must be exactly what SQLAlchemy's ``insert(requests)``
 stores for the same values (types, SQL NULLs, the JSON ``tags`` with ``None`` as the
-JSON text ``null``, the ``hedge_loser`` flag), so readers see the same rows. Checked
+JSON text ``null``, the ``hedge_loser`` flag, ``attempts``), so readers see the same rows. Checked
 here on SQLite; tests/test_store_postgres.py runs the same check on PostgreSQL."""
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def _contexts() -> list[RequestContext]:
         prompt_tokens=9, completion_tokens=3, cost_usd=0.0000031,
     )  # fmt: skip
     full.tags = {"team": "search", "who": 'Zoë "q"'}
+    full.attempts = 2
     never = RequestContext("req-1", started, provider="c")  # no upstream model: not charged
     loser = RequestContext(
         "req-1", started, provider="a", upstream_model="a-m", prompt_tokens=5,
@@ -47,20 +48,21 @@ _EXPECTED: list[dict[str, Any]] = [
         "model": "fast", "provider": "b", "upstream_model": "b-m", "endpoint": "chat",
         "status": 200, "cache": "MISS", "prompt_tokens": 9, "completion_tokens": 3,
         "cost_nano_usd": 3100, "latency_ms": 12.35, "error": None,
-        "tags": {"team": "search", "who": "Zoë \"q\""}, "hedge_loser": False,
+        "tags": {"team": "search", "who": "Zoë \"q\""}, "hedge_loser": False, "attempts": 2,
     },
     {
         "request_id": "req-1", "key": "team-a", "budget_key": "team-a-budget",
         "model": "fast", "provider": "a", "upstream_model": "a-m", "endpoint": "chat",
         "status": 200, "cache": None, "prompt_tokens": 5, "completion_tokens": 5,
         "cost_nano_usd": 5_000_000, "latency_ms": 12.35, "error": None,
-        "tags": {"team": "search", "who": "Zoë \"q\""}, "hedge_loser": True,
+        "tags": {"team": "search", "who": "Zoë \"q\""}, "hedge_loser": True, "attempts": None,
     },
     {
         "request_id": "req-2", "key": "anonymous", "budget_key": None, "model": None,
         "provider": None, "upstream_model": None, "endpoint": "messages", "status": 502,
         "cache": None, "prompt_tokens": 0, "completion_tokens": 0, "cost_nano_usd": None,
         "latency_ms": 500.0, "error": "upstream", "tags": None, "hedge_loser": False,
+        "attempts": 0,
     },
 ]  # fmt: skip
 
@@ -119,7 +121,7 @@ def test_the_row_columns_are_the_tables_columns() -> None:
 
 
 def test_an_unknown_parameter_style_is_refused_not_guessed() -> None:
-    assert insert_sql("qmark").endswith(", ?)") and insert_sql("numeric_dollar").endswith("$18)")
+    assert insert_sql("qmark").endswith(", ?)") and insert_sql("numeric_dollar").endswith("$19)")
     with pytest.raises(ValueError, match="pyformat"):
         insert_sql("pyformat")
 

@@ -61,5 +61,5 @@ def test_processes_starting_together_on_one_new_sqlite_file_all_open_it(
     assert answers == [["ok"] * len(replicas)] * len(files)
     for db in files:
         with sqlite3.connect(db) as conn:
-            assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
             assert conn.execute("SELECT count(*) FROM requests").fetchone() == (0,)

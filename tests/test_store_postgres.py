@@ -115,7 +115,7 @@ async def test_replicas_starting_together_on_a_fresh_database_all_come_up(
     finally:
         for replica in replicas:
             await replica.close()
-    assert [tuple(row) for row in versions] == [("0002",)] and requests == 0
+    assert [tuple(row) for row in versions] == [("0003",)] and requests == 0
 
 
 async def test_an_older_postgresql_ledger_is_upgraded_with_its_rows_kept(

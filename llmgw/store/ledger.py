@@ -55,7 +55,7 @@ def utc_day(now: float) -> str:
 COLUMNS = (
     "request_id", "ts", "day", "key", "budget_key", "model", "provider", "upstream_model",
     "endpoint", "status", "cache", "prompt_tokens", "completion_tokens", "cost_nano_usd",
-    "latency_ms", "error", "tags", "hedge_loser",
+    "latency_ms", "error", "tags", "hedge_loser", "attempts",
 )  # fmt: skip
 Row = tuple[Any, ...]
 # The JSON ``tags`` column as SQLAlchemy's JSON type stores it (``json.dumps``, and
@@ -98,6 +98,7 @@ def ledger_row(ctx: RequestContext, latency: float, now: float, day: str) -> Row
         ctx.error,
         json.dumps(dict(tags)) if tags else _NO_TAGS,
         False,
+        ctx.attempts,
     )
 
 
@@ -120,6 +121,7 @@ def loser_row(request_row: Row, loser: RequestContext) -> Row:
         None,  # error
         request_row[16],
         True,
+        None,  # attempts: a racer is not a request
     )
 
 

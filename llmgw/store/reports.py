@@ -36,6 +36,7 @@ RECENT_FIELDS = (
     "latency_ms",
     "error",
     "tags",
+    "attempts",
 )
 
 

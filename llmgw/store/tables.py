@@ -46,6 +46,7 @@ requests = Table(
     Column("error", String(200)),
     Column("tags", JSON),
     Column("hedge_loser", Boolean, nullable=False, default=False, server_default=false()),
+    Column("attempts", Integer),  # upstream attempts; null in rows from before 0003
     Index("ix_requests_ts", "ts"),
     Index("ix_requests_key_ts", "key", "ts"),
 )
