@@ -129,6 +129,14 @@ def reply_stream(
     return behave
 
 
+def stall_after(fake: FakeOpenAI, first: bytes) -> asyncio.Event:
+    """``fake`` answers every stream with its status, headers and ``first``, then says
+    nothing until the returned event is set (a hedge's racer that began and stalled)."""
+    gate = asyncio.Event()
+    fake.default = reply_stream([b": hi\n\n", first], gate=gate)
+    return gate
+
+
 def reply_stream_as_openai(
     words: Iterable[str] = ("Hel", "lo", "!"), *, gate: asyncio.Event | None = None
 ) -> Behaviour:

@@ -27,9 +27,10 @@ from llmgw.budgets import joint
 from llmgw.budgets import redis as budgets_redis
 from llmgw.budgets.scopes import period_of
 from llmgw.limits import redis as limits_redis
-from tests.conftest import CLIENT_KEY, PROVIDER_KEY, Serve
+from tests.conftest import CLIENT_KEY, Serve
 from tests.fakes import FakeOpenAI, chat_completion
 from tests.redis_relay import ScriptRelay
+from tests.test_budgets import budget_config
 
 AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
 ADMIN = {"Authorization": "Bearer admin-secret-1"}
@@ -72,24 +73,15 @@ def config(
     # $1000 per million tokens: a request asking for 100 000 tokens is estimated at
     # $100, past the $50 budget that the leaked estimate would then leave spent.
     # ``policy``: limits.on_redis_error, when not the default.
-    key = f"name: team-a, key: {CLIENT_KEY}"
     on_error = f", on_redis_error: {policy}" if policy else ""
-    if budget:
-        key += ", budget: {monthly_usd: 50}"
-    if limits:
-        key += ", limits: {tpm: 1000000, concurrency: 2}"
-    return f"""
-providers:
-  up: {{type: openai, base_url: {fake.url}, api_key: {PROVIDER_KEY}, models: [gpt-4o-mini], max_retries: 0}}
-prices:
-  gpt-4o-mini: {{input: 1000, output: 1000}}
-database: {{url: "sqlite:///{db}"}}
-auth:
-  admin_key: admin-secret-1
-  keys:
-    - {{{key}}}
-limits: {{backend: redis, redis_url: '{redis_url}'{on_error}}}
-"""
+    return budget_config(
+        fake.url,
+        db,
+        key_budget="{monthly_usd: 50}" if budget else None,
+        key_limits="{tpm: 1000000, concurrency: 2}" if limits else None,
+        provider_extra=", max_retries: 0",
+        extra=f"limits: {{backend: redis, redis_url: '{redis_url}'{on_error}}}",
+    )
 
 
 def figures(client: redis.Redis) -> dict[str, Any]:

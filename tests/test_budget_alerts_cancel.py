@@ -17,8 +17,9 @@ from typing import Any
 
 import orjson
 
-from tests.conftest import CLIENT_KEY, PROVIDER_KEY, Serve
+from tests.conftest import CLIENT_KEY, Serve
 from tests.fakes import FakeOpenAI, webhook_receiver
+from tests.test_budgets import budget_config
 
 ADMIN = {"Authorization": "Bearer admin-secret-1"}
 LEVELS = [0.5, 0.8, 0.95]
@@ -43,20 +44,8 @@ async def test_alerts_due_together_fire_once_each_when_the_client_leaves_midway(
     url, received = await webhook_receiver(aiohttp_server)
     db = tmp_path / "b.db"
     # FakeOpenAI reports 12 tokens: at $1000/M, $0.012 of a $0.01 budget, past every level.
-    gw = await serve(f"""
-providers:
-  up: {{type: openai, base_url: {fake.url}, api_key: {PROVIDER_KEY}, models: [gpt-4o-mini]}}
-prices:
-  gpt-4o-mini: {{input: 1000, output: 1000}}
-database: {{url: "sqlite:///{db}"}}
-auth:
-  admin_key: admin-secret-1
-  keys:
-    - {{name: team-a, key: {CLIENT_KEY}, budget: {{monthly_usd: 0.01}}}}
-budgets:
-  alerts: {LEVELS}
-  webhook: {url}
-""")
+    alerts = f"budgets:\n  alerts: {LEVELS}\n  webhook: {url}"
+    gw = await serve(budget_config(fake.url, db, key_budget="{monthly_usd: 0.01}", extra=alerts))
     lock = sqlite3.connect(db, timeout=10, isolation_level=None, check_same_thread=False)
     try:
         # The gateway's writes wait for it (taken off the loop: the gateway shares it).

@@ -15,18 +15,32 @@ from tests.fakes import FakeOpenAI, webhook_receiver
 ADMIN = {"Authorization": "Bearer admin-secret-1"}
 
 
-def budget_config(url: str, db: Path, *, key_budget: str, extra: str = "") -> str:
+def budget_config(
+    url: str,
+    db: Path,
+    *,
+    key_budget: str | None,
+    extra: str = "",
+    key_limits: str | None = None,
+    provider_extra: str = "",
+) -> str:
     # FakeOpenAI reports 9 + 3 tokens: at $1000/M each request costs $0.012.
+    # The key team-a: ``key_budget``, ``key_limits`` its entries when given.
+    key = f"name: team-a, key: {CLIENT_KEY}"
+    if key_budget is not None:
+        key += f", budget: {key_budget}"
+    if key_limits is not None:
+        key += f", limits: {key_limits}"
     return f"""
 providers:
-  up: {{type: openai, base_url: {url}, api_key: {PROVIDER_KEY}, models: [gpt-4o-mini]}}
+  up: {{type: openai, base_url: {url}, api_key: {PROVIDER_KEY}, models: [gpt-4o-mini]{provider_extra}}}
 prices:
   gpt-4o-mini: {{input: 1000, output: 1000}}
 database: {{url: "sqlite:///{db}"}}
 auth:
   admin_key: admin-secret-1
   keys:
-    - {{name: team-a, key: {CLIENT_KEY}, budget: {key_budget}}}
+    - {{{key}}}
 {extra}
 """
 

@@ -25,7 +25,7 @@ from llmgw.observe.metrics import Metrics
 from llmgw.store.engine import Database, resolve_url
 from llmgw.store.ledger import COLUMNS, Ledger
 from tests.conftest import CLIENT_KEY, GatewayFactory
-from tests.fakes import FakeOpenAI, reply_stream
+from tests.fakes import FakeOpenAI, stall_after
 from tests.provider_fakes import anthropic_client
 from tests.test_routing import two
 
@@ -122,8 +122,7 @@ async def test_a_losing_racers_spend_is_in_the_ledger_as_in_memory_and_budgets(
     gateway: GatewayFactory, make_fake: Maker, sdk: Any, tmp_path: Path
 ) -> None:
     a, b = await make_fake(), await make_fake()
-    gate = asyncio.Event()  # a answers (status, headers, a first bytes), then says nothing
-    a.default = reply_stream([b": hi\n\n", b"data: {}\n\n"], gate=gate)
+    gate = stall_after(a, b"data: {}\n\n")  # a answers (status, headers, first bytes)
     config = _hedged_config(a, b, tmp_path / "ledger.db")
     gw = await gateway(config)
     stream = await sdk(gw).chat.completions.create(
@@ -148,24 +147,33 @@ async def test_a_losing_racers_spend_is_in_the_ledger_from_the_anthropic_sdk(
     gateway: GatewayFactory, make_fake: Maker, tmp_path: Path
 ) -> None:
     a, b = await make_fake(), await make_fake()
-    gate = asyncio.Event()  # a answers (status, headers, a comment), then says nothing
-    a.default = reply_stream([b": hi\n\n", b": still here\n\n"], gate=gate)
+    gate = stall_after(a, b": still here\n\n")  # a answers (status, headers, comments)
     gw = await gateway(_hedged_config(a, b, tmp_path / "messages.db"))
+    await won_by_b_over_messages(
+        gw,
+        gate,
+        extra_headers={"x-budget-key": "user-7"},
+        extra_body={"x-gateway": {"metadata": {"feature": "race"}}},
+    )
+    memory, _ = await _memory_and_budgets(gw)
+    await _ledger_agrees(gw, memory, "messages")
+
+
+async def won_by_b_over_messages(gw: Any, gate: asyncio.Event, **extra: Any) -> None:
+    """The hedged ``chain`` asked over the Anthropic SDK's stream (``extra``: its extra
+    headers or body); b's answer arrives whole, then the stalled racer a is let go."""
     async with (
         anthropic_client(gw) as client,
         client.messages.stream(
             model="chain",
             max_tokens=64,
             messages=[{"role": "user", "content": "Which of the two answers first?"}],
-            extra_headers={"x-budget-key": "user-7"},
-            extra_body={"x-gateway": {"metadata": {"feature": "race"}}},
+            **extra,
         ) as stream,
     ):
         answer = await stream.get_final_message()
     gate.set()
     assert answer.content[0].type == "text" and "echo from m-b" in answer.content[0].text
-    memory, _ = await _memory_and_budgets(gw)
-    await _ledger_agrees(gw, memory, "messages")
 
 
 def _migrate(connection: Connection, revision: str) -> None:

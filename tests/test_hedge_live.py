@@ -6,15 +6,14 @@ the ledger's shape, its cost not in the request's own."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import CLIENT_KEY, GatewayFactory
-from tests.fakes import FakeOpenAI, reply_stream
-from tests.provider_fakes import anthropic_client
+from tests.fakes import FakeOpenAI, stall_after
+from tests.test_hedge_ledger import won_by_b_over_messages
 from tests.test_routing import two
 
 ADMIN = {"Authorization": "Bearer admin-secret-1"}
@@ -50,8 +49,7 @@ async def race_and_solo(
     """A gateway (``hedged_config``) that served a hedged request whose racer a lost
     after it had begun answering (b won), then one request nobody raced."""
     a, b = await make_fake(), await make_fake()
-    gate = asyncio.Event()  # a answers (status, headers, a first bytes), then says nothing
-    a.default = reply_stream([b": hi\n\n", b"data: {}\n\n"], gate=gate)
+    gate = stall_after(a, b"data: {}\n\n")  # a answers (status, headers, first bytes)
     gw = await gateway(hedged_config(a, b, db, **config))
     client = sdk(gw)
     stream = await client.chat.completions.create(
@@ -124,20 +122,9 @@ async def test_a_losing_racer_of_a_messages_request_is_charged_live_too(
     gateway: GatewayFactory, make_fake: Any
 ) -> None:
     a, b = await make_fake(), await make_fake()
-    gate = asyncio.Event()  # a answers (status, headers, a comment), then says nothing
-    a.default = reply_stream([b": hi\n\n", b": still here\n\n"], gate=gate)
+    gate = stall_after(a, b": still here\n\n")  # a answers (status, headers, comments)
     gw = await gateway(hedged_config(a, b))
-    async with (
-        anthropic_client(gw) as client,
-        client.messages.stream(
-            model="chain",
-            max_tokens=64,
-            messages=[{"role": "user", "content": "Which of the two answers first?"}],
-        ) as stream,
-    ):
-        answer = await stream.get_final_message()
-    gate.set()
-    assert answer.content[0].type == "text" and "echo from m-b" in answer.content[0].text
+    await won_by_b_over_messages(gw, gate)
     memory, (request,) = await _agree(gw, requests=1)
     assert (request["endpoint"], request["provider"]) == ("messages", "b")
     assert request["hedge_losers"] == [_racer(memory)]
